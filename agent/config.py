@@ -1,0 +1,183 @@
+"""flashcode's settings: typed, layered, loaded in one place.
+
+Layers, later ones win:
+  defaults → user config (`$XDG_CONFIG_HOME/flashcode/config.toml`)
+           → project `.flashcode.toml` (the nearest one from the working directory up to the
+             repository root) → `FLASHCODE_*` environment variables → command-line flags.
+
+A bad file or variable raises `ConfigError` with one message naming the source, the key and
+what was expected; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ApprovalMode = Literal["read-only", "ask", "auto-edit", "full-auto"]
+
+
+class Settings(BaseModel):
+    """Everything a user can configure. Each field's description is its documentation."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str | None = Field(
+        None,
+        description="Local checkpoint directory (DeepSeek-V4 official layout), or `replay:PATH` "
+        "to replay a recorded session. Used when no endpoint is set.",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible server (vLLM, SGLang, DeepSeek API, "
+        "`flashcode serve`), e.g. http://127.0.0.1:8000/v1. Takes precedence over `model`.",
+    )
+    model_name: str | None = Field(
+        None, description="Model name to request from the endpoint, e.g. deepseek-v4-flash."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="Name of the environment variable holding the endpoint's API key "
+        "(the key itself never goes in a config file).",
+    )
+    escalation_endpoint: str | None = Field(
+        None, description="Endpoint of the stronger model used for the hard tail (e.g. V4-Pro)."
+    )
+    escalation_model_name: str | None = Field(
+        None, description="Model name at `escalation_endpoint`."
+    )
+    approval: ApprovalMode = Field(
+        "ask",
+        description="What the agent may do without asking: read-only, ask (ask before writes "
+        "and commands), auto-edit (edits allowed, commands asked), full-auto.",
+    )
+    max_steps: int = Field(100, ge=1, description="Most model turns in one task.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens (prompt + generated) spent on one task."
+    )
+    context_window: int | None = Field(
+        None, ge=1024, description="Override the model's context window (tokens)."
+    )
+    thinking: bool = Field(True, description="Let the model reason before answering.")
+    rewrite: bool = Field(
+        True, description="Rewrite a request into a task spec shown before work starts."
+    )
+    sandbox: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run shell commands under bubblewrap (repo writable, rest read-only, "
+        "no network): auto uses it when installed.",
+    )
+    kernels: Literal["auto", "triton", "ref"] = Field(
+        "auto",
+        description="Engine kernels: auto (Triton on CUDA, plain PyTorch on CPU), triton, ref.",
+    )
+    device_map: str | None = Field(
+        None, description="Engine placement plan, e.g. `auto`, `cuda:0`, `cuda:0,cuda:1`."
+    )
+    theme: Literal["dark", "light"] = Field("dark", description="TUI colour theme.")
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="Price per million tokens by kind (input, cached_input, output), for the "
+        "cost shown at the end of a task.",
+    )
+
+
+class ConfigError(Exception):
+    """A configuration source is wrong; the message says where, which key, and what is expected."""
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """Where each layer comes from; tests point these at temp dirs."""
+
+    user_file: Path | None
+    project_file: Path | None
+    environ: dict[str, str]
+
+
+ENV_PREFIX = "FLASHCODE_"
+
+
+def user_config_path(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "flashcode" / "config.toml"
+
+
+def find_project_file(start: Path) -> Path | None:
+    """The nearest `.flashcode.toml` from `start` up to (and including) the repository root."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / ".flashcode.toml"
+        if candidate.is_file():
+            return candidate
+        if (directory / ".git").exists():
+            return None
+    return None
+
+
+def default_sources(cwd: Path | None = None) -> ConfigSources:
+    return ConfigSources(
+        user_file=user_config_path(),
+        project_file=find_project_file(cwd or Path.cwd()),
+        environ=dict(os.environ),
+    )
+
+
+def load_settings(sources: ConfigSources, flags: dict[str, Any] | None = None) -> Settings:
+    """Merge every layer and validate each one as it is applied, so errors name their source."""
+    merged: dict[str, Any] = {}
+    for path in (sources.user_file, sources.project_file):
+        if path is not None and path.is_file():
+            _apply(merged, _read_toml(path), str(path))
+    _apply(merged, _from_environ(sources.environ), "environment")
+    _apply(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "command line")
+    return Settings(**merged)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: not valid TOML ({exc}). Fix the syntax or remove the file."
+        raise ConfigError(msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc}).") from None
+
+
+def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
+    """`FLASHCODE_MAX_STEPS=5` → {"max_steps": "5"}; pydantic converts the strings."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX) :].lower()
+            if key in Settings.model_fields and key != "prices":
+                out[key] = value
+    return out
+
+
+def _apply(merged: dict[str, Any], layer: dict[str, Any], source: str) -> None:
+    for key in layer:
+        if key not in Settings.model_fields:
+            near = get_close_matches(key, Settings.model_fields, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            known = ", ".join(sorted(Settings.model_fields))
+            raise ConfigError(f"{source}: unknown key '{key}'.{hint} Known keys: {known}.")
+    candidate = {**merged, **layer}
+    try:
+        Settings(**candidate)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "?"
+        expected = Settings.model_fields[key].description if key in Settings.model_fields else ""
+        raise ConfigError(
+            f"{source}: key '{key}' has a bad value {err.get('input')!r}: {err['msg']}."
+            + (f" Expected: {expected}" if expected else "")
+        ) from None
+    merged.update(layer)

@@ -1,0 +1,191 @@
+"""`flashcode doctor`: what this machine offers flashcode, and the fix for each gap.
+
+Every check returns a `Check` (status ok / warn / missing, a detail line, a fix line); the
+report prints them in order. Nothing here raises for a missing package: that is a finding.
+torch is imported only inside the torch check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from agent import exitcodes
+from agent.config import Settings
+
+FLASH_WEIGHTS_GIB = 149  # the official FP8/FP4 checkpoint, all shards (spec §8b)
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok" | "warn" | "missing"
+    detail: str
+    fix: str = ""
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    text = f"{v.major}.{v.minor}.{v.micro} ({sys.executable})"
+    if v < (3, 11):
+        return Check("python", "missing", text, "install Python 3.11 or newer")
+    return Check("python", "ok", text)
+
+
+def check_package(module: str, dist: str, why: str, required: bool = True) -> Check:
+    if importlib.util.find_spec(module) is None:
+        return Check(dist, "missing" if required else "warn", f"not installed ({why})",
+                     f"pip install '{dist}'  (or rerun scripts/setup)")
+    try:
+        return Check(dist, "ok", version(dist))
+    except PackageNotFoundError:
+        return Check(dist, "ok", "installed")
+
+
+def check_torch() -> list[Check]:
+    if importlib.util.find_spec("torch") is None:
+        return [Check("torch", "missing", "not installed (needed by the in-process engine)",
+                      "pip install torch==2.13.0  (CPU) or a CUDA build from pytorch.org")]
+    import torch
+
+    checks = [Check("torch", "ok", torch.__version__)]
+    if not torch.cuda.is_available():
+        checks.append(Check("cuda", "warn", "no CUDA device: the engine runs on the CPU, "
+                            "practical only for tiny test checkpoints",
+                            "use a GPU machine, or an endpoint (--endpoint URL)"))
+        return checks
+    for i in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(i)
+        checks.append(Check(f"cuda:{i}", "ok", f"{torch.cuda.get_device_name(i)}, "
+                            f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB"))
+    return checks
+
+
+def check_triton() -> Check:
+    if sys.platform != "linux":
+        return Check("triton", "warn", "not available on this platform; plain PyTorch kernels")
+    found = check_package("triton", "triton", "GPU kernels", required=False)
+    if found.status == "ok":
+        found.detail += " (kernels run on CUDA; on CPU only under TRITON_INTERPRET=1, for tests)"
+    return found
+
+
+def check_tool(cmd: str, why: str, fix: str, required: bool = False) -> Check:
+    path = shutil.which(cmd)
+    if path:
+        return Check(cmd, "ok", path)
+    return Check(cmd, "missing" if required else "warn", f"not found ({why})", fix)
+
+
+def check_backend(settings: Settings, probe: bool = True) -> Check:
+    """Is there a model to talk to? Probes an endpoint's /models when `probe` is set."""
+    if settings.endpoint:
+        return _check_endpoint(settings, probe)
+    if settings.model:
+        return _check_model_path(settings.model)
+    return Check("model", "missing", "no checkpoint directory or endpoint configured",
+                 _HOW_TO_GET_A_MODEL)
+
+
+def _check_endpoint(settings: Settings, probe: bool) -> Check:
+    import os
+
+    url = settings.endpoint.rstrip("/")
+    name = settings.model_name or "(no --model-name set)"
+    if not probe:
+        return Check("model", "ok", f"endpoint {url}, model {name}")
+    key = os.environ.get(settings.api_key_env, "")
+    req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            ids = [m.get("id") for m in json.load(resp).get("data", [])]
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return Check("model", "missing",
+                         f"endpoint {url} refused the API key (HTTP {exc.code})",
+                         f"export {settings.api_key_env}=<your key>")
+        return Check("model", "warn", f"endpoint {url} answered HTTP {exc.code} on /models",
+                     "check the URL: it should end in /v1 for most servers")
+    except (OSError, ValueError) as exc:
+        return Check("model", "missing", f"endpoint {url} is unreachable ({exc})",
+                     "start the server, or fix --endpoint / `endpoint` in your config")
+    if settings.model_name and ids and settings.model_name not in ids:
+        return Check("model", "warn", f"endpoint {url} does not list {settings.model_name}; "
+                     f"it serves: {', '.join(map(str, ids))}", "set --model-name to one of those")
+    return Check("model", "ok", f"endpoint {url} serves {', '.join(map(str, ids)) or 'models'}")
+
+
+def _check_model_path(model: str) -> Check:
+    if model.startswith("replay:"):
+        path = Path(model[len("replay:"):]).expanduser()
+        if path.is_file():
+            return Check("model", "ok", f"replaying the session recorded in {path}")
+        return Check("model", "missing", f"replay file {path} does not exist",
+                     "give the path of a session .jsonl file")
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        return Check("model", "missing", f"{path} is not a checkpoint directory (no config.json)",
+                     _HOW_TO_GET_A_MODEL)
+    shards = list(path.glob("*.safetensors"))
+    if not shards:
+        return Check("model", "missing", f"{path} has config.json but no *.safetensors shards",
+                     "finish the download, or point --model at the right directory")
+    gib = sum(f.stat().st_size for f in shards) / 2**30
+    return Check("model", "ok", f"{path}: {len(shards)} shards, {gib:.2f} GiB of weights")
+
+
+_HOW_TO_GET_A_MODEL = (
+    "either point flashcode at an OpenAI-compatible server: --endpoint URL --model-name NAME "
+    "(e.g. --endpoint https://api.deepseek.com/v1 --model-name deepseek-v4-flash with "
+    "OPENAI_API_KEY set, or a vLLM/SGLang server), or at local weights: --model DIR with the "
+    f"DeepSeek-V4-Flash checkpoint (about {FLASH_WEIGHTS_GIB} GiB; needs GPUs with more memory "
+    "than that, e.g. 2x H200). Put either in ~/.config/flashcode/config.toml to make it stick."
+)
+
+
+def backend_problem(settings: Settings) -> str | None:
+    """A message saying what the agent needs, or None when a backend is configured."""
+    found = check_backend(settings, probe=False)
+    if found.status == "ok":
+        return None
+    return f"flashcode needs a model: {found.detail}.\nHow to fix: {found.fix}"
+
+
+def collect(settings: Settings) -> list[Check]:
+    pkgs = [("textual", "textual", "the app"), ("prompt_toolkit", "prompt_toolkit", "--plain"),
+            ("pydantic", "pydantic", "settings"), ("git", "gitpython", "git tools"),
+            ("tree_sitter_language_pack", "tree-sitter-language-pack", "repo map"),
+            ("jinja2", "jinja2", "prompts"), ("pathspec", "pathspec", ".gitignore rules"),
+            ("safetensors", "safetensors", "weights"), ("tokenizers", "tokenizers", "tokenizer"),
+            ("openai", "openai", "endpoint backend")]
+    return [
+        check_python(), *check_torch(), check_triton(),
+        *(check_package(m, d, why) for m, d, why in pkgs),
+        check_tool("git", "repository tools", "apt-get install git", required=True),
+        check_tool("rg", "fast search; a Python fallback is used", "apt-get install ripgrep"),
+        check_tool("bwrap", "shell sandbox", "apt-get install bubblewrap"),
+        check_backend(settings),
+    ]
+
+
+def run_doctor(settings: Settings, as_json: bool = False) -> int:
+    checks = collect(settings)
+    if as_json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(f"{c.status:<8}{c.name:<28}{c.detail}")
+            if c.fix and c.status != "ok":
+                print(f"{'':<8}{'':<28}fix: {c.fix}")
+        missing = [c.name for c in checks if c.status == "missing"]
+        print(f"\n{len(checks) - len(missing)} of {len(checks)} checks pass"
+              + (f"; missing: {', '.join(missing)}" if missing else ""))
+    backend = checks[-1]
+    return exitcodes.OK if backend.status != "missing" else exitcodes.BACKEND_UNAVAILABLE
