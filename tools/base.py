@@ -1,0 +1,110 @@
+"""What every tool shares: the context it runs in, path confinement, typed errors, the registry.
+
+A tool is a plain function `fn(ctx, args) -> result` where `args` and `result` are pydantic
+models. It never asks the user anything: it returns a result or raises `ToolError`, whose text
+tells the model what went wrong and how to do better. Tool descriptions for the model live in
+prompts/tools/NAME.md.j2; the input model's JSON schema gives the parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+Effect = Literal["read", "write", "exec"]  # approvals and checkpoints key off this
+
+
+class ToolError(Exception):
+    """The tool could not do what was asked. The message is written for the model to act on."""
+
+
+class PathOutsideRepoError(ToolError):
+    """A path points outside the repository (`..`, an absolute path, a symlink leading out)."""
+
+
+@dataclass
+class ToolContext:
+    """Where a tool runs. One per agent session; tools may keep per-session state in it."""
+
+    root: Path  # the repository root: every path a tool touches must resolve inside it
+    spill_dir: Path | None = None  # where long outputs are written in full (default: root/.flashcode/spill)
+    sandbox: Literal["auto", "on", "off"] = "auto"
+    # path (relative to root) -> (mtime_ns, size) when the agent last read it; `edit` refuses a
+    # file that changed since, so the model never edits text it has not seen.
+    read_stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        if self.spill_dir is None:
+            self.spill_dir = self.root / ".flashcode" / "spill"
+
+    def resolve(self, path: str | os.PathLike[str], must_exist: bool = False) -> Path:
+        """Absolute, symlink-resolved path inside the repository, or PathOutsideRepoError."""
+        raw = Path(path)
+        candidate = raw if raw.is_absolute() else self.root / raw
+        resolved = candidate.resolve()  # follows symlinks, so a link pointing out is caught
+        if resolved != self.root and self.root not in resolved.parents:
+            raise PathOutsideRepoError(
+                f"'{path}' is outside the repository {self.root}. Use a path relative to the "
+                "repository root (no '..' leading out, no absolute paths elsewhere, no symlinks "
+                "pointing outside)."
+            )
+        if must_exist and not resolved.exists():
+            raise ToolError(f"'{path}' does not exist. Use `list` or `glob` to find the right path.")
+        return resolved
+
+    def rel(self, path: Path) -> str:
+        """The repository-relative form of an absolute path, with forward slashes."""
+        return path.resolve().relative_to(self.root).as_posix() or "."
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    input: type[BaseModel]
+    fn: Callable[[ToolContext, Any], BaseModel]
+    effect: Effect
+
+
+REGISTRY: dict[str, Tool] = {}
+
+# Modules that define tools; importing one registers its tools. Filled as tools land.
+TOOL_MODULES: list[str] = []
+
+
+def register(name: str, input: type[BaseModel], effect: Effect):
+    """Decorator: `@register("read", ReadArgs, "read")` on `def read(ctx, args) -> ReadResult`."""
+
+    def wrap(fn: Callable[[ToolContext, Any], BaseModel]):
+        REGISTRY[name] = Tool(name, input, fn, effect)
+        return fn
+
+    return wrap
+
+
+def all_tools() -> dict[str, Tool]:
+    for module in TOOL_MODULES:
+        importlib.import_module(module)
+    return dict(REGISTRY)
+
+
+def call(name: str, args: dict[str, Any], ctx: ToolContext) -> BaseModel:
+    """Validate `args` against the tool's input model and run it. Errors are ToolErrors."""
+    tools = all_tools()
+    if name not in tools:
+        raise ToolError(f"There is no tool named '{name}'. Available: {', '.join(sorted(tools))}.")
+    tool = tools[name]
+    try:
+        parsed = tool.input.model_validate(args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ToolError(f"Bad arguments for '{name}': {problems}.") from None
+    return tool.fn(ctx, parsed)
