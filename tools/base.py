@@ -33,7 +33,8 @@ class ToolContext:
     """Where a tool runs. One per agent session; tools may keep per-session state in it."""
 
     root: Path  # the repository root: every path a tool touches must resolve inside it
-    spill_dir: Path | None = None  # where long outputs are written in full (default: root/.flashcode/spill)
+    # where long outputs are written in full (default: root/.flashcode/spill, git-excluded)
+    spill_dir: Path | None = None
     sandbox: Literal["auto", "on", "off"] = "auto"
     # path (relative to root) -> (mtime_ns, size) when the agent last read it; `edit` refuses a
     # file that changed since, so the model never edits text it has not seen.
@@ -56,7 +57,9 @@ class ToolContext:
                 "pointing outside)."
             )
         if must_exist and not resolved.exists():
-            raise ToolError(f"'{path}' does not exist. Use `list` or `glob` to find the right path.")
+            raise ToolError(
+                f"'{path}' does not exist. Use `list` or `glob` to find the right path."
+            )
         return resolved
 
     def rel(self, path: Path) -> str:
