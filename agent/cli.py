@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=_run_interactive)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_cmd_fix, _cmd_propose, _cmd_exec, _cmd_serve, _cmd_bench, _cmd_engine,
-                _cmd_doctor):
+                _cmd_doctor, _cmd_undo):
         add(sub)
     return parser
 
@@ -171,6 +171,29 @@ def _cmd_doctor(sub) -> None:
     _add_model_flags(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_run_doctor)
+
+
+def _cmd_undo(sub) -> None:
+    p = _subparser(sub, "undo", "restore files to a checkpoint taken before an agent's write",
+                   "flashcode records the working tree before every write by the agent (edits, "
+                   "patches, shell commands) under a private git ref, without touching your index, "
+                   "stash or branches. `flashcode undo` restores the files to the most recent "
+                   "checkpoint; give a number from --list (0 = newest) or a checkpoint id to go "
+                   "further back. Undo takes a checkpoint first, so it can be undone too.")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
+                   help="position from --list or checkpoint id (default: the newest)")
+    p.add_argument("--list", action="store_true", help="list checkpoints, newest first")
+    p.add_argument("-C", "--cwd", metavar="DIR", default=argparse.SUPPRESS,
+                   help="repository (default: the current directory)")
+    p.set_defaults(handler=_run_undo)
+
+
+def _run_undo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.undo_cli import run_undo
+
+    return run_undo(Path(getattr(args, "cwd", ".")), args.checkpoint, args.list)
 
 
 def _not_yet(command: str, issue: int) -> Callable[[argparse.Namespace], int]:
