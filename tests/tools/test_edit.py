@@ -140,3 +140,21 @@ def test_fuzzy_ambiguity_is_refused(git_repo):
     with pytest.raises(ToolError, match="2 places"):
         call("edit", {"path": "d.py", "old": "  x = 1  \n", "new": "x = 2\n"},
              ToolContext(git_repo))
+
+
+def test_stale_context_line_keeps_the_files_line(ctx, git_repo):
+    (git_repo / "m.py").write_text(SRC.replace("print(msg)", "print(msg, flush=True)"))
+    old = "def greet(name):\n    msg = 'hello ' + name\n    print(msg)\n    return msg\n"
+    new = "def greet(name):\n    msg = 'hi ' + name\n    print(msg)\n    return msg\n"
+    r = _edit(ctx, old=old, new=new)
+    assert r.match == "stale-line"
+    assert (git_repo / "m.py").read_text().startswith(
+        "def greet(name):\n    msg = 'hi ' + name\n    print(msg, flush=True)\n    return msg\n")
+
+
+def test_stale_line_that_the_edit_changes_is_refused(ctx, git_repo):
+    (git_repo / "m.py").write_text(SRC.replace("print(msg)", "print(msg, flush=True)"))
+    old = "def greet(name):\n    msg = 'hello ' + name\n    print(msg)\n    return msg\n"
+    new = "def greet(name):\n    msg = 'hello ' + name\n    log(msg)\n    return msg\n"
+    with pytest.raises(ToolError, match="Did you mean lines 1–4"):
+        _edit(ctx, old=old, new=new)
