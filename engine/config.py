@@ -231,15 +231,13 @@ def from_dict(raw: dict) -> ModelConfig:
 
 
 def _fold_quantization(d: dict, out: dict) -> None:
-    q = d.pop("quantization_config", None)
-    if "dtype" in d and d["dtype"] in ("fp8", "bf16"):
-        out["weight_dtype"] = d["dtype"]
-    elif q is None and d.get("dtype") is None:
-        out["weight_dtype"] = "bf16"
-    if q is not None and q.get("expert_dtype"):
-        out["expert_dtype"] = q["expert_dtype"]
-    if q is None and "expert_dtype" not in d and d.get("dtype") != "fp8":
-        out["expert_dtype"] = "bf16"
+    """FP8 dense weights iff `quantization_config` (release) or `dtype: fp8` (inference) says
+    so; routed experts then default to FP4 (the Flash release has no `expert_dtype` key)."""
+    q = d.pop("quantization_config", None) or {}
+    quantized = q.get("quant_method") == "fp8" or d.get("dtype") == "fp8"
+    out["weight_dtype"] = "fp8" if quantized else "bf16"
+    expert = d.pop("expert_dtype", None) or q.get("expert_dtype")
+    out["expert_dtype"] = expert or ("fp4" if quantized else "bf16")
 
 
 def _fold_rope(d: dict, out: dict) -> None:

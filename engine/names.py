@@ -93,3 +93,25 @@ def split_expert_param(param: str) -> tuple[str, str] | None:
     """`…ffn.experts.w1_weight` -> (`…ffn.experts`, `w1_weight`); None for other params."""
     m = re.fullmatch(r"(.*ffn\.experts)\.(w[123]_(?:weight|scale))", param)
     return (m[1], m[2]) if m else None
+
+
+# transformers' save_pretrained (5.x) writes the release names back under `model.`, with these
+# spellings of its own (its reverse rename also turns attn.kv_norm into attn.norm)
+_SAVED = [(re.compile(r"embed_tokens\.weight"), "embed.weight"),
+          (re.compile(r"hc_head\.hc_(fn|base|scale)"), r"hc_head_\1"),
+          (re.compile(r"(layers\.\d+\.attn)\.norm\.weight"), r"\1.kv_norm.weight")]
+
+
+def resolve(key: str, known) -> str | None:
+    """Any spelling of a tensor name -> the official name if `known` has it (or it is a
+    routed-expert slice); None if nothing matches."""
+    def ok(n: str | None) -> bool:
+        hit = split_expert(n) if n is not None else None
+        return n is not None and (n in known or hit is not None and hit[0] in known)
+
+    candidates = [key, key.removeprefix("model."), from_transformers(key)]
+    short = key.removeprefix("model.")
+    for pat, rep in _SAVED:
+        if pat.fullmatch(short):
+            candidates.append(pat.sub(rep, short))
+    return next((c for c in candidates if ok(c)), None)
