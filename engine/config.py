@@ -222,10 +222,18 @@ def from_dict(raw: dict) -> ModelConfig:
         raise ConfigError("compress_ratios: missing (or give layer_types)")
     if len(out["compress_ratios"]) == out.get("n_layers", 43):
         out["compress_ratios"] = [*out["compress_ratios"], *[0] * out.get("n_mtp_layers", 1)]
+    return build(**out)
+
+
+def build(**fields: Any) -> ModelConfig:
+    """ModelConfig(**fields), with every failure as one ConfigError naming the field."""
     try:
-        return ModelConfig(**out)
+        return ModelConfig(**fields)
     except ValidationError as e:
         err = e.errors()[0]
+        inner = err.get("ctx", {}).get("error")
+        if isinstance(inner, ConfigError):
+            raise inner from None
         field = ".".join(str(p) for p in err["loc"]) or "config"
         raise ConfigError(f"{field}: {err['msg']}") from None
 
@@ -325,4 +333,4 @@ PRESETS["tiny-window"] = {**PRESETS["tiny"], "window_size": 8, "index_topk": 3}
 def preset(name: str, **overrides: Any) -> ModelConfig:
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return ModelConfig(**{**PRESETS[name], **overrides})
+    return build(**{**PRESETS[name], **overrides})
