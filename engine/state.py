@@ -31,6 +31,15 @@ class CompressorState:
         z = torch.zeros(0, width, device=device)
         return cls(ratio, z, z.clone(), torch.zeros(0, out_dim, device=device))
 
+    def truncate(self, old_pos: int, new_pos: int) -> None:
+        """Forget tokens new_pos..old_pos-1. Pooled windows cannot be reopened (their raw
+        rows are gone), so no window may have closed after new_pos."""
+        if old_pos // self.ratio != new_pos // self.ratio:
+            raise ValueError(f"cannot truncate from {old_pos} to {new_pos}: a ratio-{self.ratio}"
+                             " window closed in between; prefill again from a copy instead")
+        keep = new_pos - new_pos // self.ratio * self.ratio
+        self.tail_kv, self.tail_gate = self.tail_kv[:keep], self.tail_gate[:keep]
+
     def copy(self) -> CompressorState:
         c = lambda t: None if t is None else t.clone()
         return replace(self, tail_kv=c(self.tail_kv), tail_gate=c(self.tail_gate),
@@ -63,6 +72,19 @@ class LayerState:
         self.window[slots] = kv[-keep:]
         self.pos += s
 
+    def truncate(self, n: int) -> None:
+        """Roll back to the first n tokens (e.g. rejected speculative tokens). The ring keeps
+        the last W rows, so the window can go back one token; compressors see `truncate`."""
+        if not 0 <= n <= self.pos:
+            raise ValueError(f"cannot truncate to {n}: the state holds {self.pos} tokens")
+        if self.pos - n > 1 and n > 0:
+            raise ValueError(f"cannot truncate from {self.pos} to {n}: the window ring keeps "
+                             f"only {self.window_size} rows; prefill again from a copy instead")
+        for c in (self.comp, self.index):
+            if c is not None:
+                c.truncate(self.pos, n)
+        self.pos = n
+
     def copy(self) -> LayerState:
         return LayerState(self.window_size, self.pos,
                           None if self.window is None else self.window.clone(),
@@ -78,6 +100,13 @@ class ModelState:
     @property
     def pos(self) -> int:
         return self.layers[0].pos if self.layers else 0
+
+    def truncate(self, n: int) -> None:
+        """Roll every main block back to n tokens (all or nothing)."""
+        probe = [s.copy() for s in self.layers]
+        for s in probe:
+            s.truncate(n)
+        self.layers = probe
 
     def copy(self) -> ModelState:
         return ModelState([s.copy() for s in self.layers], [s.copy() for s in self.mtp])

@@ -48,3 +48,24 @@ def test_copied_state_continues_like_the_original(model, tokens):
     b = model(tokens[130:140], fork)
     assert torch.equal(a, b)
     assert not torch.equal(model(tokens[:5], model.new_state())[-1], a[-1])
+
+
+def test_truncate_one_token_then_continue(model, tokens):
+    """Roll back a rejected token (inside an open compressor window) and take another."""
+    st = model.new_state()
+    model(tokens[:141], st)  # 141 = 35 CSA windows + 1 open token; HCA window 1 open
+    model(tokens[141:142], st)
+    st.truncate(141)
+    got = model(tokens[200:201], st)
+    want = model(torch.cat((tokens[:141], tokens[200:201])))[-1:]
+    assert (got - want).abs().max() <= 1e-5
+
+
+def test_truncate_refuses_what_it_cannot_undo(model, tokens):
+    st = model.new_state()
+    model(tokens[:144], st)  # token 143 closed CSA window 35
+    with pytest.raises(ValueError, match="window closed"):
+        st.truncate(143)
+    with pytest.raises(ValueError, match="ring"):
+        st.truncate(100)
+    assert st.pos == 144  # all or nothing

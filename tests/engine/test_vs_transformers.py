@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.config import preset
+from engine.tiny import random_model, transformers_state_dict
 from tests.engine.conftest import LENGTHS, hf_logits
 
 
@@ -43,3 +45,22 @@ def test_hca_rows_reach_the_logits_only_after_their_window_closes(tiny_model, to
         ape.data = saved
     assert moved[:127].max() == 0
     assert moved[127:].min() > 1e-4
+
+
+@pytest.fixture(scope="module")
+def small_window_pair():
+    """Window 8 (both sides agree), so 300 tokens cross the window boundary 37 times."""
+    from transformers import DeepseekV4Config, DeepseekV4ForCausalLM
+
+    ours = random_model(preset("tiny", window_size=8), seed=4, mode="reference")
+    cfg = DeepseekV4Config(**ours.cfg.to_transformers())
+    cfg._attn_implementation = "eager"
+    theirs = DeepseekV4ForCausalLM(cfg).float().eval()
+    theirs.load_state_dict(transformers_state_dict(ours), strict=True)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("n", [9, 17, 300])
+def test_small_window_matches_transformers(n, small_window_pair, tokens):
+    ours, theirs = small_window_pair
+    assert (ours(tokens[:n]) - hf_logits(theirs, tokens[:n])).abs().max().item() <= 1e-4
