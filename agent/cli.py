@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flashcode", description=DESCRIPTION,
         epilog=EXAMPLES + "\n" + exitcodes.epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # else `engine logits --mode` is read as an abbreviated `--model`
     )
     parser.add_argument("--version", action="version", version=f"flashcode {_version()}")
     _add_model_flags(parser)
@@ -152,16 +153,23 @@ def _cmd_engine(sub) -> None:
     mk.add_argument("out", metavar="OUT")
     mk.add_argument("--preset", default="tiny", help="config preset (default: tiny)")
     mk.add_argument("--seed", type=int, default=0)
-    mk.set_defaults(handler=_not_yet("engine make-tiny", 3))
+    mk.set_defaults(handler=lambda a: _engine_command("make_tiny", a.out, a.preset, a.seed))
     lg = esub.add_parser("logits", help="save full-sequence logits [T, vocab] as float32 .npy")
     lg.add_argument("--model", metavar="DIR", required=True)
     lg.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
     lg.add_argument("--mode", choices=["reference", "official"], default="official")
     lg.add_argument("--out", metavar="F.npy", required=True)
-    lg.set_defaults(handler=_not_yet("engine logits", 3))
+    lg.set_defaults(handler=lambda a: _engine_command("logits", a.model, a.tokens, a.mode, a.out))
     ins = esub.add_parser("inspect", help="print config, layer pattern and parameter bytes")
     ins.add_argument("dir", metavar="DIR")
-    ins.set_defaults(handler=_not_yet("engine inspect", 3))
+    ins.set_defaults(handler=lambda a: _engine_command("inspect", a.dir))
+
+
+def _engine_command(name: str, *args) -> int:
+    """Run engine.commands.<name> (imports torch, so only when asked for)."""
+    from engine import commands
+
+    return getattr(commands, name)(*args)
 
 
 def _cmd_doctor(sub) -> None:
