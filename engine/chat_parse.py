@@ -154,6 +154,12 @@ class Machine:
             self.pending = s
             return True
         if self.mode == "content" and _COMMIT in s:
+            at = s.index(_COMMIT)
+            self.pending = ""
+            if at:
+                self._release(s[:at])
+            if self.sink:
+                self.sink.mark("block", self.pos - len(s) + at)
             return self._fail(f"expected {dsml.CALLS_OPEN!r} after {_COMMIT!r}")
         k = 1
         while not any(t.startswith(s[k:]) for t, _ in terms):
