@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import dsml
 from engine.events import (
@@ -33,6 +33,9 @@ from engine.events import (
 )
 from engine.json_prefix import JsonPrefix
 
+if TYPE_CHECKING:
+    from engine.constrain import ToolSchemas
+
 _COMMIT = "<" + dsml.DSML  # in content, markup from here on
 _BLOCK_TERMS = (("\n\n" + dsml.CALLS_OPEN, "block"), (dsml.CALLS_OPEN, "block"))
 _TERMS = {
@@ -41,8 +44,6 @@ _TERMS = {
     "vstr": ((dsml.PARAM_CLOSE, "param_end"),),
     "vjson": ((dsml.PARAM_CLOSE, "param_end"),),
 }
-_JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
-               "array": "[", "object": "{", "null": "n"}
 _NAME_STOP = '"\n<>'
 
 
@@ -56,32 +57,6 @@ class Sink:
     def param(self, name: str, is_str: bool) -> None: ...
     def param_end(self) -> None: ...
     def call_end(self) -> None: ...
-
-
-class ToolSchemas:
-    """Registered tools for constrained decoding: name → (properties, required names)."""
-
-    def __init__(self, functions: list[dict]) -> None:
-        self.props: dict[str, dict[str, dict] | None] = {}
-        self.required: dict[str, frozenset[str]] = {}
-        for f in functions:
-            params = f.get("parameters") or {}
-            props = params.get("properties")
-            self.props[f["name"]] = dict(props) if isinstance(props, dict) else None
-            self.required[f["name"]] = frozenset(params.get("required") or ())
-
-    def param_names(self, tool: str, used: tuple[str, ...]) -> list[str] | None:
-        props = self.props[tool]
-        return None if props is None else [p for p in props if p not in used]
-
-    def string_flags(self, tool: str, param: str) -> tuple[str, ...]:
-        t = (self.props[tool] or {}).get(param, {}).get("type")
-        if t == "string":
-            return ("true",)
-        return ("false",) if t in _JSON_FIRST else ("true", "false")
-
-    def json_first(self, tool: str, param: str) -> str | None:
-        return _JSON_FIRST.get((self.props[tool] or {}).get(param, {}).get("type"))
 
 
 class Machine:
@@ -124,6 +99,23 @@ class Machine:
             return not self.got and self.alts == ((dsml.EOS, "end"),)
         return self.mode == "end"
 
+    def next_chars(self) -> set[str] | None:
+        """The characters that may come next, where that set is small (markup); else None."""
+        if self.mode == "expect":
+            return {lit[len(self.got)] for lit, _ in self.alts}
+        if self.mode in ("name", "pname") and self.tools:
+            names = list(self.tools.props) if self.mode == "name" else \
+                self.tools.param_names(self.tool, self.used)
+            if names is None:
+                return None
+            n = len(self.got)
+            out = {x[n] for x in names if x.startswith(self.got) and len(x) > n}
+            return out | ({'"'} if self.got in names else set())
+        return None
+
+    def _end(self, c: str) -> bool:
+        return self._fail("text after the end of the reply")
+
     def feed(self, c: str) -> bool:
         if self.mode == "error":
             return False
@@ -146,10 +138,17 @@ class Machine:
         if not self.pending and c not in "<\n":
             return self._release(c)
         s = self.pending + c
+        js = self.json
+        if js is not None and c == "<" and not self.pending and js.state != "string" \
+                and not js.complete():
+            # here `<` is no JSON, so it must begin the parameter's end, which needs whole JSON
+            return self._fail(f"invalid JSON value for {self.param!r}")
         for term, nxt in terms:
             if s == term:
                 self.pending = ""
                 return self._enter(nxt)
+        if self.mode == "content" and _COMMIT in s and self.tools and not self.tools.props:
+            return self._fail("no tools are registered")
         if any(t.startswith(s) for t, _ in terms):
             self.pending = s
             return True
@@ -271,7 +270,7 @@ class Machine:
     def _start_value(self, mode: str) -> bool:
         self.mode, self.value, self.json = mode, "", None
         if mode == "vjson" and self.tools:
-            self.json = JsonPrefix(self.tools.json_first(self.tool, self.param))
+            self.json = self.tools.json_prefix(self.tool, self.param)
         if self.sink:
             self.sink.param(self.param, mode == "vstr")
         return True

@@ -18,9 +18,9 @@ class JsonPrefix:
     """States: value (a value is expected), after (a value just ended), key (an object key or
     `}` is expected), colon, string, number, literal, done. `stack` holds open `[`/`{`."""
 
-    __slots__ = ("state", "stack", "esc", "num", "lit", "in_key", "first_chars")
+    __slots__ = ("state", "stack", "esc", "num", "lit", "in_key", "first_chars", "integer")
 
-    def __init__(self, first_chars: str | None = None) -> None:
+    def __init__(self, first_chars: str | None = None, integer: bool = False) -> None:
         self.state = "value"
         self.stack = ""
         self.esc = 0  # 0: none; 1: after backslash; 2..5: hex digits of \uXXXX still to come
@@ -28,6 +28,7 @@ class JsonPrefix:
         self.lit = ""  # the literal being matched and how much is left
         self.in_key = False
         self.first_chars = first_chars  # restricts the top-level value's first char (schema type)
+        self.integer = integer  # the top-level value is a number without fraction or exponent
 
     def clone(self) -> JsonPrefix:
         return copy.copy(self)
@@ -116,6 +117,8 @@ class JsonPrefix:
             self.num = {"-": "0" if c == "0" else "int", ".": "frac", "e": "exp",
                         "e+": "exp"}.get(n, n)
             return True
+        if c in ".eE" and self.integer and not self.stack:
+            return False
         if c == "." and n in ("0", "int"):
             self.num = "."
             return True

@@ -1,0 +1,196 @@
+"""Constrained decoding of tool calls: a token mask under which DSML markup can only be written
+validly (registered tool names, their parameter names, `string="false"` values that are JSON of
+the schema's type, required parameters before `</｜DSML｜invoke>`), while reasoning, prose and
+string values sample freely.
+
+    c = ToolCallConstraint(tokenizer, tools, thinking=True, vocab_size=model_vocab)
+    mask = c.allowed()          # np.bool_[vocab_size]; logits[~mask] = -inf
+    c.advance(token_id)         # after sampling
+
+It runs chat_parse.Machine (the parser's own grammar, plus schemas) over a byte trie of the
+vocabulary: in free text only tokens holding `<` (or, inside a JSON string, `"` `\\` `<` or a
+control byte) are checked one by one, everything else is allowed at once; inside markup the
+trie walk visits only the few branches the grammar permits.
+"""
+
+from __future__ import annotations
+
+import codecs
+from functools import cache
+
+import numpy as np
+
+from engine import dsml
+from engine.chat_parse import Machine
+from engine.json_prefix import JsonPrefix
+from engine.tokenizer import Tokenizer
+
+_JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
+               "array": "[", "object": "{", "null": "n"}
+# special tokens a reply never contains (EOS is decided by the grammar)
+_BANNED = ("bos", "user", "assistant", "latest_reminder", "think_open", "task_action",
+           "task_query", "task_authority", "task_domain", "task_title", "task_read_url")
+
+
+class ToolSchemas:
+    """Registered tools for constrained decoding: name → (properties, required names)."""
+
+    def __init__(self, functions: list[dict]) -> None:
+        self.props: dict[str, dict[str, dict] | None] = {}
+        self.required: dict[str, frozenset[str]] = {}
+        for f in functions:
+            f = f.get("function", f) if isinstance(f, dict) else f.function()
+            params = f.get("parameters") or {}
+            props = params.get("properties")
+            self.props[f["name"]] = dict(props) if isinstance(props, dict) else None
+            required = frozenset(params.get("required") or ())
+            # a required name that is not a property could never be written: ignore it
+            self.required[f["name"]] = required & set(props) if isinstance(props, dict) \
+                else required
+
+    def __bool__(self) -> bool:
+        return True  # an empty registry still constrains: it forbids every call
+
+    def param_names(self, tool: str, used: tuple[str, ...]) -> list[str] | None:
+        """Names still allowed, or None when the schema lists no properties (any name)."""
+        props = self.props[tool]
+        return None if props is None else [p for p in props if p not in used]
+
+    def _type(self, tool: str, param: str) -> str | None:
+        t = (self.props[tool] or {}).get(param, {}).get("type")
+        return t if isinstance(t, str) else None
+
+    def string_flags(self, tool: str, param: str) -> tuple[str, ...]:
+        t = self._type(tool, param)
+        if t == "string":
+            return ("true",)
+        return ("false",) if t in _JSON_FIRST else ("true", "false")
+
+    def json_prefix(self, tool: str, param: str) -> JsonPrefix:
+        t = self._type(tool, param)
+        return JsonPrefix(_JSON_FIRST.get(t), integer=t == "integer")
+
+
+class _Vocab:
+    """Per-tokenizer tables: a byte trie of every samplable token and the fast-path masks."""
+
+    def __init__(self, tok: Tokenizer) -> None:
+        self.size = tok.vocab_size
+        banned = {tok.special[n] for n in _BANNED} | {tok.eos_id}
+        pad = tok.tk.token_to_id(dsml.PAD)
+        banned |= {pad} if pad is not None else set()
+        self.banned = np.zeros(self.size, dtype=bool)
+        self.banned[list(banned)] = True
+        self.trie: dict = {}  # byte → child node; key -1 holds the ids ending here
+        lt, js = np.zeros(self.size, dtype=bool), np.zeros(self.size, dtype=bool)
+        for i, b in enumerate(tok.token_bytes):
+            if i in banned or not b:
+                continue
+            node = self.trie
+            for byte in b:
+                node = node.setdefault(byte, {})
+            node.setdefault(-1, []).append(i)
+            lt[i] = b"<" in b
+            js[i] = lt[i] or b'"' in b or b"\\" in b or any(x < 0x20 for x in b)
+        # free text: any token without `<` is fine; inside a JSON string, one without these
+        self.free_ok = ~lt & ~self.banned
+        self.json_ok = ~js & ~self.banned
+        self.free_check = np.flatnonzero(lt & ~self.banned)
+        self.json_check = np.flatnonzero(js & ~self.banned)
+
+
+@cache
+def _vocab(tok: Tokenizer) -> _Vocab:
+    return _Vocab(tok)
+
+
+class ToolCallConstraint:
+    """The grammar state of one reply, as a mask over next tokens. `vocab_size` (the model's
+    logits width) may exceed the tokenizer's: padding rows are never allowed."""
+
+    def __init__(self, tokenizer: Tokenizer, tools: list, thinking: bool = True,
+                 vocab_size: int | None = None) -> None:
+        self.tok = tokenizer
+        self.vocab = _vocab(tokenizer)
+        self.width = vocab_size or self.vocab.size
+        self.m = Machine(thinking, tools=ToolSchemas(list(tools)))
+        self.dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.raw = b""  # bytes of an unfinished UTF-8 character
+        self.finished = False
+
+    def feed_text(self, text: str) -> bool:
+        """Advance over text already generated (e.g. a forced prefix)."""
+        return self.m.feed_text(text)
+
+    def advance(self, token_id: int) -> bool:
+        """Take the sampled token; False if it breaks the grammar (it was not allowed)."""
+        if token_id == self.tok.eos_id:
+            self.finished = True
+            return self.m.can_end()
+        ok, self.raw = _feed_bytes(self.m, self.dec, self.raw, self.tok.token_bytes[token_id])
+        return ok
+
+    def allowed(self) -> np.ndarray:
+        """Boolean mask of width `vocab_size`: the tokens that keep the reply parseable."""
+        v, m = self.vocab, self.m
+        mask = np.zeros(self.width, dtype=bool)
+        if m.mode == "error" or self.finished:
+            return mask
+        if m.mode == "end" or (m.mode == "expect" and m.can_end()):
+            mask[self.tok.eos_id] = True  # after the block: EOS itself, not its spelling
+            return mask
+        js = m.json
+        if m.free:
+            base, check = v.free_ok, v.free_check
+        elif m.mode == "vjson" and not m.pending and js and js.state == "string" and not js.esc:
+            base, check = v.json_ok, v.json_check
+        else:
+            base, check = None, None
+        if base is not None:
+            mask[:v.size] = base
+            for i in check:
+                mask[i] = _feed_bytes(m.clone(), self.dec, self.raw, self.tok.token_bytes[i])[0]
+        else:
+            self._walk(v.trie, m.clone(), self.raw, mask)
+        mask[self.tok.eos_id] = m.can_end()
+        return mask
+
+    def allowed_ids(self) -> list[int]:
+        return np.flatnonzero(self.allowed()).tolist()
+
+    def _walk(self, node: dict, m: Machine, raw: bytes, mask: np.ndarray) -> None:
+        """Depth-first over the byte trie, cutting every branch the machine rejects."""
+        for byte, child in node.items():
+            if byte == -1:
+                mask[child] = _completable(m, raw)
+                continue
+            mc = m.clone()
+            ok, raw2 = _feed_bytes(mc, self.dec, raw, bytes((byte,)), probe=False)
+            if ok:
+                self._walk(child, mc, raw2, mask)
+
+
+def _feed_bytes(m: Machine, dec, raw: bytes, data: bytes,
+                probe: bool = True) -> tuple[bool, bytes]:
+    """Decode `raw + data` as the stream decoder would (bad bytes → U+FFFD) and feed whole
+    characters to m; returns (still valid, bytes of a character still incomplete). A token that
+    stops inside a character is valid only where a non-ASCII character may follow (probed with
+    the smallest completion), so the walk never steps into a dead end."""
+    dec.setstate((raw, 0))
+    text = dec.decode(data)
+    raw = dec.getstate()[0]
+    if not all(m.feed(c) for c in text):
+        return False, raw
+    return (_completable(m, raw) if probe else True), raw
+
+
+def _completable(m: Machine, raw: bytes) -> bool:
+    """Whether some character starting with the bytes `raw` may come next."""
+    chars = m.next_chars() if raw else None
+    if chars is not None:
+        return any(c.encode("utf-8").startswith(raw) for c in chars)
+    if raw:
+        need = (2 if raw[0] < 0xE0 else 3 if raw[0] < 0xF0 else 4) - len(raw)
+        probe = (raw + b"\x80" * need).decode("utf-8", errors="replace")
+        return all(m.clone().feed(c) for c in probe)
+    return True
