@@ -101,6 +101,8 @@ class Machine:
 
     def next_chars(self) -> set[str] | None:
         """The characters that may come next, where that set is small (markup); else None."""
+        if self.mode == "content" and _COMMIT in self.pending:
+            return {t[len(self.pending)] for t, _ in _BLOCK_TERMS if t.startswith(self.pending)}
         if self.mode == "expect":
             return {lit[len(self.got)] for lit, _ in self.alts}
         if self.mode in ("name", "pname") and self.tools:

@@ -8,8 +8,8 @@ string values sample freely.
     c.advance(token_id)         # after sampling
 
 It runs chat_parse.Machine (the parser's own grammar, plus schemas) over a byte trie of the
-vocabulary: in free text only tokens holding `<` (or, inside a JSON string, `"` `\\` `<` or a
-control byte) are checked one by one, everything else is allowed at once; inside markup the
+vocabulary: in free text at most the tokens holding `<｜` (inside a JSON string: `"`, `\\`, `<`
+or a control byte) are checked one by one and the rest is allowed at once; inside markup the
 trie walk visits only the few branches the grammar permits.
 """
 
@@ -21,10 +21,12 @@ from functools import cache
 import numpy as np
 
 from engine import dsml
-from engine.chat_parse import Machine
+from engine.chat_parse import _TERMS, Machine
 from engine.json_prefix import JsonPrefix
 from engine.tokenizer import Tokenizer
 
+_BAR = "｜".encode()
+_INNER = ("<｜".encode(), "</｜".encode(), dsml.THINK_CLOSE.encode())
 _JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
                "array": "[", "object": "{", "null": "n"}
 # special tokens a reply never contains (EOS is decided by the grammar)
@@ -72,17 +74,23 @@ class ToolSchemas:
 
 
 class _Vocab:
-    """Per-tokenizer tables: a byte trie of every samplable token and the fast-path masks."""
+    """Per-tokenizer tables: a byte trie of every samplable token and fast-path sets.
+
+    In payload text (reasoning, content, string values) a token can only go wrong if, with the
+    held-back text, it completes a terminator (then the rest of it must fit what follows) or
+    `<｜DSML｜` in content. Every terminator ends in `>` and the marker in `｜`, so such a token
+    holds a whole terminator or `<｜`/`</｜` itself (`inner`), or continues the held-back text
+    and holds a `>` or `｜` (`closer`). Only those are checked one by one."""
 
     def __init__(self, tok: Tokenizer) -> None:
         self.size = tok.vocab_size
         banned = {tok.special[n] for n in _BANNED} | {tok.eos_id}
         pad = tok.tk.token_to_id(dsml.PAD)
         banned |= {pad} if pad is not None else set()
-        self.banned = np.zeros(self.size, dtype=bool)
-        self.banned[list(banned)] = True
+        self.ok = np.ones(self.size, dtype=bool)
+        self.ok[list(banned)] = False
         self.trie: dict = {}  # byte → child node; key -1 holds the ids ending here
-        lt, js = np.zeros(self.size, dtype=bool), np.zeros(self.size, dtype=bool)
+        inner, closer, js = (np.zeros(self.size, dtype=bool) for _ in range(3))
         for i, b in enumerate(tok.token_bytes):
             if i in banned or not b:
                 continue
@@ -90,13 +98,23 @@ class _Vocab:
             for byte in b:
                 node = node.setdefault(byte, {})
             node.setdefault(-1, []).append(i)
-            lt[i] = b"<" in b
-            js[i] = lt[i] or b'"' in b or b"\\" in b or any(x < 0x20 for x in b)
-        # free text: any token without `<` is fine; inside a JSON string, one without these
-        self.free_ok = ~lt & ~self.banned
-        self.json_ok = ~js & ~self.banned
-        self.free_check = np.flatnonzero(lt & ~self.banned)
-        self.json_check = np.flatnonzero(js & ~self.banned)
+            inner[i] = any(x in b for x in _INNER)
+            closer[i] = b">" in b or _BAR in b
+            js[i] = b"<" in b or b'"' in b or b"\\" in b or any(x < 0x20 for x in b)
+        self.first = np.array([b[0] if b else -1 for b in tok.token_bytes])
+        self.inner = np.flatnonzero(inner & self.ok)
+        self.closer = closer & self.ok
+        self.json_ok = ~js & self.ok  # inside a JSON string only `"` `\\` `<` controls matter
+        self.json_check = np.flatnonzero(js & self.ok)
+
+    def payload_check(self, pending: str, terms, raw: bytes) -> np.ndarray:
+        """Ids to check one by one in a payload mode holding back `pending` (+ `raw` bytes)."""
+        nxt = {t[k].encode()[0] for k in range(1, len(pending) + 1)
+               for t, _ in terms if t.startswith(pending[-k:]) and len(t) > k}
+        if raw:
+            nxt |= set(range(0x80, 0xC0))  # a token finishing the held character
+        cont = np.isin(self.first, list(nxt)) & self.closer if nxt else None
+        return self.inner if cont is None else np.union1d(self.inner, np.flatnonzero(cont))
 
 
 @cache
@@ -140,8 +158,8 @@ class ToolCallConstraint:
             mask[self.tok.eos_id] = True  # after the block: EOS itself, not its spelling
             return mask
         js = m.json
-        if m.free:
-            base, check = v.free_ok, v.free_check
+        if m.mode in ("reasoning", "content", "vstr") and m.next_chars() is None:
+            base, check = v.ok, v.payload_check(m.pending, _TERMS[m.mode], self.raw)
         elif m.mode == "vjson" and not m.pending and js and js.state == "string" and not js.esc:
             base, check = v.json_ok, v.json_check
         else:

@@ -126,6 +126,29 @@ def test_every_emitted_tool_call_parses_and_fits_its_schema(tok):
     assert finished >= 12  # the sampler does reach complete calls, so the check has teeth
 
 
+def test_fast_paths_agree_with_the_full_trie_walk(tok):
+    """In free text the mask is built from precomputed sets; it must equal walking the whole
+    vocabulary through the grammar, state after state."""
+    rng = np.random.default_rng(99)
+    compared = 0
+    for run in range(6):
+        c = ToolCallConstraint(tok, TOOLS, thinking=run % 2 == 0)
+        sampler = _Sampler(tok, rng, 14.0)
+        for _ in range(150):
+            fast = c.allowed()
+            if c.m.mode in ("reasoning", "content", "vstr", "vjson"):
+                slow = np.zeros_like(fast)
+                c._walk(c.vocab.trie, c.m.clone(), c.raw, slow)
+                slow[tok.eos_id] = c.m.can_end()
+                assert (fast == slow).all(), np.flatnonzero(fast != slow)
+                compared += 1
+            i = sampler.pick(fast)
+            c.advance(i)
+            if i == tok.eos_id:
+                break
+    assert compared > 300
+
+
 def test_mask_inside_markup_is_exactly_the_grammar(tok):
     c = ToolCallConstraint(tok, TOOLS, thinking=False)
     assert c.feed_text('\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="se')
