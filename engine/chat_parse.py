@@ -16,7 +16,6 @@ what this parser accepts.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +79,8 @@ class Machine:
         self.pos = 0  # characters consumed
 
     def clone(self) -> Machine:
-        m = copy.copy(self)
+        m = Machine.__new__(Machine)  # a dict copy: several times cheaper than copy.copy
+        m.__dict__ = self.__dict__.copy()
         m.sink = None
         if self.json is not None:
             m.json = self.json.clone()
@@ -100,7 +100,8 @@ class Machine:
         return self.mode == "end"
 
     def next_chars(self) -> set[str] | None:
-        """The characters that may come next, where that set is small (markup); else None."""
+        """A superset of the characters that may come next where that set is small (markup,
+        JSON outside strings); None elsewhere."""
         if self.mode == "content" and _COMMIT in self.pending:
             return {t[len(self.pending)] for t, _ in _BLOCK_TERMS if t.startswith(self.pending)}
         if self.mode == "expect":
@@ -113,6 +114,9 @@ class Machine:
             n = len(self.got)
             out = {x[n] for x in names if x.startswith(self.got) and len(x) > n}
             return out | ({'"'} if self.got in names else set())
+        if self.mode == "vjson" and self.json is not None and not self.pending:
+            nxt = self.json.next_chars()
+            return None if nxt is None else nxt | {"<"}
         return None
 
     def _end(self, c: str) -> bool:

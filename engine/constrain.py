@@ -16,6 +16,7 @@ trie walk visits only the few branches the grammar permits.
 from __future__ import annotations
 
 import codecs
+import json
 from functools import cache
 
 import numpy as np
@@ -106,6 +107,7 @@ class _Vocab:
         self.closer = closer & self.ok
         self.json_ok = ~js & self.ok  # inside a JSON string only `"` `\\` `<` controls matter
         self.json_check = np.flatnonzero(js & self.ok)
+        self.cache: dict[tuple, np.ndarray] = {}  # grammar state → allowed ids (markup, JSON)
 
     def payload_check(self, pending: str, terms, raw: bytes) -> np.ndarray:
         """Ids to check one by one in a payload mode holding back `pending` (+ `raw` bytes)."""
@@ -132,6 +134,8 @@ class ToolCallConstraint:
         self.vocab = _vocab(tokenizer)
         self.width = vocab_size or self.vocab.size
         self.m = Machine(thinking, tools=ToolSchemas(list(tools)))
+        self.schema_key = json.dumps(self.m.tools.props, sort_keys=True, default=str) + \
+            json.dumps(sorted((k, sorted(v)) for k, v in self.m.tools.required.items()))
         self.dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.raw = b""  # bytes of an unfinished UTF-8 character
         self.finished = False
@@ -164,21 +168,47 @@ class ToolCallConstraint:
             base, check = v.json_ok, v.json_check
         else:
             base, check = None, None
-        if base is not None:
+        if base is not None and m.mode != "vjson":
             mask[:v.size] = base
             for i in check:
                 mask[i] = _feed_bytes(m.clone(), self.dec, self.raw, self.tok.token_bytes[i])[0]
         else:
-            self._walk(v.trie, m.clone(), self.raw, mask)
+            mask[self._markup_ids(base, check)] = True
         mask[self.tok.eos_id] = m.can_end()
         return mask
+
+    def _markup_ids(self, base: np.ndarray | None, check) -> np.ndarray:
+        """Allowed ids in markup and JSON values, cached by grammar state: the same states
+        recur call after call (e.g. the start of an integer parameter)."""
+        m, cache = self.m, self.vocab.cache
+        key = (self.schema_key, self.raw, *_state_key(m))
+        ids = cache.get(key)
+        if ids is None:
+            mask = np.zeros(self.vocab.size, dtype=bool)
+            if base is not None:
+                mask[:] = base
+                for i in check:
+                    mask[i] = _feed_bytes(m.clone(), self.dec, self.raw,
+                                          self.tok.token_bytes[i])[0]
+            else:
+                self._walk(self.vocab.trie, m.clone(), self.raw, mask)
+            if len(cache) >= 4096:
+                cache.clear()
+            ids = cache[key] = np.flatnonzero(mask)
+        return ids
 
     def allowed_ids(self) -> list[int]:
         return np.flatnonzero(self.allowed()).tolist()
 
     def _walk(self, node: dict, m: Machine, raw: bytes, mask: np.ndarray) -> None:
         """Depth-first over the byte trie, cutting every branch the machine rejects."""
-        for byte, child in node.items():
+        chars = m.next_chars() if not raw else None
+        if chars is not None:  # markup: follow only the bytes that can start those characters
+            firsts = {c.encode("utf-8")[0] for c in chars} | {-1}
+            items = [(b, node[b]) for b in firsts if b in node]
+        else:
+            items = node.items()
+        for byte, child in items:
             if byte == -1:
                 mask[child] = _completable(m, raw)
                 continue
@@ -186,6 +216,12 @@ class ToolCallConstraint:
             ok, raw2 = _feed_bytes(mc, self.dec, raw, bytes((byte,)), probe=False)
             if ok:
                 self._walk(child, mc, raw2, mask)
+
+
+def _state_key(m: Machine) -> tuple:
+    """Everything the allowed set depends on (not the value text: JsonPrefix stands for it)."""
+    js = None if m.json is None else tuple(getattr(m.json, k) for k in m.json.__slots__)
+    return m.mode, m.pending, m.alts, m.got, m.tool, m.used, m.param, js
 
 
 def _feed_bytes(m: Machine, dec, raw: bytes, data: bytes,

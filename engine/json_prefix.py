@@ -5,13 +5,18 @@ snapshot, which is how the token trie explores candidates."""
 
 from __future__ import annotations
 
-import copy
-
 _WS = " \t\n\r"
 _DIGITS = "0123456789"
 _HEX = "0123456789abcdefABCDEF"
 _ESCAPES = '"\\/bfnrtu'
 _LITERALS = {"t": "true", "f": "false", "n": "null"}
+_STARTS = '"[{-' + _DIGITS + "tfn"
+_NEXT = {
+    "value": frozenset(_WS + _STARTS), "value_or_close": frozenset(_WS + _STARTS + "]"),
+    "key": frozenset(_WS + '"}'), "key_only": frozenset(_WS + '"'), "colon": frozenset(_WS + ":"),
+    "number": frozenset(_WS + _DIGITS + ".eE+-,]}"), "after": frozenset(_WS + ",]}"),
+    "done": frozenset(_WS),
+}
 
 
 class JsonPrefix:
@@ -31,12 +36,19 @@ class JsonPrefix:
         self.integer = integer  # the top-level value is a number without fraction or exponent
 
     def clone(self) -> JsonPrefix:
-        return copy.copy(self)
+        j = JsonPrefix.__new__(JsonPrefix)
+        for k in self.__slots__:
+            setattr(j, k, getattr(self, k))
+        return j
 
     def complete(self) -> bool:
         if self.state == "number":
             return not self.stack and self.num in ("0", "int", "frac", "exp")
         return self.state == "done"
+
+    def next_chars(self) -> frozenset[str] | None:
+        """A superset of the characters that may come next; None inside a string (almost any)."""
+        return _NEXT.get(self.state) if self.state != "literal" else frozenset(self.lit[0])
 
     def feed(self, c: str) -> bool:
         return getattr(self, "_" + self.state)(c)
