@@ -7,7 +7,7 @@ string values sample freely.
     mask = c.allowed()          # np.bool_[vocab_size]; logits[~mask] = -inf
     c.advance(token_id)         # after sampling
 
-It runs chat_parse.Machine (the parser's own grammar, plus schemas) over a byte trie of the
+It runs reply_grammar.Machine (the parser's own grammar, plus schemas) over a byte trie of the
 vocabulary: in free text at most the tokens holding `<｜` (inside a JSON string: `"`, `\\`, `<`
 or a control byte) are checked one by one and the rest is allowed at once; inside markup the
 trie walk visits only the few branches the grammar permits.
@@ -22,8 +22,8 @@ from functools import cache
 import numpy as np
 
 from engine import dsml
-from engine.chat_parse import _TERMS, Machine
 from engine.json_prefix import JsonPrefix
+from engine.reply_grammar import TERMS, Machine
 from engine.tokenizer import Tokenizer
 
 _BAR = "｜".encode()
@@ -163,7 +163,7 @@ class ToolCallConstraint:
             return mask
         js = m.json
         if m.mode in ("reasoning", "content", "vstr") and m.next_chars() is None:
-            base, check = v.ok, v.payload_check(m.pending, _TERMS[m.mode], self.raw)
+            base, check = v.ok, v.payload_check(m.pending, TERMS[m.mode], self.raw)
         elif m.mode == "vjson" and not m.pending and js and js.state == "string" and not js.esc:
             base, check = v.json_ok, v.json_check
         else:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from engine import dsml
 from engine.chat import Assistant, ToolCall, User, render
-from engine.chat_parse import parse_reply
+from engine.chat_parse import parse_reply, reply_message
 from engine.events import Done, FormatError
 from tests.engine.chat_fixtures import gather, parse_chunks
 
@@ -125,3 +125,13 @@ def test_dsml_marker_inside_a_string_value_round_trips():
     assert '\\uff5cDSML\\uff5c' in text  # written as an escaped JSON string
     body = text[text.rindex("<think>") + len("<think>"):]
     assert parse_chunks(list(body)).calls == [("f", {"v": value})]
+
+
+def test_reply_message_renders_back_to_the_same_turn():
+    calls = [ToolCall(name="f", arguments={"a": "x\ny", "n": [1, {"b": None}]}, id="call_0")]
+    turn = Assistant(reasoning="why", content="Using f.", tool_calls=calls)
+    prompt = render([User(content="q")], tools=TOOLS)
+    full = render([User(content="q"), turn], tools=TOOLS)
+    msg = reply_message(parse_reply(full[len(prompt):]), token_ids=[5, 6])
+    assert msg.token_ids == [5, 6] and msg.tool_calls == calls
+    assert render([User(content="q"), msg], tools=TOOLS) == full
