@@ -43,9 +43,16 @@ class StreamParser(Sink):
         if self.done:
             return []
         self.text.append(text)
-        for c in text:
-            if self.m.mode in ("error", "end") or not self.m.feed(c):
+        m, i = self.m, 0
+        while i < len(text) and m.mode not in ("error", "end"):
+            j = m.plain_run(text, i)  # payload with nothing to watch for: take it whole
+            if j > i:
+                m.feed_run(text[i:j])
+                i = j
+            elif not m.feed(text[i]):
                 break
+            else:
+                i += 1
         if self.m.mode == "end":
             return self._flush() + self.finish("stop")
         return self._flush()
@@ -68,15 +75,26 @@ class StreamParser(Sink):
         return self._flush()
 
     def _flush(self) -> list[Event]:
-        out, self.events = self.events, []
+        out = []
+        for e in self.events:
+            if isinstance(e, list):  # [(delta class, call index), [text parts]]
+                (cls, index), parts = e
+                text = "".join(parts)
+                out.append(cls(text) if index is None else cls(index, text))
+            else:
+                out.append(e)
+        self.events = []
         return out
 
     def _emit(self, ev: Event) -> None:
-        last = self.events[-1] if self.events else None
-        if isinstance(ev, ReasoningDelta | TextDelta) and type(last) is type(ev):
-            self.events[-1] = type(ev)(last.text + ev.text)
-        elif isinstance(ev, ToolCallArgDelta) and isinstance(last, ToolCallArgDelta):
-            self.events[-1] = ToolCallArgDelta(ev.index, last.text + ev.text)
+        """Queue an event; consecutive deltas of one kind merge (parts joined at flush)."""
+        if isinstance(ev, ReasoningDelta | TextDelta | ToolCallArgDelta):
+            key = (type(ev), getattr(ev, "index", None))
+            last = self.events[-1] if self.events else None
+            if isinstance(last, list) and last[0] == key:
+                last[1].append(ev.text)
+            else:
+                self.events.append([key, [ev.text]])
         else:
             self.events.append(ev)
 

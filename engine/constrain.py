@@ -168,13 +168,16 @@ class ToolCallConstraint:
             base, check = v.json_ok, v.json_check
         else:
             base, check = None, None
+        full = np.zeros(v.size, dtype=bool)
         if base is not None and m.mode != "vjson":
-            mask[:v.size] = base
+            full[:] = base
             for i in check:
-                mask[i] = _feed_bytes(m.clone(), self.dec, self.raw, self.tok.token_bytes[i])[0]
+                full[i] = _feed_bytes(m.clone(), self.dec, self.raw, self.tok.token_bytes[i])[0]
         else:
-            mask[self._markup_ids(base, check)] = True
-        mask[self.tok.eos_id] = m.can_end()
+            full[self._markup_ids(base, check)] = True
+        full[self.tok.eos_id] = m.can_end()
+        n = min(self.width, v.size)  # the logits may be wider (padding) or narrower
+        mask[:n] = full[:n]
         return mask
 
     def _markup_ids(self, base: np.ndarray | None, check) -> np.ndarray:

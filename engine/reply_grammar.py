@@ -122,6 +122,21 @@ class Machine:
             return self._payload(c)
         return getattr(self, "_" + self.mode)(c)
 
+    def plain_run(self, text: str, i: int) -> int:
+        """End of the run from text[i] that payload takes as is (no `<` or newline, nothing
+        held back, no JSON to check); i when there is none."""
+        if self.mode not in ("reasoning", "content", "vstr") or self.pending:
+            return i
+        j = i
+        while j < len(text) and text[j] not in "<\n":
+            j += 1
+        return j
+
+    def feed_run(self, run: str) -> bool:
+        """Feed a run found by plain_run (same result as feeding it char by char)."""
+        self.pos += len(run)
+        return self._release(run)
+
     def feed_text(self, text: str) -> bool:
         return all(self.feed(c) for c in text)
 

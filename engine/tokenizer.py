@@ -50,6 +50,7 @@ class Tokenizer:
     def __init__(self, tk, max_length: int | None = None) -> None:
         self.tk = tk
         self.max_length = max_length
+        self.limit: int | None = None  # the model's vocab size, once check_vocab has run
         self.special: dict[str, int] = {}
         for name, text in SPECIALS.items():
             tid = tk.token_to_id(text)
@@ -86,17 +87,30 @@ class Tokenizer:
         return self.tk.get_vocab_size(with_added_tokens=True)
 
     def check_vocab(self, vocab_size: int) -> None:
-        """Raise TokenizerMismatch unless every id this tokenizer can produce is a row of the
-        model's embedding (`vocab_size` = config.json's vocab_size)."""
-        if self.vocab_size > vocab_size:
+        """Raise TokenizerMismatch unless every token this engine can use is a row of the
+        model's embedding (`vocab_size` = config.json's vocab_size). A few trailing added tokens
+        past the embedding are tolerated (one V4 source reports 129,283 ids for 129,280 rows) as
+        long as none is a V4 special: they can never be sampled, and encode() refuses them."""
+        added = set(self.tk.get_added_tokens_decoder())
+        over = range(vocab_size, self.vocab_size)
+        base = self.tk.get_vocab_size(with_added_tokens=False)
+        specials = [n for n, i in self.special.items() if i >= vocab_size]
+        if base > vocab_size or specials or any(i not in added for i in over):
             raise TokenizerMismatch(
                 f"the tokenizer has {self.vocab_size} tokens but the model's vocabulary has "
                 f"{vocab_size} rows: ids {vocab_size}…{self.vocab_size - 1} would index past the "
-                "embedding. The tokenizer.json does not belong to this checkpoint.")
+                f"embedding{' (specials: ' + ', '.join(specials) + ')' if specials else ''}. "
+                "The tokenizer.json does not belong to this checkpoint.")
+        self.limit = vocab_size
 
     def encode(self, text: str) -> list[int]:
         """Token ids of text; special-token strings inside it become their special ids."""
-        return self.tk.encode(text, add_special_tokens=False).ids
+        ids = self.tk.encode(text, add_special_tokens=False).ids
+        if self.limit is not None and ids and max(ids) >= self.limit:
+            bad = self.tk.id_to_token(max(ids))
+            raise TokenizerMismatch(f"{bad!r} has id {max(ids)}, past the model's "
+                                    f"{self.limit} embedding rows")
+        return ids
 
     def decode(self, ids: list[int]) -> str:
         """Text of ids, special tokens written out (so the reply parser sees `</think>` etc.)."""

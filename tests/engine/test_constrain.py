@@ -187,3 +187,11 @@ def test_per_token_cost_is_small(tok):
     ids = _run(tok, rng, 12.0, thinking=False, steps=200)
     per_token = (time.perf_counter() - start) / len(ids)
     assert per_token < 0.05, per_token  # measured ≈1 ms on the tiny vocab (2 shared cores)
+
+
+def test_mask_width_follows_the_model_vocab(tok):
+    wide = ToolCallConstraint(tok, TOOLS, thinking=False, vocab_size=tok.vocab_size + 100)
+    narrow = ToolCallConstraint(tok, TOOLS, thinking=False, vocab_size=tok.vocab_size - 10)
+    a, b = wide.allowed(), narrow.allowed()
+    assert a.shape == (tok.vocab_size + 100,) and b.shape == (tok.vocab_size - 10,)
+    assert not a[tok.vocab_size:].any() and (a[:tok.vocab_size - 10] == b).all()

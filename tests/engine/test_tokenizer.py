@@ -100,3 +100,17 @@ def test_tokenizer_config_with_other_bos_is_refused(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
     with pytest.raises(TokenizerMismatch, match="bos_token"):
         Tokenizer.from_dir(tmp_path)
+
+
+def test_trailing_added_tokens_past_the_embedding_are_tolerated_but_never_encoded(tmp_path):
+    from tokenizers import AddedToken
+
+    write_tiny_tokenizer(tmp_path, 300)
+    tk = Tokenizer.from_dir(tmp_path)
+    tk.tk.add_tokens([AddedToken("<extra_a>"), AddedToken("<extra_b>")])
+    tk.check_vocab(tk.vocab_size - 2)  # only the two unused added tokens hang over
+    assert tk.encode("plain <｜User｜>") == tk.encode("plain ") + [tk.special["user"]]
+    with pytest.raises(TokenizerMismatch, match="<extra_b>"):
+        tk.encode("x <extra_b>")
+    with pytest.raises(TokenizerMismatch, match="rows"):
+        tk.check_vocab(tk.vocab_size - 3)  # now a base-vocabulary token is past the end
