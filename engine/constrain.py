@@ -119,23 +119,48 @@ class _Vocab:
         return self.inner if cont is None else np.union1d(self.inner, np.flatnonzero(cont))
 
 
+def _apply_choice(tools: list, choice: str | dict) -> tuple[list, bool]:
+    """OpenAI `tool_choice` → (tools the reply may call, whether it must call one):
+    "auto", "none", "required", a tool name, or `{"type": "function", "function": {"name"}}`."""
+    if choice == "auto":
+        return tools, False
+    if choice == "none":
+        return [], False
+    if choice == "required":
+        return tools, True
+    name = choice["function"]["name"] if isinstance(choice, dict) else choice
+    picked = [t for t in tools if _name(t) == name]
+    if not picked:
+        raise ValueError(f"tool_choice names {name!r}, which is not among the tools")
+    return picked, True
+
+
+def _name(tool) -> str:
+    f = tool.get("function", tool) if isinstance(tool, dict) else tool.function()
+    return f["name"]
+
+
 @cache
 def _vocab(tok: Tokenizer) -> _Vocab:
     return _Vocab(tok)
 
 
 class ToolCallConstraint:
-    """The grammar state of one reply, as a mask over next tokens. `vocab_size` (the model's
-    logits width) may exceed the tokenizer's: padding rows are never allowed."""
+    """The grammar state of one reply, as a mask over next tokens. `vocab_size` is the model's
+    logits width (padding rows past the tokenizer are never allowed). `tool_choice` as in
+    OpenAI's API: "required" or a name forces the reply to be (reasoning, then) a tool-call
+    block with no prose; "none" forbids calls."""
 
     def __init__(self, tokenizer: Tokenizer, tools: list, thinking: bool = True,
-                 vocab_size: int | None = None) -> None:
+                 vocab_size: int | None = None, tool_choice: str | dict = "auto") -> None:
         self.tok = tokenizer
         self.vocab = _vocab(tokenizer)
         self.width = vocab_size or self.vocab.size
-        self.m = Machine(thinking, tools=ToolSchemas(list(tools)))
+        tools, force = _apply_choice(list(tools), tool_choice)
+        self.m = Machine(thinking, tools=ToolSchemas(tools), force_call=force)
         self.schema_key = json.dumps(self.m.tools.props, sort_keys=True, default=str) + \
-            json.dumps(sorted((k, sorted(v)) for k, v in self.m.tools.required.items()))
+            json.dumps(sorted((k, sorted(v)) for k, v in self.m.tools.required.items())) + \
+            str(force)
         self.dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.raw = b""  # bytes of an unfinished UTF-8 character
         self.finished = False

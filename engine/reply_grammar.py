@@ -56,8 +56,9 @@ class Machine:
     full snapshot."""
 
     def __init__(self, thinking: bool = True, tools: ToolSchemas | None = None,
-                 sink: Sink | None = None) -> None:
+                 sink: Sink | None = None, force_call: bool = False) -> None:
         self.mode = "reasoning" if thinking else "content"
+        self.force_call = force_call  # content must be empty and a block must follow
         self.pending = ""  # payload modes: held text that may begin a terminator
         self.alts: tuple[tuple[str, str], ...] = ()  # mode "expect": (literal, next mode)
         self.got = ""  # mode "expect": matched so far; modes name/pname: the name so far
@@ -69,6 +70,8 @@ class Machine:
         self.json: JsonPrefix | None = None  # vjson with schemas: early JSON checking
         self.error = ""
         self.pos = 0  # characters consumed
+        if force_call and not thinking:
+            self._enter("content")
 
     def clone(self) -> Machine:
         m = Machine.__new__(Machine)  # a dict copy: several times cheaper than copy.copy
@@ -199,6 +202,8 @@ class Machine:
             return self._want((("\n" + dsml.INVOKE_OPEN, "name"),))
         if nxt == "param_end":
             return self._param_end()
+        if nxt == "content" and self.force_call:
+            return self._want((("\n\n" + dsml.CALLS_OPEN, "block"),))
         self.mode = nxt
         return True
 
@@ -238,6 +243,8 @@ class Machine:
             return self._want(self._param_alts(first=True))
         if nxt == "after_block":
             return self._want(((dsml.EOS, "end"),))
+        if nxt == "block":
+            return self._enter(nxt)
         self.mode = nxt  # "end"
         return True
 

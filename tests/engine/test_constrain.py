@@ -68,10 +68,10 @@ class _Sampler:
     """Random logits under the mask, plus a pull towards a target text's next token (which the
     mask may veto). Pure noise when `pull` is 0."""
 
-    def __init__(self, tok: Tokenizer, rng, pull: float) -> None:
+    def __init__(self, tok: Tokenizer, rng, pull: float, target: str | None = None) -> None:
         self.tok, self.rng, self.pull = tok, rng, pull
         self.by_text = {tok.decode([i]): i for i in range(tok.vocab_size)}
-        self.rest = _target(rng) if pull else ""
+        self.rest = (_target(rng) if target is None else target) if pull else ""
 
     def pick(self, mask: np.ndarray) -> int:
         logits = self.rng.normal(size=mask.shape) * 3.0
@@ -195,3 +195,36 @@ def test_mask_width_follows_the_model_vocab(tok):
     a, b = wide.allowed(), narrow.allowed()
     assert a.shape == (tok.vocab_size + 100,) and b.shape == (tok.vocab_size - 10,)
     assert not a[tok.vocab_size:].any() and (a[:tok.vocab_size - 10] == b).all()
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+def test_forced_tool_choice_yields_a_call_to_that_tool(tok, thinking):
+    rng = np.random.default_rng(5)
+    named = 0
+    for run in range(6):
+        choice = {"type": "function", "function": {"name": "read_file"}} if run % 2 else \
+            "required"
+        c = ToolCallConstraint(tok, TOOLS, thinking=thinking, tool_choice=choice)
+        if thinking:
+            c.feed_text("plan")
+            assert tok.special["think_close"] in c.allowed_ids()
+            c.feed_text("</think>")
+        assert set(c.allowed_ids()) <= {i for i in range(tok.vocab_size)
+                                        if "\n\n<｜DSML｜tool_calls>".startswith(tok.decode([i]))}
+        target = dsml.tool_calls_block([("read_file", {"path": "a.py", "limit": 3})]) + dsml.EOS
+        sampler, ids = _Sampler(tok, rng, 20.0, target), []
+        for _ in range(400):
+            i = sampler.pick(c.allowed())
+            assert c.advance(i)
+            ids.append(i)
+            if i == tok.eos_id:
+                break
+        calls = [e for e in parse_reply(tok.decode(ids), thinking=False)
+                 if isinstance(e, ToolCallFinished)]
+        assert calls and all(_valid(e.name, e.arguments) for e in calls), tok.decode(ids)
+        if run % 2:
+            assert {e.name for e in calls} == {"read_file"}
+            named += 1
+    assert named == 3
+    with pytest.raises(ValueError, match="not among the tools"):
+        ToolCallConstraint(tok, TOOLS, tool_choice="nope")
