@@ -27,6 +27,9 @@ from engine.reply_grammar import TERMS, Machine
 from engine.tokenizer import Tokenizer
 
 _BAR = "｜".encode()
+_STRING_STOPS = bytes([*range(0x20), ord('"'), ord("\\"), ord("<")])
+_PLAIN_STRING = bytes(b for b in range(256) if b not in _STRING_STOPS)
+_DIGITS = b"0123456789"
 _INNER = ("<｜".encode(), "</｜".encode(), dsml.THINK_CLOSE.encode())
 _JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
                "array": "[", "object": "{", "null": "n"}
@@ -90,8 +93,9 @@ class _Vocab:
         banned |= {pad} if pad is not None else set()
         self.ok = np.ones(self.size, dtype=bool)
         self.ok[list(banned)] = False
-        self.trie: dict = {}  # byte → child node; key -1 holds the ids ending here
-        inner, closer, js = (np.zeros(self.size, dtype=bool) for _ in range(3))
+        # byte → child node; key -1: the ids ending here; key -2: all ids below (lazily)
+        self.trie: dict = {}
+        inner, closer, js, js_bad = (np.zeros(self.size, dtype=bool) for _ in range(4))
         for i, b in enumerate(tok.token_bytes):
             if i in banned or not b:
                 continue
@@ -101,13 +105,18 @@ class _Vocab:
             node.setdefault(-1, []).append(i)
             inner[i] = any(x in b for x in _INNER)
             closer[i] = b">" in b or _BAR in b
-            js[i] = b"<" in b or b'"' in b or b"\\" in b or any(x < 0x20 for x in b)
+            ctl, quote = any(x < 0x20 for x in b), b'"' in b
+            # in a JSON string: a control byte before any `"` can only be wrong (ctl & ~quote)
+            js[i] = quote or (not ctl and (b"<" in b or b"\\" in b))
+            js_bad[i] = ctl and not quote
         self.first = np.array([b[0] if b else -1 for b in tok.token_bytes])
         self.inner = np.flatnonzero(inner & self.ok)
         self.closer = closer & self.ok
-        self.json_ok = ~js & self.ok  # inside a JSON string only `"` `\\` `<` controls matter
+        self.json_ok = ~js & ~js_bad & self.ok  # inside a JSON string: `"` `\\` `<` controls
         self.json_check = np.flatnonzero(js & self.ok)
         self.cache: dict[tuple, np.ndarray] = {}  # grammar state → allowed ids (markup, JSON)
+        end = dsml.PARAM_CLOSE.encode()
+        self.crossing = any(end in b for i, b in enumerate(tok.token_bytes) if self.ok[i])
 
     def payload_check(self, pending: str, terms, raw: bytes) -> np.ndarray:
         """Ids to check one by one in a payload mode holding back `pending` (+ `raw` bytes)."""
@@ -209,15 +218,13 @@ class ToolCallConstraint:
         """Allowed ids in markup and JSON values, cached by grammar state: the same states
         recur call after call (e.g. the start of an integer parameter)."""
         m, cache = self.m, self.vocab.cache
-        key = (self.schema_key, self.raw, *_state_key(m))
+        key = (self.schema_key, self.raw, *_state_key(m, self.vocab.crossing))
         ids = cache.get(key)
         if ids is None:
             mask = np.zeros(self.vocab.size, dtype=bool)
-            if base is not None:
+            if base is not None:  # inside a JSON string (raw is empty there)
                 mask[:] = base
-                for i in check:
-                    mask[i] = _feed_bytes(m.clone(), self.dec, self.raw,
-                                          self.tok.token_bytes[i])[0]
+                self._check_rests(check, mask, _PLAIN_STRING)
             else:
                 self._walk(self.vocab.trie, m.clone(), self.raw, mask)
             if len(cache) >= 4096:
@@ -225,30 +232,80 @@ class ToolCallConstraint:
             ids = cache[key] = np.flatnonzero(mask)
         return ids
 
+    def _check_rests(self, ids, mask: np.ndarray, plain: bytes, m: Machine | None = None,
+                     depth: int = 0) -> None:
+        """Where `plain` bytes leave the state as it is (JSON string content, digits in a
+        number), a token's fate is that of its rest after its leading plain bytes: one machine
+        run per distinct rest (`",`, `"]`, `\\n`, …) instead of one per token. `m`/`depth`:
+        the state after the first `depth` bytes (inside a trie walk)."""
+        m = m or self.m
+        seen: dict[bytes, bool] = {}
+        tb = self.tok.token_bytes
+        for i in ids:
+            b = tb[i][depth:]
+            rest = b[len(b) - len(b.lstrip(plain)):]
+            ok = seen.get(rest)
+            if ok is None:
+                ok = seen[rest] = _feed_bytes(m.clone(), self.dec, b"", rest)[0]
+            mask[i] = ok
+
     def allowed_ids(self) -> list[int]:
         return np.flatnonzero(self.allowed()).tolist()
 
-    def _walk(self, node: dict, m: Machine, raw: bytes, mask: np.ndarray) -> None:
-        """Depth-first over the byte trie, cutting every branch the machine rejects."""
-        chars = m.next_chars() if not raw else None
+    def _walk(self, node: dict, m: Machine, raw: bytes, mask: np.ndarray, depth: int = 0,
+              exact: bool = False) -> None:
+        """Depth-first over the byte trie, cutting every branch the machine rejects.
+        `exact`: no shortcuts, every branch tried (the tests' reference)."""
+        plain = _plain_bytes(m) if depth and not raw and not exact else None
+        if plain is not None:  # inside a JSON string or number: see _check_rests
+            return self._check_rests(_subtree(node), mask, plain, m, depth)
+        chars = m.next_chars() if not raw and not exact else None
         if chars is not None:  # markup: follow only the bytes that can start those characters
             firsts = {c.encode("utf-8")[0] for c in chars} | {-1}
             items = [(b, node[b]) for b in firsts if b in node]
         else:
             items = node.items()
         for byte, child in items:
-            if byte == -1:
-                mask[child] = _completable(m, raw)
+            if byte < 0:
+                if byte == -1:
+                    mask[child] = _completable(m, raw)
                 continue
             mc = m.clone()
             ok, raw2 = _feed_bytes(mc, self.dec, raw, bytes((byte,)), probe=False)
             if ok:
-                self._walk(child, mc, raw2, mask)
+                self._walk(child, mc, raw2, mask, depth + 1, exact)
+
+def _plain_bytes(m: Machine) -> bytes | None:
+    """Bytes that leave the machine exactly as it is: string content inside a JSON string,
+    digits inside a number's integer, fraction or exponent; None elsewhere."""
+    js = m.json
+    if m.mode != "vjson" or m.pending or js is None or js.esc:
+        return None
+    if js.state == "string":
+        return _PLAIN_STRING
+    return _DIGITS if js.state == "number" and js.num in ("int", "frac", "exp") else None
 
 
-def _state_key(m: Machine) -> tuple:
-    """Everything the allowed set depends on (not the value text: JsonPrefix stands for it)."""
+def _subtree(node: dict) -> list[int]:
+    """Every id at or below a trie node (computed once per node, kept under key -2)."""
+    ids = node.get(-2)
+    if ids is None:
+        ids = list(node.get(-1, ()))
+        for b, child in node.items():
+            if b >= 0:
+                ids += _subtree(child)
+        node[-2] = ids
+    return ids
+
+
+def _state_key(m: Machine, crossing: bool) -> tuple:
+    """Everything the allowed set depends on (not the value text: JsonPrefix stands for it).
+    Inside a JSON value with nothing held back no token can reach past the value's end unless
+    one holds a whole `</｜DSML｜parameter>` (`crossing`), so which tool and parameter it is
+    only matters through the JSON state (type), and values of one type share cache entries."""
     js = None if m.json is None else tuple(getattr(m.json, k) for k in m.json.__slots__)
+    if m.mode == "vjson" and not m.pending and not crossing:
+        return m.mode, js
     return m.mode, m.pending, m.alts, m.got, m.tool, m.used, m.param, js
 
 

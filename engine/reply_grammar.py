@@ -28,14 +28,16 @@ if TYPE_CHECKING:
     from engine.constrain import ToolSchemas
 
 _COMMIT = "<" + dsml.DSML  # in content, markup from here on
-_BLOCKTERMS = (("\n\n" + dsml.CALLS_OPEN, "block"), (dsml.CALLS_OPEN, "block"))
+_BLOCK_TERMS = (("\n\n" + dsml.CALLS_OPEN, "block"), (dsml.CALLS_OPEN, "block"))
 TERMS = {
     "reasoning": ((dsml.THINK_CLOSE, "content"), (dsml.EOS, "end")),
-    "content": (*_BLOCKTERMS, (dsml.EOS, "end")),
+    "content": (*_BLOCK_TERMS, (dsml.EOS, "end")),
     "vstr": ((dsml.PARAM_CLOSE, "param_end"),),
     "vjson": ((dsml.PARAM_CLOSE, "param_end"),),
 }
 _NAME_STOP = '"\n<>'
+_END = ((dsml.EOS, "end"),)
+_WS = " \t\r\n"
 
 
 class Sink:
@@ -52,8 +54,8 @@ class Sink:
 
 class Machine:
     """One reply's parse state. `feed(c)` → False when c breaks the grammar (then `error` says
-    why and the machine stays in mode "error"). Fields are immutable values, so copy.copy is a
-    full snapshot."""
+    why and the machine stays in mode "error"). Fields hold immutable values, so clone() is a
+    full snapshot (the constraint clones it to try candidate tokens)."""
 
     def __init__(self, thinking: bool = True, tools: ToolSchemas | None = None,
                  sink: Sink | None = None, force_call: bool = False) -> None:
@@ -81,24 +83,19 @@ class Machine:
             m.json = self.json.clone()
         return m
 
-    @property
-    def free(self) -> bool:
-        """In free text (reasoning, content, a string value) with nothing held back."""
-        return self.mode in ("reasoning", "content", "vstr") and not self.pending
-
     def can_end(self) -> bool:
         """Whether the reply may stop here (EOS)."""
         if self.mode == "content":
             return _COMMIT not in self.pending
         if self.mode == "expect":
-            return not self.got and self.alts == ((dsml.EOS, "end"),)
+            return not self.got and self.alts == _END
         return self.mode == "end"
 
     def next_chars(self) -> set[str] | None:
         """A superset of the characters that may come next where that set is small (markup,
         JSON outside strings); None elsewhere."""
         if self.mode == "content" and _COMMIT in self.pending:
-            return {t[len(self.pending)] for t, _ in _BLOCKTERMS if t.startswith(self.pending)}
+            return {t[len(self.pending)] for t, _ in _BLOCK_TERMS if t.startswith(self.pending)}
         if self.mode == "expect":
             return {lit[len(self.got)] for lit, _ in self.alts}
         if self.mode in ("name", "pname") and self.tools:
@@ -214,6 +211,8 @@ class Machine:
         return True
 
     def _expect(self, c: str) -> bool:
+        if c in _WS and not self.got and self.alts == _END:
+            return True  # whitespace after the block is let pass (the constraint never emits it)
         s = self.got + c
         alts = tuple(a for a in self.alts if a[0].startswith(s))
         if not alts:
@@ -242,7 +241,7 @@ class Machine:
         if nxt == "params":
             return self._want(self._param_alts(first=True))
         if nxt == "after_block":
-            return self._want(((dsml.EOS, "end"),))
+            return self._want(_END)
         if nxt == "block":
             return self._enter(nxt)
         self.mode = nxt  # "end"

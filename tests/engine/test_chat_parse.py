@@ -135,3 +135,10 @@ def test_reply_message_renders_back_to_the_same_turn():
     msg = reply_message(parse_reply(full[len(prompt):]), token_ids=[5, 6])
     assert msg.token_ids == [5, 6] and msg.tool_calls == calls
     assert render([User(content="q"), msg], tools=TOOLS) == full
+
+
+def test_whitespace_after_the_block_is_tolerated():
+    body = (BLOCK + '<｜DSML｜invoke name="f">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>'
+            + "\n " + dsml.EOS)
+    r = gather(parse_reply(body))
+    assert r.calls == [("f", {})] and not r.errors
