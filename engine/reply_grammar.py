@@ -109,6 +109,9 @@ class Machine:
         if self.mode == "vjson" and self.json is not None and not self.pending:
             nxt = self.json.next_chars()
             return None if nxt is None else nxt | {"<"}
+        if self.mode == "vjson" and self.json is not None and self.json.state != "string":
+            # held `<…` outside a JSON string: only the parameter's end can go on from here
+            return {t[len(self.pending)] for t, _ in TERMS["vjson"] if t.startswith(self.pending)}
         return None
 
     def _end(self, c: str) -> bool:
