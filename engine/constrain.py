@@ -1,16 +1,20 @@
 """Constrained decoding of tool calls: a token mask under which DSML markup can only be written
 validly (registered tool names, their parameter names, `string="false"` values that are JSON of
 the schema's type, required parameters before `</｜DSML｜invoke>`), while reasoning, prose and
-string values sample freely.
+string values sample freely. `tool_choice` ("auto", "none", "required", a name) can force or
+forbid the call block.
 
     c = ToolCallConstraint(tokenizer, tools, thinking=True, vocab_size=model_vocab)
     mask = c.allowed()          # np.bool_[vocab_size]; logits[~mask] = -inf
-    c.advance(token_id)         # after sampling
+    c.advance(token_id)         # after sampling; False if the token was not allowed
 
 It runs reply_grammar.Machine (the parser's own grammar, plus schemas) over a byte trie of the
-vocabulary: in free text at most the tokens holding `<｜` (inside a JSON string: `"`, `\\`, `<`
-or a control byte) are checked one by one and the rest is allowed at once; inside markup the
-trie walk visits only the few branches the grammar permits.
+vocabulary. In free text at most the few tokens that could complete a terminator are tried, the
+rest is allowed at once; in markup the walk follows only the characters the grammar permits;
+inside JSON strings and numbers a token is judged by its rest after plain bytes (one run per
+distinct rest). Allowed sets in markup and JSON are cached per grammar state. Cost per token
+(64k-token BPE, one CPU core): ~0.05 ms in free text, ~0.2 ms in markup, 5-20 ms on a JSON
+state's first visit and ~0.1 ms after.
 """
 
 from __future__ import annotations
