@@ -159,3 +159,39 @@ def reply_message(events: list[Event], token_ids: list[int] | None = None) -> As
             calls.append(ToolCall(name=e.name, arguments=e.arguments, id=f"call_{e.index}"))
     return Assistant(reasoning="".join(reasoning), content="".join(content), tool_calls=calls,
                      token_ids=None if token_ids is None else list(token_ids))
+
+
+class TokenReplyParser:
+    """Sampled ids in, events out: decodes byte-exactly (a character split over tokens waits
+    for its last byte), parses, stops at EOS, and keeps the ids for exact replay.
+
+        p = TokenReplyParser(tokenizer, thinking=True)
+        for id in sampled: events = p.step(id)
+        events = p.finish("length")        # when generation stopped without EOS
+        turn = p.message()                 # Assistant with token_ids, for the next prompt
+    """
+
+    def __init__(self, tokenizer, thinking: bool = True) -> None:
+        self.eos_id = tokenizer.eos_id
+        self.decoder = tokenizer.stream_decoder()
+        self.parser = StreamParser(thinking)
+        self.ids: list[int] = []
+        self.events: list[Event] = []
+
+    def step(self, token_id: int) -> list[Event]:
+        if self.parser.done:
+            return []
+        self.ids.append(token_id)
+        if token_id == self.eos_id:
+            return self._keep(self.parser.feed(self.decoder.flush()) + self.parser.finish())
+        return self._keep(self.parser.feed(self.decoder.step(token_id)))
+
+    def finish(self, reason: str = "stop") -> list[Event]:
+        return self._keep(self.parser.feed(self.decoder.flush()) + self.parser.finish(reason))
+
+    def message(self) -> Assistant:
+        return reply_message(self.events, self.ids)
+
+    def _keep(self, events: list[Event]) -> list[Event]:
+        self.events += events
+        return events

@@ -3,10 +3,12 @@ reproduces them, so each turn's prompt is a prefix of the next one, token for to
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from engine.chat import Assistant, System, ToolCall, ToolResult, User, render
-from engine.tokenizer import Tokenizer, encode_conversation, write_tiny_tokenizer
+from engine.tokenizer import SPECIALS, Tokenizer, encode_conversation, write_tiny_tokenizer
 
 TOOLS = [{"type": "function", "function": {"name": "read", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}}}}]
@@ -20,10 +22,12 @@ def tok(tmp_path_factory) -> Tokenizer:
 def _sampled(tok: Tokenizer, text: str) -> list[int]:
     """Ids as a sampler might produce them: valid, but not the canonical BPE segmentation
     (every character its own run of byte tokens), so re-tokenizing the text would differ."""
-    ids, specials = [], set(tok.special.values())
-    for piece in tok.encode(text):
-        ids += [piece] if piece in specials else [i for ch in tok.decode([piece])
-                                                  for i in tok.encode(ch)]
+    specials = sorted(SPECIALS.values(), key=len, reverse=True)
+    parts = re.split("(" + "|".join(map(re.escape, specials)) + ")", text)
+    ids = []
+    for part in parts:
+        ids += tok.encode(part) if part in specials else [i for ch in part
+                                                          for i in tok.encode(ch)]
     assert tok.decode(ids) == text
     return ids
 
@@ -76,3 +80,26 @@ def test_dropped_reasoning_keeps_only_ids_after_think(tok):
     after = body_ids[body_ids.index(tok.special["think_close"]) + 1:]
     i = out.index(tok.special["assistant"])
     assert out[i + 1] == tok.special["think_close"] and out[i + 2:i + 2 + len(after)] == after
+
+
+def test_token_reply_parser_feeds_ids_and_gives_a_replayable_turn(tok):
+    from engine.chat_parse import TokenReplyParser
+    from engine.events import Done, ToolCallFinished
+
+    msgs: list = [System(content="s"), User(content="read it 𝄞")]
+    prompt = encode_conversation(msgs, tok, tools=TOOLS)
+    turn = Assistant(reasoning="need 𝄞 file", content="", tool_calls=[
+        ToolCall(name="read", arguments={"path": "dir/𝄞.txt"}, id="call_0")])
+    text = render([User(), turn])
+    sampled = _sampled(tok, text[text.index("<think>") + len("<think>"):])
+    p = TokenReplyParser(tok, thinking=True)
+    events = [e for i in sampled for e in p.step(i)]
+    assert isinstance(events[-1], Done) and events[-1].finish_reason == "tool_calls"
+    assert [e.arguments for e in events if isinstance(e, ToolCallFinished)] == \
+        [{"path": "dir/𝄞.txt"}]
+    msg = p.message()
+    assert msg.token_ids == sampled and msg.reasoning == "need 𝄞 file"
+    nxt = encode_conversation([*msgs, msg, ToolResult(content="ok", tool_call_id="call_0")],
+                              tok, tools=TOOLS)
+    assert nxt[:len(prompt) + len(sampled)] == prompt + sampled
+    assert p.step(5) == []  # nothing after EOS
