@@ -131,10 +131,10 @@ def test_fast_paths_agree_with_the_full_trie_walk(tok):
     equal trying every token through the grammar, state after state."""
     rng = np.random.default_rng(99)
     compared, modes = 0, set()
-    for run in range(8):
+    for run in range(6):
         c = ToolCallConstraint(tok, TOOLS, thinking=run % 2 == 0)
         sampler = _Sampler(tok, rng, 14.0)
-        for _ in range(200):
+        for _ in range(160):
             fast = c.allowed()
             if not c.m.can_end() or c.m.mode == "content":  # (after the block: EOS only)
                 slow = np.zeros_like(fast)
@@ -147,7 +147,7 @@ def test_fast_paths_agree_with_the_full_trie_walk(tok):
             c.advance(i)
             if i == tok.eos_id:
                 break
-    assert compared > 500
+    assert compared > 400
     assert {"reasoning", "content", "expect", "name", "pname", "vstr", "vjson"} <= modes
 
 
