@@ -1,0 +1,240 @@
+"""The agent: render the first messages, then query → execute tool calls → observe, until done.
+
+Every way out is an `AgentExit` carrying the final message: the model finished (Submitted), a
+limit was hit, the user interrupted, too many malformed tool calls, the backend failed, or an
+action needed approval nobody could give. The session log is written every step.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import prompts
+from agent import context, exitcodes, toolrun
+from agent.approval import Policy
+from agent.cost import Tally
+from agent.model import BackendError, LanguageModel, Reply, ToolCall, event_dict
+from agent.session import Session
+from tools.base import ToolContext
+
+
+class AgentExit(Exception):
+    status, code = "error", exitcodes.NOT_FIXED
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Submitted(AgentExit):
+    status, code = "submitted", exitcodes.OK
+
+
+class LimitReached(AgentExit):
+    status = "limit"
+
+
+class Interrupted(AgentExit):
+    status, code = "interrupted", 130
+
+
+class FormatErrorLimit(AgentExit):
+    status = "format_errors"
+
+
+class ModelFailed(AgentExit):
+    status = "model_error"
+
+
+class NeedsApproval(AgentExit):
+    status, code = "needs_approval", exitcodes.NEEDS_APPROVAL
+
+
+@dataclass
+class Limits:
+    max_steps: int = 100
+    max_tokens: int | None = None  # prompt + completion over the task
+    max_seconds: float | None = None
+    max_cost: float | None = None  # dollars, from the price table
+    max_format_errors: int = 3  # malformed tool calls in a row before giving up
+    repeat_reminder_after: int = 3  # identical consecutive calls before a reminder
+
+
+@dataclass
+class Agent:
+    model: LanguageModel
+    ctx: ToolContext
+    session: Session
+    policy: Policy = field(default_factory=Policy)
+    limits: Limits = field(default_factory=Limits)
+    ask: toolrun.Asker | None = None
+    on_event: Callable[[dict], None] = lambda event: None
+    thinking: bool = True
+    tally: Tally = field(default_factory=Tally)
+    tools: list[dict] | None = None
+    steps: int = 0
+    _format_errors: int = 0
+    _last_calls: list[tuple[str, str]] = field(default_factory=list)
+    _tokens: context.TokenCount = field(default_factory=context.TokenCount)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _started: float = field(default_factory=time.monotonic)
+
+    def run(self, task: str | None = None, instructions: str | None = None) -> AgentExit:
+        """Add `task` (if any) to the conversation and work until an exit; returns the exit."""
+        self._started = time.monotonic()
+        self._stop.clear()
+        self.tools = toolrun.tool_specs() if self.tools is None else self.tools
+        if not self.session.messages:
+            self.session.append({"role": "system", "content": self._system(instructions)})
+        if task is not None:
+            self.session.append({"role": "user", "content": task})
+        try:
+            while True:
+                self.step()
+        except KeyboardInterrupt:
+            result: AgentExit = Interrupted("Interrupted by the user.")
+        except AgentExit as exit_:
+            result = exit_
+        self.session.event("exit", status=result.status, message=result.message,
+                           usage=self.tally.summary())
+        self.on_event({"type": "exit", "status": result.status, "message": result.message})
+        return result
+
+    def interrupt(self) -> None:
+        """Stop cleanly at the next event or between tool calls (safe from another thread)."""
+        self._stop.set()
+
+    def step(self) -> None:
+        self._check_limits()
+        self.steps += 1
+        reply = self._query()
+        self.session.append(reply.message(), tokens=reply.tokens, usage=_usage(reply),
+                            timing={"seconds": round(reply.elapsed, 3)})
+        self.on_event({"type": "assistant", **reply.message()})
+        if reply.format_errors:
+            return self._format_error(reply)
+        self._format_errors = 0
+        if not reply.tool_calls:
+            raise Submitted(reply.text)
+        for i, call in enumerate(reply.tool_calls):
+            self._run_tool(call, reply.tool_calls[i + 1:])
+
+    def _system(self, instructions: str | None) -> str:
+        if instructions is None:
+            instructions = context.discover_instructions(self.ctx.root)
+        return prompts.render("system.md.j2", repo_root=str(self.ctx.root),
+                              os_name=platform.system(), date=time.strftime("%Y-%m-%d"),
+                              shell=os.environ.get("SHELL", "/bin/sh"),
+                              instructions=instructions).strip()
+
+    def _check_limits(self) -> None:
+        lim = self.limits
+        if self.steps >= lim.max_steps:
+            raise LimitReached(f"Stopped after {self.steps} steps (the step limit).")
+        if lim.max_tokens and self.tally.total_tokens >= lim.max_tokens:
+            raise LimitReached(f"Stopped after {self.tally.total_tokens:,} tokens "
+                               f"(the limit is {lim.max_tokens:,}).")
+        if lim.max_cost and self.tally.cost() >= lim.max_cost:
+            raise LimitReached(f"Stopped at ${self.tally.cost():.4f} (the limit is "
+                               f"${lim.max_cost:.4f}).")
+        if lim.max_seconds and time.monotonic() - self._started >= lim.max_seconds:
+            raise LimitReached(f"Stopped after {lim.max_seconds:.0f} s (the time limit).")
+
+    def _query(self) -> Reply:
+        self._maybe_compact()
+        reply, started = Reply(), time.monotonic()
+        events = self.model.stream(list(self.session.messages), self.tools,
+                                   thinking=self.thinking)
+        try:
+            for event in events:
+                reply.add(event)
+                self.on_event(event_dict(event))
+                if self._stop.is_set():
+                    raise Interrupted("Interrupted by the user during generation.")
+                self._check_time()
+        except BackendError as exc:
+            raise ModelFailed(f"The model backend failed: {exc}") from exc
+        except (AgentExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a broken stream ends the task cleanly, never mid-write
+            raise ModelFailed(f"The model failed mid-reply ({type(exc).__name__}: {exc})") from exc
+        finally:
+            getattr(events, "close", lambda: None)()  # stop generating now
+        if reply.usage:
+            self.tally.add(self.model.name, reply.usage)
+            self._tokens.update(len(self.session.messages), reply.usage.prompt_tokens,
+                                reply.usage.completion_tokens)
+        reply.elapsed = time.monotonic() - started
+        return reply
+
+    def _check_time(self) -> None:
+        lim = self.limits.max_seconds
+        if lim and time.monotonic() - self._started >= lim:
+            raise LimitReached(f"Stopped after {lim:.0f} s (the time limit), mid-reply.")
+
+    def _maybe_compact(self) -> None:
+        window = self.model.context_window
+        msgs = self.session.messages
+        if self._tokens.of(msgs) <= context.budget(window):
+            return
+        target = context.budget(window) * 2 // 3
+        count = lambda m: self.model.count_tokens(m, self.tools or [])
+        compacted = context.compact(msgs, target, count)
+        self.session.messages[:] = compacted
+        self.session.event("compaction", messages=compacted)
+        self._tokens.reset()
+        self.on_event({"type": "compaction", "messages": len(compacted)})
+
+    def _format_error(self, reply: Reply) -> None:
+        self._format_errors += 1
+        left = self.limits.max_format_errors - self._format_errors
+        reason = "; ".join(e.reason for e in reply.format_errors)
+        if left <= 0:
+            raise FormatErrorLimit(f"Stopped: {self._format_errors} malformed tool calls in a "
+                                   f"row (last: {reason}).")
+        text = prompts.render("agent/format_error.md.j2", reason=reason, attempts_left=left)
+        self.session.append({"role": "user", "content": text.strip()})
+        self.on_event({"type": "format_error", "reason": reason})
+
+    def _run_tool(self, call: ToolCall, rest: list[ToolCall]) -> None:
+        self.on_event({"type": "tool_call", "id": call.id, "name": call.name,
+                       "arguments": call.arguments})
+        started = time.monotonic()
+        try:
+            if self._stop.is_set():
+                raise KeyboardInterrupt
+            outcome, self.policy = toolrun.run_call(call, self.ctx, self.policy, self.ask)
+        except (KeyboardInterrupt, toolrun.ApprovalNeeded) as exc:
+            for c in (call, *rest):  # every call gets a result: the session stays well-formed
+                note = prompts.render("agent/interrupted.md.j2", tool=c.name).strip()
+                self.session.append({"role": "tool", "tool_call_id": c.id, "content": note})
+            if isinstance(exc, toolrun.ApprovalNeeded):
+                raise NeedsApproval(f"Stopped: {exc}. Rerun with a wider --approval mode or "
+                                    "an allow rule.") from None
+            raise Interrupted("Interrupted by the user while a tool ran.") from None
+        content = outcome.content + self._repeat_note(call)
+        self.session.append({"role": "tool", "tool_call_id": call.id, "content": content},
+                            timing={"seconds": round(time.monotonic() - started, 3)},
+                            ok=outcome.ok)
+        self.on_event({"type": "tool_result", "id": call.id, "name": call.name,
+                       "ok": outcome.ok, "content": content})
+
+    def _repeat_note(self, call: ToolCall) -> str:
+        key = (call.name, repr(sorted(call.arguments.items())))
+        self._last_calls = [k for k in self._last_calls if k == key] + [key]
+        count = len(self._last_calls)
+        if count < self.limits.repeat_reminder_after:
+            return ""
+        return "\n\n" + prompts.render("agent/repeated_call.md.j2", tool=call.name,
+                                       count=count).strip()
+
+
+def _usage(reply: Reply) -> dict | None:
+    if reply.usage is None:
+        return None
+    return {k: v for k, v in vars(reply.usage).items() if v is not None}
