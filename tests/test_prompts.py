@@ -14,8 +14,9 @@ def test_there_are_templates():
 
 @pytest.mark.parametrize("name", prompts.names())
 def test_template_renders_with_its_declared_vars(name):
-    names = prompts.declared_vars(name)
-    assert names, f"{name} has no '{{#- vars: ... -#}}' header"
+    header = prompts._VARS_RE.search((prompts.TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+    assert header, f"{name} has no '{{#- vars: ... -#}}' header"
+    names = prompts.declared_vars(name)  # may be empty: a tool description takes no variables
     text = prompts.render(name, **{v: f"<{v}>" for v in names})
     assert text.strip()
     assert "{{" not in text and "{%" not in text
@@ -24,5 +25,7 @@ def test_template_renders_with_its_declared_vars(name):
 @pytest.mark.parametrize("name", prompts.names())
 def test_template_fails_on_a_missing_variable(name):
     names = prompts.declared_vars(name)
+    if not names:
+        pytest.skip("this template takes no variables")
     with pytest.raises(jinja2.UndefinedError):
         prompts.render(name, **{v: "x" for v in names[1:]})

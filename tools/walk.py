@@ -1,0 +1,74 @@
+"""Walking a repository the way git sees it: .gitignore files at every level and
+.git/info/exclude, via pathspec. `.git` and `.flashcode` are always skipped."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import pathspec
+
+ALWAYS_SKIPPED = {".git", ".flashcode"}
+
+
+@lru_cache(maxsize=4096)
+def _spec(path: str, mtime_ns: int) -> pathspec.GitIgnoreSpec | None:
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+def _load(path: Path) -> pathspec.GitIgnoreSpec | None:
+    try:
+        return _spec(str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+class Ignore:
+    """Answers "is this path ignored?" for paths relative to the repository root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._specs: dict[str, pathspec.GitIgnoreSpec | None] = {}  # dir rel path -> its rules
+        self._exclude = _load(root / ".git" / "info" / "exclude")
+
+    def _dir_spec(self, rel_dir: str):
+        if rel_dir not in self._specs:
+            self._specs[rel_dir] = _load(self.root / rel_dir / ".gitignore")
+        return self._specs[rel_dir]
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        parts = rel.split("/")
+        if parts[0] in ALWAYS_SKIPPED:
+            return True
+        suffix = "/" if is_dir else ""
+        verdict = None  # the deepest file with a matching rule decides, as in git
+        if self._exclude is not None:
+            verdict = self._exclude.check_file(rel + suffix).include
+        for depth in range(len(parts)):
+            spec = self._dir_spec("/".join(parts[:depth]) or ".")
+            if spec is not None:
+                result = spec.check_file("/".join(parts[depth:]) + suffix).include
+                if result is not None:
+                    verdict = result
+        return bool(verdict)
+
+
+def walk_files(root: Path, start: Path, ignore: Ignore | None = None) -> Iterator[Path]:
+    """Files under `start` (absolute, inside `root`), not ignored, in sorted path order."""
+    ignore = ignore or Ignore(root)
+    if start.is_file():
+        yield start
+        return
+    for dirpath, dirnames, filenames in os.walk(start):
+        here = Path(dirpath)
+        rel_here = here.relative_to(root).as_posix()
+        prefix = "" if rel_here == "." else rel_here + "/"
+        dirnames[:] = sorted(d for d in dirnames
+                             if not (here / d).is_symlink()
+                             and not ignore.ignored(prefix + d, True))
+        for name in sorted(filenames):
+            if not ignore.ignored(prefix + name, False):
+                yield here / name
