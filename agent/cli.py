@@ -121,9 +121,24 @@ def _cmd_exec(sub) -> None:
                    "event per line (text, tool calls, results, usage).")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--json", action="store_true", help="JSON events, one per line")
+    p.add_argument("--resume", nargs="?", const="", metavar="ID", default=argparse.SUPPRESS,
+                   help="add PROMPT to a session (the latest if no ID is given)")
+    p.add_argument("--continue", dest="continue_", action="store_true",
+                   default=argparse.SUPPRESS, help="add PROMPT to the most recent session")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("exec", 8))
+    p.set_defaults(handler=_run_exec)
+
+
+def _run_exec(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.headless import run_exec
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_exec(load_settings_for(args), args.prompt, cwd, as_json=args.json,
+                    resume=getattr(args, "resume", None),
+                    cont=getattr(args, "continue_", False))
 
 
 def _cmd_serve(sub) -> None:

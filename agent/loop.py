@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import prompts
-from agent import context, toolrun
+from agent import context, exitcodes, toolrun
 from agent.approval import Policy
 from agent.cost import Tally
 from agent.exits import (  # noqa: F401  (re-exported: callers catch these from agent.loop)
@@ -27,7 +27,7 @@ from agent.exits import (  # noqa: F401  (re-exported: callers catch these from 
     NeedsApproval,
     Submitted,
 )
-from agent.model import BackendError, LanguageModel, Reply, ToolCall, event_dict
+from agent.model import BackendError, BackendUnavailable, LanguageModel, Reply, ToolCall, event_dict
 from agent.session import Session
 from tools.base import ToolContext
 
@@ -91,7 +91,8 @@ class Agent:
         self.steps += 1
         reply = self._query()
         self.session.append(reply.message(), tokens=reply.tokens, usage=_usage(reply),
-                            timing={"seconds": round(reply.elapsed, 3)})
+                            timing={"seconds": round(reply.elapsed, 3)},
+                            format_errors=[vars(e) for e in reply.format_errors] or None)
         self.on_event({"type": "assistant", **reply.message()})
         if reply.format_errors:
             return self._format_error(reply)
@@ -135,7 +136,10 @@ class Agent:
                     raise Interrupted("Interrupted by the user during generation.")
                 self._check_time()
         except BackendError as exc:
-            raise ModelFailed(f"The model backend failed: {exc}") from exc
+            failed = ModelFailed(f"The model backend failed: {exc}")
+            if isinstance(exc, BackendUnavailable):
+                failed.code = exitcodes.BACKEND_UNAVAILABLE
+            raise failed from exc
         except (AgentExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # a broken stream ends the task cleanly, never mid-write
