@@ -27,7 +27,17 @@ from agent.exits import (  # noqa: F401  (re-exported: callers catch these from 
     NeedsApproval,
     Submitted,
 )
-from agent.model import BackendError, BackendUnavailable, LanguageModel, Reply, ToolCall, event_dict
+from agent.model import (
+    BackendError,
+    BackendUnavailable,
+    LanguageModel,
+    ReasoningDelta,
+    Reply,
+    TextDelta,
+    ToolCall,
+    Usage,
+    event_dict,
+)
 from agent.session import Session
 from tools.base import ToolContext
 
@@ -126,12 +136,14 @@ class Agent:
     def _query(self) -> Reply:
         self._maybe_compact()
         reply, started = Reply(), time.monotonic()
-        events = self.model.stream(list(self.session.messages), self.tools,
-                                   thinking=self.thinking)
+        events = iter(())
         try:
+            events = self.model.stream(list(self.session.messages), self.tools,
+                                       thinking=self.thinking)
             for event in events:
                 reply.add(event)
-                self.on_event(event_dict(event))
+                if isinstance(event, ReasoningDelta | TextDelta | Usage):
+                    self.on_event(event_dict(event))
                 if self._stop.is_set():
                     raise Interrupted("Interrupted by the user during generation.")
                 self._check_time()

@@ -1,10 +1,10 @@
 """`--model replay:PATH`: replay the assistant turns of a recorded session, in order.
 
-For demos, bug reports and tests. Each `stream` call plays the next recorded assistant turn
-(reasoning, text, tool calls, malformed calls, usage, tokens) after checking that the
-conversation so far matches the recording; when it does not, it fails with the first
-difference. Tool output is compared with digits masked, so timings may differ. A recording
-with only assistant turns (hand-written) is checked on those alone.
+For demos, bug reports and tests. Each `stream` call plays the recorded assistant turn that
+comes after those already in the conversation (reasoning, text, tool calls, malformed calls,
+usage, tokens), after checking that the conversation so far matches the recording; when it
+does not, it fails with the first difference. Tool output is compared with digits masked, so
+timings may differ. A recording with only assistant turns (hand-written) is checked on those.
 """
 
 from __future__ import annotations
@@ -49,14 +49,15 @@ class ReplayModel:
 
     def stream(self, messages, tools, *, thinking=True, max_tokens=None,
                response_format=None) -> Iterator[Event]:
+        # The turn to play is the one after those already in the conversation, so a resumed
+        # session picks up where it stopped.
+        self._next = sum(1 for m in messages if m.get("role") == "assistant")
         if self._next >= len(self._turns):
             raise ReplayDiverged(f"the recording {self.path} has {len(self._turns)} assistant "
                                  "turns and all were played; the conversation asked for more.")
         at = self._turns[self._next]
         self._check(messages, self._records[:at])
-        self._next += 1
-        record = self._records[at]
-        return self._play(record)
+        return self._play(self._records[at])
 
     @staticmethod
     def _play(record: dict) -> Iterator[Event]:
