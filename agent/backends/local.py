@@ -18,9 +18,11 @@ NOT_AVAILABLE = ("the in-process engine is not available in this build; use an e
 
 def load(settings):
     """A LanguageModel over the in-process engine, or BackendUnavailable saying why not."""
-    try:
-        from engine.api import Engine
-    except ImportError:
+    import importlib
+
+    try:  # by name: engine.api may not exist in this build, and importing it loads torch
+        Engine = importlib.import_module("engine.api").Engine
+    except (ImportError, AttributeError):
         raise BackendUnavailable(NOT_AVAILABLE) from None
     engine = Engine.load(settings.model, kernels=settings.kernels,
                          device_map=settings.device_map)
