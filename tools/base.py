@@ -78,7 +78,8 @@ class Tool:
 REGISTRY: dict[str, Tool] = {}
 
 # Modules that define tools; importing one registers its tools. Filled as tools land.
-TOOL_MODULES: list[str] = ["tools.files", "tools.search", "tools.edit"]
+TOOL_MODULES: list[str] = ["tools.files", "tools.search", "tools.edit",
+                           "tools.patch", "tools.shell", "tools.git"]
 
 
 def register(name: str, input: type[BaseModel], effect: Effect):

@@ -220,7 +220,7 @@ def _not_found(text: str, lines: list[str], old_l: list[str], new: str) -> ToolE
         at = _lineno(text, text.index(new))
         return ToolError(f"`old` was not found, but the replacement is already present at line "
                          f"{at}: this change seems to be made already. `read` the file to check.")
-    best = _closest(lines, old_l)
+    best = closest(lines, old_l)
     if best is None:
         return ToolError("`old` was not found in the file. `read` the file and copy the lines "
                          "to replace exactly.")
@@ -232,7 +232,7 @@ def _not_found(text: str, lines: list[str], old_l: list[str], new: str) -> ToolE
                      "have changed).")
 
 
-def _closest(lines: list[str], old_l: list[str]) -> tuple[int, float] | None:
+def closest(lines: list[str], old_l: list[str]) -> tuple[int, float] | None:
     n, target = len(old_l), "\n".join(s.strip() for s in old_l)
     best: tuple[int, float] | None = None
     for i in range(0, max(len(lines) - n + 1, 1)):
