@@ -45,8 +45,15 @@ def truncate(text: str, spill_dir: Path, root: Path, max_lines: int = 400,
     except ValueError:
         shown = str(spill)
     return prompts.render("agent/truncated.md.j2", head=head_text, tail=tail_text,
-                          omitted_lines=max(len(lines) - len(head) - len(tail), 0),
+                          omitted=_omitted(text, lines, head_text, tail_text),
                           spill_path=shown).rstrip("\n")
+
+
+def _omitted(text: str, lines: list[str], head: str, tail: str) -> str:
+    n_lines = len(lines) - head.count("\n") - tail.count("\n") - (2 if tail else 1)
+    if n_lines > 0:
+        return f"{n_lines} lines"
+    return f"{max(len(text) - len(head) - len(tail), 0):,} characters"
 
 
 @dataclass

@@ -70,7 +70,11 @@ class Session:
             raise SessionError(f"{path} is not a flashcode session (no meta record first).")
         meta = records[0]
         session = cls(Path(path), meta["id"], Path(meta["root"]), records=records)
-        session.messages = [r["message"] for r in records if r.get("type") == "message"]
+        for r in records:  # a compaction replaces the conversation so far
+            if r.get("type") == "message":
+                session.messages.append(r["message"])
+            elif r.get("type") == "event" and r.get("kind") == "compaction":
+                session.messages = list(r["messages"])
         session._repair()
         return session
 

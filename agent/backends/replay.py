@@ -29,12 +29,21 @@ class ReplayModel:
         self.path = Path(path)
         self.name = f"replay:{self.path.name}"
         self._window = context_window
-        self._records = [r for r in read_records(self.path) if r.get("type") == "message"
-                         and r["message"].get("role") != "system"]
-        self._turns = [i for i, r in enumerate(self._records)
-                       if r["message"]["role"] == "assistant"]
-        self._only_assistant = len(self._turns) == len(self._records)
-        self._next = 0
+        # (the conversation before the turn, without system messages; the turn's record)
+        self._turns: list[tuple[list[Message], dict]] = []
+        state: list[Message] = []
+        records = read_records(self.path)
+        only_assistant = all(r["message"]["role"] in ("assistant", "system")
+                             for r in records if r.get("type") == "message")
+        for r in records:
+            if r.get("type") == "event" and r.get("kind") == "compaction":
+                state = [m for m in r["messages"] if m.get("role") != "system"]
+            elif r.get("type") == "message" and r["message"].get("role") != "system":
+                if r["message"]["role"] == "assistant":
+                    self._turns.append((list(state), r))
+                state.append(r["message"])
+        self._only_assistant = only_assistant
+        self._next = 0  # the first turn not played yet
         if not self._turns:
             raise BackendError(f"{self.path} holds no assistant turns to replay.")
 
@@ -49,15 +58,21 @@ class ReplayModel:
 
     def stream(self, messages, tools, *, thinking=True, max_tokens=None,
                response_format=None) -> Iterator[Event]:
-        # The turn to play is the one after those already in the conversation, so a resumed
-        # session picks up where it stopped.
-        self._next = sum(1 for m in messages if m.get("role") == "assistant")
+        live = [_normal(m) for m in self._view(messages)]
+        # The first unplayed turn whose recorded conversation matches the live one: a resumed
+        # or compacted session finds its place too.
+        for k in range(self._next, len(self._turns)):
+            if [_normal(m) for m in self._turns[k][0]] == live:
+                self._next = k + 1
+                return self._play(self._turns[k][1])
         if self._next >= len(self._turns):
             raise ReplayDiverged(f"the recording {self.path} has {len(self._turns)} assistant "
                                  "turns and all were played; the conversation asked for more.")
-        at = self._turns[self._next]
-        self._check(messages, self._records[:at])
-        return self._play(self._records[at])
+        raise self._difference(self._view(messages), self._turns[self._next][0])
+
+    def _view(self, messages: list[Message]) -> list[Message]:
+        keep = ("assistant",) if self._only_assistant else ("user", "assistant", "tool")
+        return [m for m in messages if m.get("role") in keep]
 
     @staticmethod
     def _play(record: dict) -> Iterator[Event]:
@@ -66,20 +81,15 @@ class ReplayModel:
         yield from events_of_message(record["message"], record.get("usage"),
                                      record.get("tokens"))
 
-    def _check(self, messages: list[Message], expected_records: list[dict]) -> None:
-        live = [m for m in messages if m.get("role") != "system"]
-        expected = [r["message"] for r in expected_records]
-        if self._only_assistant:
-            live = [m for m in live if m["role"] == "assistant"]
-        if len(live) != len(expected):
-            raise ReplayDiverged(f"before assistant turn {self._next + 1} the recording has "
-                                 f"{len(expected)} messages and the conversation "
-                                 f"{len(live)}; it diverged from {self.path}.")
-        for i, (got, want) in enumerate(zip(live, expected, strict=True)):
+    def _difference(self, live: list[Message], expected: list[Message]) -> ReplayDiverged:
+        for i, (got, want) in enumerate(zip(live, expected, strict=False)):
             if _normal(got) != _normal(want):
-                raise ReplayDiverged(
+                return ReplayDiverged(
                     f"message {i + 1} ({want.get('role')}) differs from the recording "
                     f"{self.path}:\n  recorded: {_short(want)}\n  live:     {_short(got)}")
+        return ReplayDiverged(f"before assistant turn {self._next + 1} the recording has "
+                              f"{len(expected)} messages and the conversation {len(live)}; "
+                              f"it diverged from {self.path}.")
 
 
 def _normal(msg: Message) -> str:
