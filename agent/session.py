@@ -106,14 +106,19 @@ class Session:
         self.records.append(record)
 
     def _repair(self) -> None:
-        """Give every tool call without a result one, so the conversation is well-formed."""
-        answered = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
-        for msg in list(self.messages):
-            for call in msg.get("tool_calls") or []:
-                if call["id"] not in answered:
-                    self.append({"role": "tool", "tool_call_id": call["id"],
-                                 "content": "(not run: the session stopped before this tool "
-                                            "call ran. Run it again if it is still needed.)"})
+        """Give the last assistant turn's unanswered tool calls a result (the loop writes every
+        other turn's results before the next query, so only the last can be incomplete)."""
+        last = max((i for i, m in enumerate(self.messages) if m.get("role") == "assistant"),
+                   default=None)
+        if last is None:
+            return
+        answered = {m.get("tool_call_id") for m in self.messages[last + 1:]
+                    if m.get("role") == "tool"}
+        for call in self.messages[last].get("tool_calls") or []:
+            if call["id"] not in answered:
+                self.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": "(not run: the session stopped before this tool "
+                                        "call ran. Run it again if it is still needed.)"})
 
 
 def read_records(path: Path) -> list[dict]:
