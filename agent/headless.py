@@ -23,6 +23,7 @@ from agent import exitcodes
 from agent.approval import Policy
 from agent.config import Settings
 from agent.cost import Tally
+from agent.escalation import EscalatingModel
 from agent.loop import Agent, Limits
 from agent.model import BackendError
 from agent.session import Session, SessionError, find_session
@@ -43,6 +44,17 @@ def open_session(root: Path, model_name: str, resume: str | None, cont: bool) ->
     if resume is None and not cont:
         return Session.create(root, model_name)
     return Session.load(find_session(root, resume or None))
+
+
+def with_escalation(settings: Settings, model, task: str):
+    """`model`, wrapped to hand over to the escalation endpoint when one is configured."""
+    if not settings.escalation_endpoint:
+        return model
+    from agent.backends.openai_compat import OpenAIModel
+
+    second = OpenAIModel.from_settings(settings, settings.escalation_endpoint,
+                                       settings.escalation_model_name)
+    return EscalatingModel(model, second, settings.escalate_after, task=task)
 
 
 def agent_for(settings: Settings, model, root: Path, session: Session) -> Agent:
@@ -70,9 +82,12 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
     except SessionError as exc:
         print(f"flashcode exec: {exc}", file=err)
         return exitcodes.USAGE
+    model = with_escalation(settings, model, session.id)
     agent = agent_for(settings, model, root, session)
     emit = _json_printer(out) if as_json else _plain_printer(err)
     agent.on_event = emit
+    if isinstance(model, EscalatingModel):
+        agent.on_event = lambda event: (emit(event), model.observe(event))
     emit({"type": "session", "id": session.id, "path": str(session.path)})
     result = agent.run(prompt)
     emit({"type": "result", "status": result.status, "message": result.message,

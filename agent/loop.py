@@ -215,7 +215,7 @@ class Agent:
                             timing={"seconds": round(time.monotonic() - started, 3)},
                             ok=outcome.ok)
         self.on_event({"type": "tool_result", "id": call.id, "name": call.name,
-                       "ok": outcome.ok, "content": content})
+                       "ok": outcome.ok, "content": content, "output": outcome.output})
 
     def _repeat_note(self, call: ToolCall) -> str:
         key = (call.name, repr(sorted(call.arguments.items())))
