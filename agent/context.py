@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +138,16 @@ def _oldest_turn(messages: list[Message], keep_recent: int) -> tuple[int, int] |
     while end < len(messages) and messages[end]["role"] == "tool":
         end += 1
     return start, end
+
+
+def system_message(root: Path, instructions: str | None = None) -> str:
+    """The system prompt for a repository (instructions discovered when not given)."""
+    if instructions is None:
+        instructions = discover_instructions(root)
+    return prompts.render("system.md.j2", repo_root=str(root), os_name=platform.system(),
+                          date=time.strftime("%Y-%m-%d"),
+                          shell=os.environ.get("SHELL", "/bin/sh"),
+                          instructions=instructions).strip()
 
 
 def discover_instructions(root: Path, cwd: Path | None = None) -> str:

@@ -141,3 +141,16 @@ def test_exec_without_a_model_exits_4(env, tmp_path):
     out = run_flashcode("exec", "hi", "-C", str(tmp_path), env=env)
     assert out.returncode == exitcodes.BACKEND_UNAVAILABLE
     assert "needs a model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_exec_with_a_local_checkpoint_and_no_engine_says_to_use_an_endpoint(env, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("engine.api") is not None:
+        pytest.skip("this build has the in-process engine")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    out = run_flashcode("exec", "hi", "--model", str(ckpt), "-C", str(tmp_path), env=env)
+    assert out.returncode == exitcodes.BACKEND_UNAVAILABLE
+    assert "in-process engine is not available" in out.stderr and "--endpoint" in out.stderr

@@ -62,3 +62,31 @@ def test_sigkill_mid_tool_leaves_a_session_that_resumes(git_repo, isolated_env, 
                                          "tool", "user", "assistant"]
     assert "hello" in msgs[3]["content"]  # the finished step survived
     assert "not run" in msgs[5]["content"]  # the killed step is marked, not lost silently
+
+
+def test_ctrl_c_stops_a_running_tool_cleanly(git_repo, isolated_env, tmp_path):
+    env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data"), "FLASHCODE_SANDBOX": "off",
+           "PYTHONPATH": str(REPO_ROOT)}
+    model = write_recording(tmp_path / "a.jsonl", STEPS)
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "exec", "look around", "--json",
+                             "--model", model, "--approval", "full-auto", "-C", str(git_repo)],
+                            env=env, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                            start_new_session=True)
+    try:
+        path = json.loads(proc.stdout.readline())["path"]
+        assert _wait_for(lambda: any("sleep 30" in json.dumps(r) for r in read_records(path)))
+        time.sleep(0.3)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert time.monotonic() - started < 10  # the 30 s command did not run to its end
+    assert proc.returncode == 130
+    result = json.loads(rest.splitlines()[-1])
+    assert result["status"] == "interrupted"
+    records = read_records(path)
+    assert records[-1]["kind"] == "exit" and records[-1]["status"] == "interrupted"
+    msgs = Session.load(path).messages
+    assert msgs[-1]["role"] == "tool" and "interrupted by the user" in msgs[-1]["content"]
