@@ -1,4 +1,5 @@
-"""How a task ends: every exit is an exception carrying the final message and an exit code."""
+"""How a task ends: every exit is an exception carrying the final message and an exit code;
+and the limits (steps, tokens, time, cost) that raise `LimitReached`."""
 
 from __future__ import annotations
 
