@@ -4,6 +4,8 @@ It answers POST /v1/chat/completions from a script, one entry per request:
     FakeReply(text=..., reasoning=..., tool_calls=[(name, arguments_json)], usage=(p, c, cached))
     HTTPFailure(status, message)       an error response
     Stall(seconds)                     wait before answering (for timeouts)
+GET /v1/models lists "fake-flash" (with max_model_len when given) and POST /tokenize counts
+one token per 4 characters of content when `tokenize` is on (vLLM has both).
 Streaming requests get server-sent events split into small chunks (tool-call arguments in
 several fragments); `server.requests` holds every request body received.
 """
@@ -62,9 +64,12 @@ def sse_chunks(reply: FakeReply, model: str) -> list[dict]:
 
 
 class FakeOpenAIServer:
-    def __init__(self, script, api_key: str | None = None):
+    def __init__(self, script, api_key: str | None = None, max_model_len: int | None = None,
+                 tokenize: bool = False):
         self.script = list(script)
         self.api_key = api_key
+        self.max_model_len = max_model_len  # listed on /v1/models, as vLLM does
+        self.tokenize = tokenize  # serve /tokenize (vLLM): one token per 4 characters
         self.requests: list[dict] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -89,10 +94,18 @@ class FakeOpenAIServer:
                 pass
 
             def do_GET(self):
-                self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                model = {"id": "fake-flash", "object": "model", "created": 0, "owned_by": "me"}
+                if server.max_model_len:
+                    model["max_model_len"] = server.max_model_len
+                self._json(200, {"object": "list", "data": [model]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tokenize":
+                    if not server.tokenize:
+                        return self._json(404, {"detail": "Not Found"})
+                    chars = sum(len(m.get("content") or "") for m in body["messages"])
+                    return self._json(200, {"count": chars // 4, "max_model_len": 1})
                 if server.api_key and self.headers.get("Authorization") != \
                         f"Bearer {server.api_key}":
                     return self._json(401, {"error": {"message": "bad key"}})

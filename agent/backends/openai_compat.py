@@ -9,8 +9,10 @@ a JSON object become `FormatError`s for the loop to send back.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +33,12 @@ from agent.model import (
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 _WIRE_KEYS = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name")
+DEFAULT_WINDOW = 131_072
+
+
+def _wire(message: Message) -> dict:
+    """The message as the API takes it (our extra keys stay home)."""
+    return {k: message[k] for k in _WIRE_KEYS if k in message}
 
 
 @dataclass
@@ -39,12 +47,13 @@ class OpenAIModel:
     model_name: str
     api_key: str = ""
     key_env: str = "OPENAI_API_KEY"  # named in errors, so the user knows what to set
-    window: int = 131_072
+    window: int | None = None  # None: ask the server (vLLM lists max_model_len), else 128K
     timeout: float = 600.0  # seconds without progress before a request is abandoned
     retries: int = 4
     backoff: float = 1.0  # first retry after this many seconds, doubling each time
     name: str = ""
     _client: openai.OpenAI | None = field(default=None, repr=False)
+    _tokenize_ok: bool | None = None  # None: not tried yet
 
     @classmethod
     def from_settings(cls, settings, endpoint: str | None = None,
@@ -52,18 +61,48 @@ class OpenAIModel:
         endpoint = endpoint or settings.endpoint
         model_name = model_name or settings.model_name or "default"
         return cls(endpoint, model_name, os.environ.get(settings.api_key_env, ""),
-                   settings.api_key_env, settings.context_window or 131_072)
+                   settings.api_key_env, settings.context_window)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.model_name
 
     @property
     def context_window(self) -> int:
+        if self.window is None:
+            self.window = self._served_window() or DEFAULT_WINDOW
         return self.window
 
     def count_tokens(self, messages: list[Message], tools: list[dict]) -> int:
-        # No portable tokenize endpoint: estimate; the loop anchors on reported usage.
+        """Exact from the server's /tokenize (vLLM, SGLang) when it has one, else estimated."""
+        if self._tokenize_ok is not False:
+            count = self._tokenize(messages, tools)
+            self._tokenize_ok = count is not None
+            if count is not None:
+                return count
         return estimate_tokens(messages) + estimate_tokens(tools)
+
+    def _served_window(self) -> int | None:
+        try:
+            for m in self.client().models.list().data:
+                if m.id == self.model_name and getattr(m, "max_model_len", None):
+                    return int(m.max_model_len)
+        except (openai.APIError, ValueError, TypeError):
+            pass
+        return None
+
+    def _tokenize(self, messages: list[Message], tools: list[dict]) -> int | None:
+        root = self.endpoint.rstrip("/").removesuffix("/v1")
+        body = {"model": self.model_name, "messages": [_wire(m) for m in messages]}
+        if tools:
+            body["tools"] = tools
+        req = urllib.request.Request(f"{root}/tokenize", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {self.api_key}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(json.load(resp)["count"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def client(self) -> openai.OpenAI:
         if self._client is None:
@@ -75,7 +114,7 @@ class OpenAIModel:
                response_format=None) -> Iterator[Event]:
         request = {"model": self.model_name, "stream": True,
                    "stream_options": {"include_usage": True},
-                   "messages": [{k: m[k] for k in _WIRE_KEYS if k in m} for m in messages]}
+                   "messages": [_wire(m) for m in messages]}
         if tools:
             request["tools"] = tools
         if max_tokens:

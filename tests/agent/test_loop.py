@@ -231,3 +231,14 @@ def test_long_output_is_truncated_and_spilled(git_repo, tmp_path, test_tools):
     assert "lines omitted" in content and len(content) < 2000 * 2
     spill = content.split("the full output is in ")[1].split(":")[0]
     assert (git_repo / spill).read_text().count("x\n") == 1000
+
+
+def test_ctrl_c_during_generation_leaves_the_conversation_as_it_was(git_repo, tmp_path):
+    model = ScriptedModel([call("list", path="."), explode(say("half"), KeyboardInterrupt())])
+    agent = make_agent(git_repo, model, tmp_path)
+    result = agent.run("x")
+    assert isinstance(result, loop.Interrupted)
+    assert roles(agent) == ["system", "user", "assistant", "tool"]
+    assert Session.load(agent.session.path).messages == agent.session.messages
+    agent.model = ScriptedModel([say("carry on")])
+    assert isinstance(agent.run("continue"), loop.Submitted)

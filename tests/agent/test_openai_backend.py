@@ -144,3 +144,18 @@ def test_exec_with_an_unreachable_endpoint_exits_4(git_repo, isolated_env, tmp_p
                         "m", "-C", str(git_repo), env=env, timeout=120)
     assert out.returncode == 4, out.stderr
     assert "unreachable" in out.stdout + out.stderr
+
+
+def test_window_and_exact_counts_come_from_the_server_when_it_offers_them():
+    msgs = [{"role": "user", "content": "x" * 400}]
+    with FakeOpenAIServer([], max_model_len=65_536, tokenize=True) as server:
+        model = model_for(server)
+        assert model.context_window == 65_536
+        assert model.count_tokens(msgs, []) == 100
+    with FakeOpenAIServer([]) as server:
+        model = model_for(server)
+        assert model.context_window == 131_072  # nothing listed: the default
+        estimate = model.count_tokens(msgs, [])
+        assert estimate != 100 and 100 <= estimate <= 140
+        assert model._tokenize_ok is False  # not asked again
+    assert OpenAIModel("http://127.0.0.1:9/v1", "m", window=4096).context_window == 4096
