@@ -22,6 +22,7 @@ from typing import TextIO
 from agent import exitcodes
 from agent.approval import Policy
 from agent.config import Settings
+from agent.context import discover_instructions
 from agent.cost import Tally
 from agent.escalation import EscalatingModel
 from agent.loop import Agent, Limits
@@ -83,13 +84,17 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
         print(f"flashcode exec: {exc}", file=err)
         return exitcodes.USAGE
     model = with_escalation(settings, model, session.id)
-    agent = agent_for(settings, model, root, session)
+    try:
+        agent = agent_for(settings, model, root, session)
+    except ValueError as exc:  # a bad allow/deny rule
+        print(f"flashcode exec: configuration error: {exc}", file=err)
+        return exitcodes.USAGE
     emit = _json_printer(out) if as_json else _plain_printer(err)
     agent.on_event = emit
     if isinstance(model, EscalatingModel):
         agent.on_event = lambda event: (emit(event), model.observe(event))
     emit({"type": "session", "id": session.id, "path": str(session.path)})
-    result = agent.run(prompt)
+    result = agent.run(prompt, instructions=discover_instructions(root, cwd))
     emit({"type": "result", "status": result.status, "message": result.message,
           "exit_code": result.code, "session": str(session.path),
           "usage": agent.tally.summary()})
