@@ -99,7 +99,11 @@ def _execute(call: ToolCall, ctx: base.ToolContext) -> Outcome:
     except Exception as exc:  # a tool bug must not end the task; the model can work around it
         return Outcome(_error(call.name, f"the tool crashed ({type(exc).__name__}: {exc})"),
                        False)
-    text = context.truncate(format_result(result), ctx.spill_dir, ctx.root)
+    text = format_result(result)
+    if context.too_long(text):
+        from tools.shell import spill_dir  # creates it, kept out of `git status`
+
+        text = context.truncate(text, spill_dir(ctx), ctx.root)
     return Outcome(text, True, result.model_dump(mode="json"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import pytest
@@ -231,6 +232,9 @@ def test_long_output_is_truncated_and_spilled(git_repo, tmp_path, test_tools):
     assert "lines omitted" in content and len(content) < 2000 * 2
     spill = content.split("the full output is in ")[1].split(":")[0]
     assert (git_repo / spill).read_text().count("x\n") == 1000
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=git_repo, text=True,
+                            capture_output=True).stdout
+    assert ".flashcode" not in status  # spill files stay out of the user's git status
 
 
 def test_ctrl_c_during_generation_leaves_the_conversation_as_it_was(git_repo, tmp_path):
