@@ -27,7 +27,16 @@ from agent.exits import (  # noqa: F401  (callers may import every exit from her
     Submitted,
     check_limits,
 )
-from agent.model import LanguageModel, ReasoningDelta, Reply, TextDelta, ToolCall, Usage
+from agent.model import (
+    Cancelled,
+    LanguageModel,
+    ReasoningDelta,
+    Reply,
+    TextDelta,
+    ToolCall,
+    Usage,
+    pump,
+)
 from agent.model import event_dict as _event_dict
 from agent.session import Session
 from tools.base import ToolContext
@@ -75,7 +84,8 @@ class Agent:
         return result
 
     def interrupt(self) -> None:
-        """Stop cleanly at the next event or between tool calls (safe from another thread)."""
+        """Stop cleanly within a moment during generation, or between tool calls (safe from
+        another thread: the TUI's worker)."""
         self._stop.set()
 
     def step(self) -> None:
@@ -101,23 +111,22 @@ class Agent:
     def _query(self) -> Reply:
         self._maybe_compact()
         reply, started = Reply(), time.monotonic()
-        events = iter(())
         try:
             events = self.model.stream(list(self.session.messages), self.tools,
                                        thinking=self.thinking)
-            for event in events:
+            for event in pump(events, self._stop):
                 reply.add(event)
                 if isinstance(event, ReasoningDelta | TextDelta | Usage):
                     self.on_event(_event_dict(event))
                 if self._stop.is_set():
                     raise Interrupted("Interrupted by the user during generation.")
                 self._check_limits(mid_reply=True)
+        except Cancelled:
+            raise Interrupted("Interrupted by the user during generation.") from None
         except (AgentExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # a broken stream ends the task cleanly, never mid-write
             raise ModelFailed.because(exc) from exc
-        finally:
-            getattr(events, "close", lambda: None)()  # stop generating now
         if reply.usage:
             self.tally.add(self.model.name, reply.usage)
             self._tokens.update(len(self.session.messages), reply.usage.prompt_tokens,
