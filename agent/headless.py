@@ -95,11 +95,14 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
         agent.on_event = lambda event: (emit(event), model.observe(event))
     emit({"type": "session", "id": session.id, "path": str(session.path)})
     result = agent.run(prompt, instructions=discover_instructions(root, cwd))
+    escalations = [e for e in getattr(model, "events", []) if e["kind"] == "escalation"]
     emit({"type": "result", "status": result.status, "message": result.message,
           "exit_code": result.code, "session": str(session.path),
-          "usage": agent.tally.summary()})
+          "usage": agent.tally.summary(), "escalations": escalations})
     if not as_json:
         print(result.message, file=out)
+        for e in escalations:
+            print(f"escalated to {e['model']}: {e['reason']}", file=err)
         print(f"[{result.status}] {agent.tally.line()}; session {session.path}", file=err)
     return result.code
 
