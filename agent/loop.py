@@ -63,7 +63,7 @@ class Agent:
 
     def run(self, task: str | None = None, instructions: str | None = None) -> AgentExit:
         """Add `task` (if any) to the conversation and work until an exit; returns the exit."""
-        self._started = time.monotonic()
+        self._started, self.steps = time.monotonic(), 0  # limits count per task
         self._stop.clear()
         self.tools = toolrun.tool_specs() if self.tools is None else self.tools
         if not self.session.messages:
@@ -96,13 +96,13 @@ class Agent:
                             timing={"seconds": round(reply.elapsed, 3)},
                             format_errors=[vars(e) for e in reply.format_errors] or None)
         self.on_event({"type": "assistant", **reply.message()})
+        for i, call in enumerate(reply.tool_calls):  # the well-formed ones, even beside bad ones
+            self._run_tool(call, reply.tool_calls[i + 1:])
         if reply.format_errors:
             return self._format_error(reply)
         self._format_errors = 0
         if not reply.tool_calls:
             raise Submitted(reply.text)
-        for i, call in enumerate(reply.tool_calls):
-            self._run_tool(call, reply.tool_calls[i + 1:])
 
     def _check_limits(self, mid_reply: bool = False) -> None:
         check_limits(self.limits, self.steps, self.tally, time.monotonic() - self._started,

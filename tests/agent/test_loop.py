@@ -115,7 +115,7 @@ def test_malformed_calls_get_a_format_error_then_the_loop_stops(git_repo, tmp_pa
     result = agent.run("read")
     assert isinstance(result, loop.FormatErrorLimit) and "3 malformed" in result.message
     feedback = [m["content"] for m in model.prompts[1] if m["role"] == "user"][-1]
-    assert "not valid JSON" in feedback and "no tool was run" in feedback
+    assert "not valid JSON" in feedback and "was not run" in feedback
     assert "must be a JSON object" in model.prompts[2][-1]["content"]
 
 
@@ -246,3 +246,21 @@ def test_ctrl_c_during_generation_leaves_the_conversation_as_it_was(git_repo, tm
     assert Session.load(agent.session.path).messages == agent.session.messages
     agent.model = ScriptedModel([say("carry on")])
     assert isinstance(agent.run("continue"), loop.Submitted)
+
+
+def test_good_calls_beside_a_malformed_one_run_and_the_bad_one_is_reported(git_repo, tmp_path):
+    mixed = [*call("list", path=".")[:-1], *malformed("read", "{")]
+    model = ScriptedModel([mixed, say("ok")])
+    agent = make_agent(git_repo, model, tmp_path)
+    assert isinstance(agent.run("x"), loop.Submitted)
+    assert roles(agent) == ["system", "user", "assistant", "tool", "user", "assistant"]
+    assert "README.md" in agent.session.messages[3]["content"]
+    assert "was not run" in agent.session.messages[4]["content"]
+
+
+def test_the_step_limit_counts_per_task(git_repo, tmp_path):
+    model = ScriptedModel([call("list", path="."), say("one"), call("list", path="."),
+                           say("two")])
+    agent = make_agent(git_repo, model, tmp_path, limits=Limits(max_steps=2))
+    assert agent.run("first").message == "one"
+    assert agent.run("second").message == "two"
