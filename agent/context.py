@@ -26,7 +26,8 @@ INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md")
 
 def estimate_tokens(messages: list[Message]) -> int:
     """A rough count (about 3.5 characters a token for code and English) for unsent text."""
-    return int(sum(len(json.dumps(m, ensure_ascii=False)) for m in messages) / 3.5) + 1
+    chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages)
+    return -(-chars * 2 // 7)  # ceil(chars / 3.5)
 
 
 def too_long(text: str, max_lines: int = 400, max_chars: int = 30_000) -> bool:

@@ -129,7 +129,8 @@ class Agent:
             raise ModelFailed.because(exc) from exc
         if reply.usage:
             self.tally.add(self.model.name, reply.usage)
-            self._tokens.update(len(self.session.messages), reply.usage.prompt_tokens,
+            # the count covers the prompt and this reply, which is appended next
+            self._tokens.update(len(self.session.messages) + 1, reply.usage.prompt_tokens,
                                 reply.usage.completion_tokens)
         reply.elapsed = time.monotonic() - started
         return reply
