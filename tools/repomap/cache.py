@@ -21,8 +21,9 @@ POOL_THRESHOLD = 200  # below this many files to parse, a process pool costs mor
 
 
 class TagCache:
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, workers: int | None = None):
         self.path = path  # None: in memory only
+        self.workers = workers  # processes for cold parsing; None: one per CPU (at most 8)
         self.entries: dict[str, tuple[int, int, FileTags]] = {}
         self.dirty = False
         self.hits = self.parsed = 0
@@ -35,8 +36,7 @@ class TagCache:
             except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
                 self.entries = {}  # a broken cache is rebuilt, never trusted
 
-    def tags(self, root: Path, rels: Iterable[str], workers: int | None = None
-             ) -> dict[str, FileTags]:
+    def tags(self, root: Path, rels: Iterable[str]) -> dict[str, FileTags]:
         """Tags of every file in `rels` (repository-relative), parsing what is stale."""
         out, stale = {}, []
         for rel in rels:
@@ -50,7 +50,7 @@ class TagCache:
                 self.hits += 1
             else:
                 stale.append((rel, st.st_mtime_ns, st.st_size))
-        for (rel, mtime, size), tags in zip(stale, _parse_all(root, stale, workers),
+        for (rel, mtime, size), tags in zip(stale, _parse_all(root, stale, self.workers),
                                             strict=True):
             self.entries[rel] = (mtime, size, tags)
             out[rel] = tags

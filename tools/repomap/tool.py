@@ -48,7 +48,9 @@ def build_map(ctx: ToolContext, args: RepomapArgs, cache: TagCache | None = None
     names = set(args.names)
     for f in focus:  # words of the files' names are in play too (aider's heuristic)
         names.update(w for w in re.split(r"[^A-Za-z0-9_]+", f) if len(w) > 2)
-    ranked = rank(tags, focus, names)
+    # a definition renders to at least one token, so more than max_tokens never fit
+    in_focus = sum(len(tags[f].defs) for f in focus if f in tags)
+    ranked = rank(tags, focus, names, limit=args.max_tokens + in_focus)
     chosen = [(f, n) for _, f, n in ranked.defs if f not in focus]
     text, shown = fit(chosen, tags, args.max_tokens)
     return RepomapResult(map=text, files_total=len(rels), definitions_shown=shown,
