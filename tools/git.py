@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tools.base import ToolContext, ToolError, register
+from tools.state import private_dir
 
 ReadOp = Literal["status", "diff", "log", "show", "blame", "branch", "worktree"]
 ChangeOp = Literal["commit", "branch", "worktree"]
@@ -130,7 +131,10 @@ def _worktree(ctx, repo, args: GitArgs) -> tuple[str, Any]:
     if args.name is None:
         return _run(repo, "worktree", "list"), None
     _check_new_branch(repo, args.name)
-    where = ctx.resolve(args.paths[0] if args.paths else f".flashcode/worktrees/{args.name}")
+    if args.paths:
+        where = ctx.resolve(args.paths[0])
+    else:
+        where = ctx.resolve(private_dir(ctx.root, "worktrees") / args.name)
     if where.exists():
         raise ToolError(f"'{ctx.rel(where)}' already exists; choose another worktree path.")
     _run(repo, "worktree", "add", "-b", args.name, str(where), *_safe_rev(args.start_point))

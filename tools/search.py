@@ -87,6 +87,8 @@ def _python(ctx: ToolContext, start: Path, regex: re.Pattern, args: SearchArgs) 
     for path in walk_files(ctx.root, start):
         if start.is_dir() and not _globbed(path.relative_to(start).as_posix(), args.glob):
             continue
+        if path.is_symlink() and path != start:
+            continue  # ripgrep does not follow links either
         try:
             data = path.read_bytes()
         except OSError:

@@ -70,5 +70,13 @@ def walk_files(root: Path, start: Path, ignore: Ignore | None = None) -> Iterato
                              if not (here / d).is_symlink()
                              and not ignore.ignored(prefix + d, True))
         for name in sorted(filenames):
+            path = here / name
+            if path.is_symlink() and not inside(path, root):
+                continue  # a link leading out of the repository is not part of it
             if not ignore.ignored(prefix + name, False):
-                yield here / name
+                yield path
+
+
+def inside(path: Path, root: Path) -> bool:
+    target = path.resolve()
+    return target == root or root in target.parents

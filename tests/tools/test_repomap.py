@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -93,6 +94,8 @@ def test_cache_reparses_only_changed_files(git_repo):
     assert r.parsed == 1 and "brand_new_function" in r.map
     (git_repo / ".flashcode" / "cache" / "repomap.pkl").write_bytes(b"garbage")
     assert call("repomap", {}, ctx).parsed == 4  # a broken cache is rebuilt
+    assert ".flashcode" not in subprocess.run(["git", "status", "--porcelain"], cwd=git_repo,
+                                              capture_output=True, text=True).stdout
 
 
 def test_escape_is_refused(git_repo):

@@ -12,6 +12,7 @@ from tools.repomap.cache import TagCache
 from tools.repomap.extract import language_of
 from tools.repomap.fit import estimate_tokens, fit
 from tools.repomap.rank import rank
+from tools.state import private_dir
 from tools.walk import walk_files
 
 
@@ -40,7 +41,7 @@ def build_map(ctx: ToolContext, args: RepomapArgs, cache: TagCache | None = None
     start = ctx.resolve(args.path, must_exist=True)
     rels = [p.relative_to(ctx.root).as_posix() for p in walk_files(ctx.root, start)
             if language_of(p) is not None]
-    cache = cache or TagCache(ctx.root / ".flashcode" / "cache" / "repomap.pkl")
+    cache = cache or TagCache(private_dir(ctx.root, "cache") / "repomap.pkl")
     parsed_before = cache.parsed
     tags = cache.tags(ctx.root, rels)
     cache.save()
