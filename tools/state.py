@@ -23,11 +23,14 @@ def private_dir(root: Path, *parts: str) -> Path:
 
 
 def _exclude(root: Path) -> None:
-    proc = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=root,
-                          capture_output=True, text=True)
+    proc = subprocess.run(["git", "rev-parse", "--show-toplevel", "--git-path", "info/exclude"],
+                          cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         return  # not a git repository: nothing to hide from
-    exclude = Path(proc.stdout.strip())
+    top, exclude_path = proc.stdout.strip().split("\n")[:2]
+    if Path(top).resolve() != root.resolve():
+        return  # a folder inside someone else's repository: leave that repository alone
+    exclude = Path(exclude_path)
     exclude = exclude if exclude.is_absolute() else root / exclude
     lines = exclude.read_text().splitlines() if exclude.exists() else []
     if f"{DIRNAME}/" not in lines:
