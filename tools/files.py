@@ -61,7 +61,8 @@ def read(ctx: ToolContext, args: ReadArgs) -> ReadResult:
         size += len(numbered) + 1
     ctx.read_stamps[ctx.rel(path)] = stamp(path)
     return ReadResult(path=ctx.rel(path), content="\n".join(out), start_line=args.start_line,
-                      end_line=n, total_lines=total, truncated=n < (args.end_line or total),
+                      end_line=n, total_lines=total,
+                      truncated=n < min(args.end_line or total, total),
                       encoding=decoded.encoding,
                       line_endings="CRLF" if decoded.newline == "\r\n" else "LF")
 

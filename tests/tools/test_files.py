@@ -26,6 +26,8 @@ def test_read_range_and_caps(ctx, git_repo):
     (git_repo / "big.txt").write_text("".join(f"line {i}\n" for i in range(1, 1001)))
     r = call("read", {"path": "big.txt", "start_line": 10, "end_line": 12}, ctx)
     assert r.content.splitlines()[0] == "    10\tline 10" and r.end_line == 12
+    r = call("read", {"path": "big.txt", "start_line": 999, "end_line": 5000}, ctx)
+    assert (r.end_line, r.truncated) == (1000, False)
     r = call("read", {"path": "big.txt", "max_lines": 5}, ctx)
     assert r.end_line == 5 and r.truncated
     r = call("read", {"path": "big.txt", "max_bytes": 200}, ctx)
