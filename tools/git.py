@@ -26,7 +26,8 @@ class GitArgs(BaseModel):
     rev: str | None = Field(None, description="revision: diff against it, log from it, show it")
     staged: bool = Field(False, description="diff: the staged changes instead of the worktree")
     n: int = Field(20, ge=1, le=1000, description="log: most commits")
-    lines: tuple[int, int] | None = Field(None, description="blame: first and last line")
+    lines: list[int] | None = Field(None, min_length=2, max_length=2,
+                                    description="blame: [first line, last line]")
     message: str | None = Field(None, description="commit: the message")
     all_tracked: bool = Field(False, description="commit: include every change to tracked files")
     name: str | None = Field(None, description="branch/worktree: the new branch to create")
