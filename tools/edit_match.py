@@ -145,7 +145,31 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
             starts.append(_lineno(text, at))
             at = text.find(old, at + 1)
         raise _ambiguous(starts, "exact")
+    unnumbered = _strip_line_numbers(old, new)
+    if unnumbered is not None:
+        try:
+            found = plan(text, *unnumbered[:2], replace_all)
+            if found.first_line == unnumbered[2]:  # the numbers say where; they must agree
+                return Plan(found.text, f"line-numbers+{found.tier}", found.count,
+                            found.first_line)
+        except ToolError:
+            pass  # explain the failure in terms of what the model sent
     return _plan_lines(text, old, new, replace_all)
+
+
+_NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
+
+
+def _strip_line_numbers(old: str, new: str) -> tuple[str, str, int] | None:
+    """(old, new, first number) without the line numbers copied from `read` output, if every
+    line of `old` carries one and they count up by one; None otherwise."""
+    old_l = _split(old)
+    numbers = [int(m.group().strip()) if (m := _NUMBERED.match(x)) else None for x in old_l]
+    if None in numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    strip = lambda s: "".join(_NUMBERED.sub("", x, count=1)
+                              for x in s.splitlines(keepends=True))
+    return strip(old), strip(new), numbers[0]
 
 
 def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
