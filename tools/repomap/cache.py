@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tools.repomap.extract import FileTags, extract_file
 
-VERSION = 1  # bump when FileTags or the queries change meaning
+VERSION = 2  # bump when FileTags or the queries change meaning
 POOL_THRESHOLD = 200  # below this many files to parse, a process pool costs more than it saves
 
 

@@ -50,7 +50,7 @@ def _def_pairs(tags: dict[str, FileTags], files: list[str]):
     nidx: dict[str, int] = {}
     dn, df = [], []
     for i, f in enumerate(files):
-        for name, _, _ in tags[f].defs:
+        for name, *_ in tags[f].defs:
             dn.append(nidx.setdefault(name, len(nidx)))
             df.append(i)
     width = max(len(files), 1)
