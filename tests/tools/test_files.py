@@ -99,3 +99,12 @@ def test_info_exclude_is_respected(ctx, git_repo):
     (git_repo / "secret.txt").write_text("")
     (git_repo / ".git" / "info" / "exclude").write_text("secret.txt\n")
     assert "secret.txt" not in call("glob", {"pattern": "*"}, ctx).files
+
+
+def test_huge_file_is_refused_with_advice(ctx, git_repo, monkeypatch):
+    import tools.textio
+
+    monkeypatch.setattr(tools.textio, "MAX_TEXT_BYTES", 1000)
+    (git_repo / "log.txt").write_text("x" * 2000)
+    with pytest.raises(ToolError, match="too big to load as text. Use `search`"):
+        call("read", {"path": "log.txt"}, ctx)
