@@ -145,7 +145,31 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
             starts.append(_lineno(text, at))
             at = text.find(old, at + 1)
         raise _ambiguous(starts, "exact")
+    unnumbered = _strip_line_numbers(old, new)
+    if unnumbered is not None:
+        try:
+            found = plan(text, *unnumbered[:2], replace_all)
+            if found.first_line == unnumbered[2]:  # the numbers say where; they must agree
+                return Plan(found.text, f"line-numbers+{found.tier}", found.count,
+                            found.first_line)
+        except ToolError:
+            pass  # explain the failure in terms of what the model sent
     return _plan_lines(text, old, new, replace_all)
+
+
+_NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
+
+
+def _strip_line_numbers(old: str, new: str) -> tuple[str, str, int] | None:
+    """(old, new, first number) without the line numbers copied from `read` output, if every
+    line of `old` carries one and they count up by one; None otherwise."""
+    old_l = _split(old)
+    numbers = [int(m.group().strip()) if (m := _NUMBERED.match(x)) else None for x in old_l]
+    if None in numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    strip = lambda s: "".join(_NUMBERED.sub("", x, count=1)
+                              for x in s.splitlines(keepends=True))
+    return strip(old), strip(new), numbers[0]
 
 
 def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
@@ -161,6 +185,9 @@ def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
     elided = _plan_elision(lines, old_l, new_l)
     if elided is not None:
         return Plan(_apply(lines, elided, text), "elision", 1, elided[0].start + 1)
+    stale = _plan_stale(lines, old_l, new_l)
+    if stale is not None:
+        return Plan(_apply(lines, [stale], text), "stale-line", 1, stale.start + 1)
     raise _not_found(text, lines, old_l, new)
 
 
@@ -212,6 +239,63 @@ def _unique_from(lines: list[str], seg: list[str], lo: int) -> tuple[int, int, s
         found = _line_matches(lines, seg, norm, flexible, lo)
         if found:
             return (*found[0], tier) if len(found) == 1 else None
+    return None
+
+
+STALE_MIN_LINES = 4  # with fewer lines, "all but one line match" says too little
+STALE_MIN_SIMILARITY = 0.6
+
+
+def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]) -> Replacement | None:
+    """One context line of `old` is out of date (the file's line was changed since the model
+    saw it): apply when every other line matches at exactly one place, the odd line still
+    resembles the file's, and `new` keeps it unchanged, so the edit does not touch it; the
+    file's current line is kept."""
+    n = len(old_l)
+    if n < STALE_MIN_LINES:
+        return None
+    hits = _all_but_one(lines, old_l)
+    if len(hits) != 1:
+        return None
+    i, k = hits[0]
+    new_k = _context_index(old_l, new_l, k)
+    ratio = difflib.SequenceMatcher(None, lines[i + k].strip(), old_l[k].strip()).ratio()
+    if new_k is None or ratio < STALE_MIN_SIMILARITY:
+        return None
+    others = [j for j in range(n) if j != k]
+    delta = _block_delta([lines[i + j] for j in others], [old_l[j] for j in others],
+                         lambda s: ascii_punct(s).rstrip())
+    if delta is None:
+        return None
+    rep = _replacement(lines, i, delta, old_l, new_l, "unicode")
+    rep.lines[new_k] = lines[i + k]
+    return rep
+
+
+def _all_but_one(lines: list[str], old_l: list[str]) -> list[tuple[int, int]]:
+    """[(start, index of the one differing line)] over the file, comparing trimmed ASCII."""
+    norm_file = [ascii_punct(x).strip() for x in lines]
+    want = [ascii_punct(x).strip() for x in old_l]
+    n, hits = len(want), []
+    for i in range(len(lines) - n + 1):
+        miss = -1
+        for k in range(n):
+            if norm_file[i + k] != want[k]:
+                if miss >= 0:
+                    break
+                miss = k
+        else:
+            if miss >= 0:
+                hits.append((i, miss))
+    return hits
+
+
+def _context_index(old_l: list[str], new_l: list[str], k: int) -> int | None:
+    """Where old line k sits in `new` if the edit leaves it as context, else None."""
+    sm = difflib.SequenceMatcher(None, old_l, new_l, autojunk=False)
+    for tag, a0, a1, b0, _ in sm.get_opcodes():
+        if tag == "equal" and a0 <= k < a1:
+            return b0 + (k - a0)
     return None
 
 
