@@ -264,3 +264,14 @@ def test_the_step_limit_counts_per_task(git_repo, tmp_path):
     agent = make_agent(git_repo, model, tmp_path, limits=Limits(max_steps=2))
     assert agent.run("first").message == "one"
     assert agent.run("second").message == "two"
+
+
+def test_exact_sampled_tokens_are_logged_when_the_backend_gives_them(git_repo, tmp_path):
+    from agent.model import Done, TextDelta
+
+    model = ScriptedModel([[TextDelta("hi"), Done("stop", tokens=[101, 7, 2])]])
+    agent = make_agent(git_repo, model, tmp_path)
+    agent.run("x")
+    record = [r for r in read_records(agent.session.path) if r["type"] == "message"][-1]
+    assert record["message"] == {"role": "assistant", "content": "hi"}
+    assert record["tokens"] == [101, 7, 2]
