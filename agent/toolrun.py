@@ -16,7 +16,7 @@ from pydantic import BaseModel
 import prompts
 from agent import approval, context
 from agent.model import ToolCall
-from tools import base
+from tools import base, specs
 
 # ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
 Asker = Callable[[ToolCall, str], str]
@@ -39,9 +39,7 @@ class Outcome:
 
 def tool_specs() -> list[dict]:
     """OpenAI function specs for every registered tool (tools.specs; `_name` tools are hidden)."""
-    from tools.specs import tool_specs as specs
-
-    return specs()
+    return specs.tool_specs()
 
 
 def format_result(result: BaseModel) -> str:
