@@ -118,8 +118,12 @@ def _cmd_propose(sub) -> None:
 
 def _cmd_exec(sub) -> None:
     p = _subparser(sub, "exec", "run one prompt headlessly and print the answer",
-                   "Run PROMPT through the agent without the app. With --json, print one JSON "
-                   "event per line (text, tool calls, results, usage).")
+                   "Run PROMPT through the agent without the app: progress on stderr, the\n"
+                   "answer on stdout. With --json, print one JSON event per line (assistant\n"
+                   "turns, tool calls and results, usage, then a result). PROMPT goes as given\n"
+                   "(no task-spec rewrite), and nothing is asked: an action the --approval mode\n"
+                   "would ask about stops the run with exit code 3. Each run is a session\n"
+                   "(--resume/--continue add to one; --model replay:SESSION.jsonl replays one).")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--json", action="store_true", help="JSON events, one per line")
     p.add_argument("--resume", nargs="?", const="", metavar="ID", default=argparse.SUPPRESS,
