@@ -130,6 +130,8 @@ def _cmd_exec(sub) -> None:
                    help="add PROMPT to a session (the latest if no ID is given)")
     p.add_argument("--continue", dest="continue_", action="store_true",
                    default=argparse.SUPPRESS, help="add PROMPT to the most recent session")
+    p.add_argument("--fork", metavar="ID[:N]", default=argparse.SUPPRESS,
+                   help="add PROMPT to a copy of session ID (of its first N messages)")
     _add_model_flags(p)
     _add_agent_flags(p)
     p.set_defaults(handler=_run_exec)
@@ -143,7 +145,7 @@ def _run_exec(args: argparse.Namespace) -> int:
     cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
     return run_exec(load_settings_for(args), args.prompt, cwd, as_json=args.json,
                     resume=getattr(args, "resume", None),
-                    cont=getattr(args, "continue_", False))
+                    cont=getattr(args, "continue_", False), fork=getattr(args, "fork", None))
 
 
 def _cmd_serve(sub) -> None:

@@ -40,8 +40,15 @@ def repo_root(cwd: Path) -> Path:
     return Path(out.stdout.strip()) if out.returncode == 0 else cwd.resolve()
 
 
-def open_session(root: Path, model_name: str, resume: str | None, cont: bool) -> Session:
-    """A new session, or the one --resume ID / --continue names (the latest for '')."""
+def open_session(root: Path, model_name: str, resume: str | None, cont: bool,
+                 fork: str | None = None) -> Session:
+    """A new session; the one --resume ID / --continue names (the latest for ''); or a fork:
+    a new session starting with the first N messages of session ID (`ID:N`; all without N)."""
+    if fork is not None:
+        sid, _, at = fork.partition(":")
+        if at and not at.isdigit():
+            raise SessionError(f"--fork {fork}: write ID or ID:N, N a message count.")
+        return Session.load(find_session(root, sid or None)).fork(int(at) if at else None)
     if resume is None and not cont:
         return Session.create(root, model_name)
     return Session.load(find_session(root, resume or None))
@@ -68,7 +75,7 @@ def agent_for(settings: Settings, model, root: Path, session: Session) -> Agent:
 
 
 def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
-             resume: str | None = None, cont: bool = False,
+             resume: str | None = None, cont: bool = False, fork: str | None = None,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from agent.backends import make_model
 
@@ -79,7 +86,7 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
         return exitcodes.BACKEND_UNAVAILABLE
     root = repo_root(cwd)
     try:
-        session = open_session(root, model.name, resume, cont)
+        session = open_session(root, model.name, resume, cont, fork)
     except SessionError as exc:
         print(f"flashcode exec: {exc}", file=err)
         return exitcodes.USAGE

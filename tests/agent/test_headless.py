@@ -173,3 +173,23 @@ def test_a_bad_approval_rule_is_a_usage_error(buggy_repo, env, tmp_path):
     (buggy_repo / ".flashcode.toml").write_text('allow = ["shell("]\n')
     out = run_flashcode("exec", "x", "--model", model, "-C", str(buggy_repo), env=env)
     assert out.returncode == exitcodes.USAGE and "bad approval rule" in out.stderr
+
+
+def test_exec_fork_starts_a_new_session_from_part_of_an_old_one(buggy_repo, env, tmp_path):
+    first = write_recording(tmp_path / "a.jsonl", FIX_TURNS[:1] + [turn("calc subtracts")])
+    out, events = exec_json(buggy_repo, first, env)
+    parent_id = events[0]["id"]
+    second = write_recording(tmp_path / "b.jsonl", [turn("forked answer")])
+    out2 = run_flashcode("exec", "try another way", "--json", "--model", second, "--fork",
+                         f"{parent_id}:2", "-C", str(buggy_repo), env=env)
+    assert out2.returncode == 0, out2.stderr
+    events2 = [json.loads(x) for x in out2.stdout.splitlines()]
+    assert events2[0]["id"] != parent_id and events2[-1]["message"] == "forked answer"
+    log = [json.loads(x) for x in open(events2[0]["path"])]
+    assert log[0]["parent"] == {"id": parent_id, "at": 2}
+    msgs = [r["message"] for r in log if r["type"] == "message"]
+    assert [m["role"] for m in msgs] == ["system", "user", "user", "assistant"]
+    assert msgs[1]["content"] == "fix the failing test in test_calc.py"
+    bad = run_flashcode("exec", "x", "--model", second, "--fork", "nope", "-C", str(buggy_repo),
+                        env=env)
+    assert bad.returncode == exitcodes.USAGE and "nope" in bad.stderr
