@@ -80,6 +80,11 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
     from agent.backends import make_model
 
     try:
+        Policy.from_settings(settings.approval, settings.allow, settings.deny)
+    except ValueError as exc:  # a bad allow/deny rule: say so before anything is created
+        print(f"flashcode exec: configuration error: {exc}", file=err)
+        return exitcodes.USAGE
+    try:
         model = make_model(settings)
     except BackendError as exc:
         print(f"flashcode exec: {exc}", file=err)
@@ -91,11 +96,7 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
         print(f"flashcode exec: {exc}", file=err)
         return exitcodes.USAGE
     model = with_escalation(settings, model, session.id)
-    try:
-        agent = agent_for(settings, model, root, session)
-    except ValueError as exc:  # a bad allow/deny rule
-        print(f"flashcode exec: configuration error: {exc}", file=err)
-        return exitcodes.USAGE
+    agent = agent_for(settings, model, root, session)
     emit = _json_printer(out) if as_json else _plain_printer(err)
     agent.on_event = emit
     if isinstance(model, EscalatingModel):
