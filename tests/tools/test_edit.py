@@ -176,3 +176,9 @@ def test_line_numbers_must_agree_with_the_place(git_repo):
     r = call("edit", {"path": "t.tsv", "old": "     4\t3\tx\n", "new": "     4\t3\tz\n"}, ctx)
     assert r.match == "line-numbers+exact"
     assert (git_repo / "t.tsv").read_text() == "id\tname\n1\tx\n2\ty\n3\tz\n"
+
+
+def test_a_short_new_text_is_not_taken_as_already_present(ctx):
+    with pytest.raises(ToolError) as e:
+        _edit(ctx, old="    nothing like this\n", new="msg\n")
+    assert "already present" not in str(e.value)

@@ -156,3 +156,14 @@ def test_refuses_a_file_changed_since_read(git_repo):
     call("read", {"path": "a.txt"}, ctx)
     call("apply_patch", {"patch": patch}, ctx)
     assert (git_repo / "a.txt").read_text() == "ONE\ntwo\n"
+
+
+def test_heredoc_wrapper_and_scope_line(git_repo):
+    (git_repo / "s.py").write_text("class A:\n    def f(self):\n        return 1\n\n"
+                                   "class B:\n    def f(self):\n        return 1\n")
+    patch = ("apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: s.py\n@@ class B:\n"
+             "     def f(self):\n-        return 1\n+        return 2\n*** End Patch\nEOF\n")
+    call("apply_patch", {"patch": patch}, ToolContext(git_repo))
+    assert (git_repo / "s.py").read_text().endswith("class B:\n    def f(self):\n"
+                                                    "        return 2\n")
+    assert "class A:\n    def f(self):\n        return 1\n" in (git_repo / "s.py").read_text()

@@ -110,3 +110,15 @@ def test_escape_is_refused(git_repo):
         call("repomap", {"path": ".."}, ToolContext(git_repo))
     with pytest.raises(PathOutsideRepoError):
         call("repomap", {"files": ["/etc/passwd"]}, ToolContext(git_repo))
+
+
+def test_process_pool_gives_the_same_tags(tmp_path):
+    from tools.repomap.cache import POOL_THRESHOLD, TagCache
+
+    rels = []
+    for i in range(POOL_THRESHOLD + 10):
+        (tmp_path / f"m{i}.py").write_text(f"def f{i}():\n    return g{i + 1}()\n")
+        rels.append(f"m{i}.py")
+    serial = TagCache(None, workers=1).tags(tmp_path, rels)
+    pooled = TagCache(None, workers=2).tags(tmp_path, rels)
+    assert pooled == serial and serial["m3.py"].refs == {"g4": 1}
