@@ -118,13 +118,34 @@ def _cmd_propose(sub) -> None:
 
 def _cmd_exec(sub) -> None:
     p = _subparser(sub, "exec", "run one prompt headlessly and print the answer",
-                   "Run PROMPT through the agent without the app. With --json, print one JSON "
-                   "event per line (text, tool calls, results, usage).")
+                   "Run PROMPT through the agent without the app: progress on stderr, the\n"
+                   "answer on stdout. With --json, print one JSON event per line (assistant\n"
+                   "turns, tool calls and results, usage, then a result). PROMPT goes as given\n"
+                   "(no task-spec rewrite), and nothing is asked: an action the --approval mode\n"
+                   "would ask about stops the run with exit code 3. Each run is a session\n"
+                   "(--resume/--continue add to one; --model replay:SESSION.jsonl replays one).")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--json", action="store_true", help="JSON events, one per line")
+    p.add_argument("--resume", nargs="?", const="", metavar="ID", default=argparse.SUPPRESS,
+                   help="add PROMPT to a session (the latest if no ID is given)")
+    p.add_argument("--continue", dest="continue_", action="store_true",
+                   default=argparse.SUPPRESS, help="add PROMPT to the most recent session")
+    p.add_argument("--fork", metavar="ID[:N]", default=argparse.SUPPRESS,
+                   help="add PROMPT to a copy of session ID (of its first N messages)")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("exec", 8))
+    p.set_defaults(handler=_run_exec)
+
+
+def _run_exec(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.headless import run_exec
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_exec(load_settings_for(args), args.prompt, cwd, as_json=args.json,
+                    resume=getattr(args, "resume", None),
+                    cont=getattr(args, "continue_", False), fork=getattr(args, "fork", None))
 
 
 def _cmd_serve(sub) -> None:

@@ -1,0 +1,158 @@
+"""Sessions: an append-only JSONL log, one record a line, flushed and fsynced as it is written.
+
+Stored at `$XDG_DATA_HOME/flashcode/sessions/<repo-hash>/<id>.jsonl`. Records:
+    {"type": "meta", "id", "created", "root", "model", "parent": {"id", "at"} | null}
+    {"type": "message", "message": {...}, "tokens"?: [int], "usage"?: {...}, "timing"?: {...}}
+    {"type": "event", "kind": "exit" | "compaction" | "escalation" | ..., ...}
+A process killed mid-write leaves at most one partial last line, which `load` skips; an
+assistant turn whose tool calls never got results is repaired on resume, so a killed process
+loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.model import Message
+
+
+class SessionError(Exception):
+    """A session cannot be found or read; the message says which and why."""
+
+
+def data_dir(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")).expanduser()
+                                           / ".local" / "share")
+    return Path(base) / "flashcode"
+
+
+def sessions_dir(root: Path, base: Path | None = None) -> Path:
+    """Where the sessions of the repository at `root` live."""
+    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return (base or data_dir()) / "sessions" / digest
+
+
+def new_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class Session:
+    path: Path
+    id: str
+    root: Path
+    messages: list[Message] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, root: Path, model: str = "", base: Path | None = None,
+               parent: dict | None = None) -> Session:
+        sid = new_id()
+        path = sessions_dir(root, base) / f"{sid}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        session = cls(path, sid, Path(root).resolve())
+        session._write({"type": "meta", "id": sid, "created": time.time(),
+                        "root": str(session.root), "model": model, "parent": parent})
+        return session
+
+    @classmethod
+    def load(cls, path: Path) -> Session:
+        records = read_records(path)
+        if not records or records[0].get("type") != "meta":
+            raise SessionError(f"{path} is not a flashcode session (no meta record first).")
+        meta = records[0]
+        session = cls(Path(path), meta["id"], Path(meta["root"]), records=records)
+        for r in records:  # a compaction replaces the conversation so far
+            if r.get("type") == "message":
+                session.messages.append(r["message"])
+            elif r.get("type") == "event" and r.get("kind") == "compaction":
+                session.messages = list(r["messages"])
+        session._repair()
+        return session
+
+    def append(self, message: Message, **extra: Any) -> None:
+        """Record one model-visible message (with tokens/usage/timing when given)."""
+        self.messages.append(message)
+        self._write({"type": "message", "message": message,
+                     **{k: v for k, v in extra.items() if v is not None}})
+
+    def event(self, kind: str, **data: Any) -> None:
+        self._write({"type": "event", "kind": kind, "time": time.time(), **data})
+
+    def fork(self, at: int | None = None, base: Path | None = None) -> Session:
+        """A new session holding this one's first `at` messages (all by default)."""
+        at = len(self.messages) if at is None else at
+        meta = self.records[0] if self.records else {}
+        base = base if base is not None else self.path.parent.parent.parent
+        child = Session.create(self.root, meta.get("model", ""), base,
+                               parent={"id": self.id, "at": at})
+        for msg in self.messages[:at]:
+            child.append(msg)
+        return child
+
+    def _write(self, record: dict) -> None:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records.append(record)
+
+    def _repair(self) -> None:
+        """Give the last assistant turn's unanswered tool calls a result (the loop writes every
+        other turn's results before the next query, so only the last can be incomplete)."""
+        last = max((i for i, m in enumerate(self.messages) if m.get("role") == "assistant"),
+                   default=None)
+        if last is None:
+            return
+        answered = {m.get("tool_call_id") for m in self.messages[last + 1:]
+                    if m.get("role") == "tool"}
+        for call in self.messages[last].get("tool_calls") or []:
+            if call["id"] not in answered:
+                self.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": "(not run: the session stopped before this tool "
+                                        "call ran. Run it again if it is still needed.)"})
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every complete record; a torn last line (process killed mid-write) is skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SessionError(f"cannot read session {path}: {exc}") from None
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def list_sessions(root: Path, base: Path | None = None) -> list[Path]:
+    """Sessions of this repository, oldest first (by modification time)."""
+    folder = sessions_dir(root, base)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def find_session(root: Path, session_id: str | None, base: Path | None = None) -> Path:
+    """The session with this id (or id prefix, or path); the latest when `session_id` is empty."""
+    if session_id and Path(session_id).is_file():
+        return Path(session_id)
+    found = list_sessions(root, base)
+    if session_id:
+        found = [p for p in found if p.stem.startswith(session_id)]
+    if not found:
+        which = f"'{session_id}'" if session_id else "any session"
+        raise SessionError(f"found {which} for {root} in {sessions_dir(root, base)}.")
+    return found[-1]

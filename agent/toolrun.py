@@ -1,0 +1,109 @@
+"""The bridge from the loop to tools/: tool specs for the model, and running one call.
+
+`run_call` asks the approval policy, runs the tool through `tools.base.call`, and turns its
+result or error into the text the model reads, truncated with the full text spilled to a file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+import prompts
+from agent import approval, context
+from agent.model import ToolCall
+from tools import base, specs
+
+# ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
+Asker = Callable[[ToolCall, str], str]
+
+
+class ApprovalNeeded(Exception):
+    """The policy wants to ask, but there is nobody to ask (a headless run without --yes)."""
+
+    def __init__(self, call: ToolCall):
+        super().__init__(f"`{call.name}` needs approval: {json.dumps(call.arguments)[:200]}")
+        self.call = call
+
+
+@dataclass
+class Outcome:
+    content: str  # what the model reads
+    ok: bool  # False for tool errors, denials and unknown tools
+    output: Any = None  # the tool's result as data (for --json and the TUI), when it ran
+
+
+def tool_specs() -> list[dict]:
+    """OpenAI function specs for every registered tool (tools.specs; `_name` tools are hidden)."""
+    return specs.tool_specs()
+
+
+def format_result(result: BaseModel) -> str:
+    """A tool result as text: short fields on one header line, long text fields below it."""
+    if type(result).__str__ is not BaseModel.__str__:
+        return str(result)
+    data = result.model_dump(mode="json")
+    short = {k: v for k, v in data.items() if not _is_long(v)}
+    long = {k: v for k, v in data.items() if _is_long(v)}
+    parts = [json.dumps(short, ensure_ascii=False)] if short else []
+    for key, value in long.items():
+        text = value if isinstance(value, str) else json.dumps(value, indent=1)
+        parts.append(f"{key}:\n{text}")
+    return "\n".join(parts)
+
+
+def _is_long(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) > 120 or "\n" in value
+    return isinstance(value, list | dict) and len(json.dumps(value)) > 200
+
+
+def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
+             ask: Asker | None) -> tuple[Outcome, approval.Policy]:
+    """Run one call under the policy; returns what the model reads and the (updated) policy."""
+    tool = base.all_tools().get(call.name)
+    if tool is None:
+        known = ", ".join(sorted(base.all_tools()))
+        msg = f"There is no tool named '{call.name}'. Available: {known}."
+        return Outcome(_error(call.name, msg), False), policy
+    decision = approval.decide(policy, call.name, tool.effect, call.arguments)
+    if decision == "ask":
+        if ask is None:
+            raise ApprovalNeeded(call)
+        answer = ask(call, tool.effect)
+        if answer == "always":
+            policy = approval.allow_always(policy, call.name, call.arguments)
+        decision = "allow" if answer in ("yes", "always") else "deny"
+        reason = "the user declined it"
+    else:
+        reason = f"the approval policy ({policy.mode}) does not allow it"
+    if decision == "deny":
+        text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
+        return Outcome(text, False), policy
+    return _execute(call, ctx), policy
+
+
+def _execute(call: ToolCall, ctx: base.ToolContext) -> Outcome:
+    try:
+        result = base.call(call.name, call.arguments, ctx)
+    except base.ToolError as exc:
+        return Outcome(_error(call.name, str(exc)), False)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # a tool bug must not end the task; the model can work around it
+        return Outcome(_error(call.name, f"the tool crashed ({type(exc).__name__}: {exc})"),
+                       False)
+    text = format_result(result)
+    if context.too_long(text):
+        from tools.shell import spill_dir  # creates it, kept out of `git status`
+
+        text = context.truncate(text, spill_dir(ctx), ctx.root)
+    return Outcome(text, True, result.model_dump(mode="json"))
+
+
+def _error(tool: str, message: str) -> str:
+    return prompts.render("agent/tool_error.md.j2", tool=tool, error=message).strip()
