@@ -12,6 +12,8 @@ from torch import nn
 
 from engine import quant
 from engine.config import ModelConfig
+from engine.kernels import registry
+from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Linear
@@ -19,17 +21,6 @@ from engine.layers.norm import RMSNorm, rms
 from engine.layers.rope import apply_rope, inv_freq
 from engine.numerics import Numerics
 from engine.state import LayerState
-
-
-def sparse_attention(q: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor, sink: torch.Tensor,
-                     scale: float) -> torch.Tensor:
-    """o_h = Σ_i e^{s_i−M}·kv_i / (Σ_i e^{s_i−M} + e^{sink_h−M}), s = q·kv·scale over the rows
-    `mask` allows. q [S, H, d], kv [N, d], mask [S, N] bool, sink [H] -> [S, H, d]."""
-    s = torch.einsum("shd,nd->shn", q.float(), kv.float()) * scale
-    s = s.masked_fill(~mask.unsqueeze(1), float("-inf"))
-    sinks = sink.float().view(1, -1, 1).expand(s.shape[0], -1, 1)
-    p = torch.softmax(torch.cat((s, sinks), -1), dim=-1)[..., :-1]
-    return torch.einsum("shn,nd->shd", p, kv.float()).to(q.dtype)
 
 
 def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Tensor:
@@ -104,7 +95,8 @@ class Attention(nn.Module):
         if self.ratio:
             keys, mask = self._compressed(x, qr, pos, st, keys, mask)
         st.push_window(kv)
-        o = sparse_attention(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5)
+        attend = registry.get("attention.sparse_attention", q.device)
+        o = attend(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5)
         return self._project_out(self.rope(o, pos, inverse=True))
 
     def _compressed(self, x, qr, pos, st: LayerState, keys, mask):
