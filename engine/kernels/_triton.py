@@ -16,6 +16,7 @@ from types import SimpleNamespace
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 tl = SimpleNamespace(constexpr=None)  # placeholder until the first launch
 _mode: list[bool] = []                # the TRITON_INTERPRET setting triton was imported under
+_helpers: dict = {}                   # plain helper function -> its triton.jit build (or None)
 
 
 def interpreting() -> bool:
@@ -35,6 +36,25 @@ def _import_triton():
     return triton
 
 
+def helper(fn):
+    """`@helper` on a device function kernels call; the first kernel build swaps the plain
+    function in the kernel module's globals for its triton.jit build."""
+    _helpers[fn] = None
+    return fn
+
+
+def _build(fn, triton):
+    g = fn.__globals__
+    g["tl"] = triton.language
+    for name, v in list(g.items()):
+        if callable(v) and getattr(v, "__hash__", None) and v in _helpers:
+            if _helpers[v] is None:
+                v.__globals__["tl"] = triton.language
+                _helpers[v] = triton.jit(v)
+            g[name] = _helpers[v]
+    return triton.jit(fn)
+
+
 class jit:  # noqa: N801 - a decorator, like triton.jit
     """`@jit` on a kernel body; `kernel[grid](...)` builds it with triton.jit once, then
     launches."""
@@ -44,9 +64,7 @@ class jit:  # noqa: N801 - a decorator, like triton.jit
 
     def __getitem__(self, grid):
         if self._kernel is None:
-            triton = _import_triton()
-            self.fn.__globals__["tl"] = triton.language
-            self._kernel = triton.jit(self.fn)
+            self._kernel = _build(self.fn, _import_triton())
         return self._kernel[grid]
 
 
@@ -56,6 +74,18 @@ def pow2(n: int, floor: int = 16) -> int:
     while p < n:
         p *= 2
     return p
+
+
+@helper
+def round_e4m3(v):
+    """fp32 -> the nearest e4m3 value (ties to even), still fp32, for |v| ≤ 448. Casting
+    this to tl.float8e4nv is then exact; Triton's CPU interpreter rounds a mantissa carry
+    into the wrong exponent (126.95 -> 64), so kernels never rely on the cast to round."""
+    a = tl.abs(v)
+    e = ((a.to(tl.int32, bitcast=True) >> 23) & 255) - 127
+    ulp = tl.exp2((tl.maximum(e, -6) - 3).to(tl.float32))  # 3 mantissa bits; subnormals 2^-9
+    r = ((a / ulp + 12582912.0) - 12582912.0) * ulp         # 1.5·2^23: round half to even
+    return tl.where(v < 0, -r, r)
 
 
 def check(cond: bool, msg: str) -> None:

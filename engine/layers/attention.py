@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine import quant
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
@@ -32,12 +31,6 @@ def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.
 def compressed_visible(q_pos: torch.Tensor, n: int, ratio: int) -> torch.Tensor:
     """[S, n]: entry j is closed for query t iff j < (t+1) // ratio."""
     return torch.arange(n)[None, :] < ((q_pos + 1) // ratio)[:, None]
-
-
-def kv_qat(kv: torch.Tensor, rope_dim: int) -> torch.Tensor:
-    """Official: FP8 round trip (64-wide blocks) of the nope dims; rope dims stay as they are."""
-    nope = quant.fp8_roundtrip(kv[..., :-rope_dim], 64)
-    return torch.cat((nope, kv[..., -rope_dim:]), -1)
 
 
 class Attention(nn.Module):
@@ -77,9 +70,13 @@ class Attention(nn.Module):
     def rope(self, x: torch.Tensor, pos: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         return apply_rope(x, pos, self.freqs, inverse)
 
-    def _qat_rope(self, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        rows = self.rope(rows, pos)
-        return kv_qat(rows, self.cfg.rope_head_dim) if self.numerics.kv_fp8 else rows
+    def _qat_rope(self, rows: torch.Tensor, pos: torch.Tensor,
+                  norm: torch.Tensor | None = None) -> torch.Tensor:
+        """(RMSNorm with weight `norm`,) RoPE and (official) the FP8 round trip of the nope
+        dims, fused in one kernel (engine/kernels/cache_insert.py)."""
+        op = registry.get("cache_insert.norm_rope", rows.device)
+        qblock = 64 if self.numerics.kv_fp8 else 0
+        return op(rows, norm, self.cfg.norm_eps, pos, self.freqs, qblock)
 
     def forward(self, x: torch.Tensor, st: LayerState) -> torch.Tensor:
         """x [S, D] normed sublayer input at positions st.pos.. -> [S, D]; updates st."""
@@ -88,7 +85,7 @@ class Attention(nn.Module):
         qr = self.q_norm(self.wq_a(x))
         q = rms(self.wq_b(qr).view(s, cfg.n_heads, cfg.head_dim), cfg.norm_eps)
         q = self.rope(q, pos)
-        kv = self._qat_rope(self.kv_norm(self.wkv(x)), pos)
+        kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.weight)
         prev, prev_pos = st.window_rows(cfg.head_dim)
         keys = torch.cat((prev.to(kv.dtype), kv))
         mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
