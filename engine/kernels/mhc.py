@@ -88,8 +88,8 @@ def _pre_kernel(x_ptr, fn_ptr, b_ptr, sc_ptr, u_ptr, post_ptr, comb_ptr, N, D, h
     lg = acc_comb * r * s2 + tl.load(b_ptr + 2 * N + cij, mask=cm, other=0.0)
     lg = tl.where(cm, lg, float("-inf")).reshape(NP, NP)
     valid = (i[:, None] < N) & (j[None, :] < N)
-    c = tl.exp(lg - tl.max(lg, 1)[:, None])
-    c = tl.where(valid, c / tl.sum(c, 1)[:, None] + hc_eps, 0.0)   # row softmax + eps
+    c = tl.exp(lg - tl.where(i < N, tl.max(lg, 1), 0.0)[:, None])  # padded rows: all 0
+    c = tl.where(valid, c / tl.where(i < N, tl.sum(c, 1), 1.0)[:, None] + hc_eps, 0.0)
     c = c / (tl.sum(c, 0)[None, :] + hc_eps)                          # columns
     for _ in range(ITERS - 1):
         c = c / (tl.sum(c, 1)[:, None] + hc_eps)
