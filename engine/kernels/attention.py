@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 
 from engine.kernels._triton import check, jit, pow2, tl
+from engine.layers.rope import apply_rope
 
 NOPE_BLOCK = 64  # one FP8 scale per 64 nope channels (the release's KV block)
 
@@ -39,8 +40,12 @@ def _dense(kv) -> torch.Tensor:
 
 
 def sparse_attention_ref(q: torch.Tensor, kv, mask: torch.Tensor, sink: torch.Tensor,
-                         scale: float) -> torch.Tensor:
-    """The twin: q [S, H, d], kv [N, d] (or KVFp8), mask [S, N] bool, sink [H] -> [S, H, d]."""
+                         scale: float, inv_rope: tuple | None = None) -> torch.Tensor:
+    """The twin: q [S, H, d], kv [N, d] (or KVFp8), mask [S, N] bool, sink [H] -> [S, H, d].
+    inv_rope = (pos [S], freqs [r/2]): rotate the output's rope dims back by −pos·f."""
+    if inv_rope is not None:
+        o = sparse_attention_ref(q, kv, mask, sink, scale)
+        return apply_rope(o, inv_rope[0], inv_rope[1], inverse=True)
     kv = _dense(kv)
     s = torch.einsum("shd,nd->shn", q.float(), kv.float()) * scale
     s = s.masked_fill(~mask.unsqueeze(1), float("-inf"))
@@ -58,18 +63,19 @@ def mask_to_index(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(idx < n, idx, -1).to(torch.int32).contiguous()
 
 
-def gather_attention_ref(q, kv, idx, sink, scale):
+def gather_attention_ref(q, kv, idx, sink, scale, inv_rope=None):
     """Twin of the index form: idx [S, K] -> the same mask."""
     n = _dense(kv).shape[0]
     mask = torch.zeros(q.shape[0], n + 1, dtype=torch.bool, device=q.device)
     mask.scatter_(1, torch.where(idx < 0, n, idx).long(), True)
-    return sparse_attention_ref(q, kv, mask[:, :n], sink, scale)
+    return sparse_attention_ref(q, kv, mask[:, :n], sink, scale, inv_rope)
 
 
 @jit
-def _attn_kernel(q_ptr, kv_ptr, sc_ptr, rope_ptr, idx_ptr, sink_ptr, o_ptr, scale,
-                 H, D, R, K, s_qs, s_qh, s_kv, s_sc, s_rope, s_idx, s_os, s_oh,
-                 FP8: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+def _attn_kernel(q_ptr, kv_ptr, sc_ptr, rope_ptr, idx_ptr, sink_ptr, o_ptr, pos_ptr, f_ptr,
+                 scale, H, D, R, RO, K, s_qs, s_qh, s_kv, s_sc, s_rope, s_idx, s_os, s_oh,
+                 FP8: tl.constexpr, INV_ROPE: tl.constexpr, BLOCK_H: tl.constexpr,
+                 BLOCK_N: tl.constexpr,
                  BLOCK_D: tl.constexpr, QBLOCK: tl.constexpr):
     # one program: query s × BLOCK_H heads; K = V rows are shared by all heads (MQA-like)
     s = tl.program_id(0)
@@ -107,13 +113,25 @@ def _attn_kernel(q_ptr, kv_ptr, sc_ptr, rope_ptr, idx_ptr, sink_ptr, o_ptr, scal
         acc = acc * alpha[:, None] + tl.dot(p, kv)
         m = m_new
     o = acc / den[:, None]
+    if INV_ROPE:  # rotate pairs (2i, 2i+1) of the last RO dims by −pos·f_i on the way out
+        a, b = tl.split(tl.reshape(o, [BLOCK_H, BLOCK_D // 2, 2]))
+        ps = tl.arange(0, BLOCK_D // 2)
+        rot = (ps >= (D - RO) // 2) & (ps < D // 2)
+        ang = tl.load(pos_ptr + s).to(tl.float32) * tl.load(f_ptr + ps - (D - RO) // 2,
+                                                            mask=rot, other=0.0)
+        c, sn = tl.cos(ang)[None, :], -tl.sin(ang)[None, :]
+        a2 = tl.where(rot[None, :], a * c - b * sn, a)
+        b2 = tl.where(rot[None, :], a * sn + b * c, b)
+        o = tl.reshape(tl.join(a2, b2), [BLOCK_H, BLOCK_D])
     tl.store(o_ptr + s * s_os + hs[:, None] * s_oh + ds[None, :],
              o.to(o_ptr.dtype.element_ty), mask=hm[:, None] & dm[None, :])
 
 
 def gather_attention(q: torch.Tensor, kv, idx: torch.Tensor, sink: torch.Tensor,
-                     scale: float, block_n: int = 16) -> torch.Tensor:
-    """Launcher, index form: q [S, H, d], kv [N, d] or KVFp8, idx [S, K] int32 -> [S, H, d]."""
+                     scale: float, inv_rope: tuple | None = None,
+                     block_n: int = 16) -> torch.Tensor:
+    """Launcher, index form: q [S, H, d], kv [N, d] or KVFp8, idx [S, K] int32 -> [S, H, d];
+    inv_rope = (pos [S], freqs [r/2]) fuses the output's inverse RoPE."""
     S, H, D = q.shape
     check(q.stride(-1) == 1, "attention: q's last dim must be contiguous")
     check(idx.dtype == torch.int32 and idx.dim() == 2 and idx.shape[0] == S,
@@ -139,15 +157,22 @@ def gather_attention(q: torch.Tensor, kv, idx: torch.Tensor, sink: torch.Tensor,
     o = torch.empty_like(q)
     if S == 0:
         return o
+    pos, freqs = inv_rope if inv_rope is not None else (idx, sink)  # unused placeholders
+    if inv_rope is not None:
+        check(pos.shape == (S,) and 2 * freqs.numel() <= D,
+              f"attention: inv_rope wants pos [S={S}] and at most d/2 frequencies")
+        pos, freqs = pos.to(q.device).contiguous(), freqs.float().to(q.device).contiguous()
     bh = 16  # heads per program: the [16, d] fp32 accumulator already fills registers at d=512
     grid = (S, -(-H // bh))
-    _attn_kernel[grid](q, kv_t, sc_t, rope_t, idx, sink.float().contiguous(), o, scale,
-                       H, D, r, idx.shape[1], q.stride(0), q.stride(1), *strides, idx.stride(0),
-                       o.stride(0), o.stride(1), FP8=fp8, BLOCK_H=bh, BLOCK_N=block_n,
+    ro = 2 * freqs.numel() if inv_rope is not None else 0
+    _attn_kernel[grid](q, kv_t, sc_t, rope_t, idx, sink.float().contiguous(), o, pos, freqs,
+                       scale, H, D, r, ro, idx.shape[1], q.stride(0), q.stride(1), *strides,
+                       idx.stride(0), o.stride(0), o.stride(1), FP8=fp8,
+                       INV_ROPE=inv_rope is not None, BLOCK_H=bh, BLOCK_N=block_n,
                        BLOCK_D=pow2(D), QBLOCK=qblock)
     return o
 
 
-def sparse_attention(q, kv, mask, sink, scale):
+def sparse_attention(q, kv, mask, sink, scale, inv_rope=None):
     """Launcher with the twin's signature: the mask [S, N] becomes an index set."""
-    return gather_attention(q, kv, mask_to_index(mask), sink, scale)
+    return gather_attention(q, kv, mask_to_index(mask), sink, scale, inv_rope)

@@ -18,11 +18,21 @@ from engine.kernels._triton import HAS_TRITON, interpreting
 
 CHOICES = ("auto", "triton", "ref")
 _override: list[str] = []
+_configured: list[str] = []  # set once by whoever owns the settings (the local backend)
+
+
+def configure(c: str | None) -> None:
+    """Process default from the `kernels` setting; None goes back to FLASHCODE_KERNELS/auto."""
+    if c is not None and c not in CHOICES:
+        raise ValueError(f"kernels: unknown choice {c!r}; use one of {', '.join(CHOICES)}")
+    _configured[:] = [c] if c else []
 
 
 def choice() -> str:
-    """The configured choice: the innermost `use(...)`, else FLASHCODE_KERNELS, else auto."""
-    c = _override[-1] if _override else os.environ.get("FLASHCODE_KERNELS", "auto") or "auto"
+    """The configured choice: the innermost `use(...)`, else `configure(...)`, else
+    FLASHCODE_KERNELS, else auto."""
+    c = (_override[-1] if _override else _configured[0] if _configured
+         else os.environ.get("FLASHCODE_KERNELS", "auto") or "auto")
     if c not in CHOICES:
         raise ValueError(f"FLASHCODE_KERNELS={c!r}: use one of {', '.join(CHOICES)}")
     return c

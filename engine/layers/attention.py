@@ -93,8 +93,8 @@ class Attention(nn.Module):
             keys, mask = self._compressed(x, qr, pos, st, keys, mask)
         st.push_window(kv)
         attend = registry.get("attention.sparse_attention", q.device)
-        o = attend(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5)
-        return self._project_out(self.rope(o, pos, inverse=True))
+        o = attend(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5, (pos, self.freqs))
+        return self._project_out(o)
 
     def _compressed(self, x, qr, pos, st: LayerState, keys, mask):
         """Append this block's compressed rows to the keys, visible by causality (HCA) or by

@@ -10,6 +10,7 @@ import torch
 
 from engine.kernels import attention as A
 from engine.layers.attention import compressed_visible, window_mask
+from engine.layers.rope import inv_freq
 from engine.quant import fp8_roundtrip
 from tests.engine.kernels.conftest import gen
 
@@ -79,6 +80,22 @@ def test_index_form_with_padding_and_length_one():
     # one row and sink 0: o = e^s/(e^s+1)·kv_9
     s = (q[0] @ kv[9]) * 0.125
     torch.testing.assert_close(got[0], torch.sigmoid(s)[:, None] * kv[9], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
+def test_fused_inverse_rope(dtype, tol):
+    """The output's last 16 dims rotated back by −pos·f inside the kernel, at large positions."""
+    g, h, d = gen(6), 3, 64
+    q, kv = torch.randn(4, h, d, generator=g).to(dtype), torch.randn(30, d, generator=g)
+    mask, sink = torch.rand(4, 30, generator=g) < 0.5, torch.randn(h, generator=g)
+    rope = (torch.tensor([0, 7, 1 << 16, (1 << 20) - 1]), inv_freq(16, 160000.0, 16.0, 65536))
+    got = A.sparse_attention(q, kv, mask, sink, 0.125, rope)
+    want = A.sparse_attention_ref(q, kv, mask, sink, 0.125, rope)
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+    plain = A.sparse_attention_ref(q, kv, mask, sink, 0.125)
+    assert torch.equal(got[0], A.sparse_attention(q, kv, mask, sink, 0.125, rope)[0])
+    torch.testing.assert_close(got[:, :, :48].float(), plain[:, :, :48].float(), rtol=tol,
+                               atol=tol)  # nope dims untouched
 
 
 def test_launcher_rejects_bad_layouts():
