@@ -88,6 +88,16 @@ def round_e4m3(v):
     return tl.where(v < 0, -r, r)
 
 
+@helper
+def e2m1_tile(byte, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """Packed MXFP4 bytes [ROWS, COLS/2] (int32, 0..255; low nibble = even channel) -> e2m1
+    values [ROWS, COLS] fp32: code c = s·e·m -> ±(e ? (1 + m/2)·2^(e−1) : m/2)."""
+    codes = tl.join(byte & 15, byte >> 4)
+    ex, man = (codes >> 1) & 3, (codes & 1).to(tl.float32)
+    mag = tl.where(ex == 0, man * 0.5, (1.0 + man * 0.5) * tl.exp2((ex - 1).to(tl.float32)))
+    return tl.where((codes & 8) != 0, -mag, mag).reshape(ROWS, COLS)
+
+
 def check(cond: bool, msg: str) -> None:
     """Launcher layout checks: a clear ValueError instead of a wrong answer."""
     if not cond:

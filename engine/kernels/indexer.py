@@ -2,8 +2,9 @@
 
   I(t, j) = Σ_h w_h(t) · ReLU(q_h(t) · K_j)   for j < limit(t), else −inf
 
-Shapes: q [S, H, di]; keys [N, di] as floats or `KeysFp4(packed int8 [N, di/2], scale fp32
-[N, di/32])` (MXFP4, low nibble = even channel); w [S, H] (scales folded in); limit [S] int32
+Shapes: q [S, H, di]; keys [N, di] as floats (e4m3 included) or `KeysFp4(packed int8
+[N, di/2], scale fp32 [N, di/32])` (MXFP4, low nibble = even channel); w [S, H] (scales folded
+in); limit [S] int32
 (visible entries, (t+1)//4 for CSA) or None = all. Scores [S, N] fp32. Top-k stays in PyTorch
 (a stable sort, so ties break towards the lower index exactly as the twin does).
 """
@@ -15,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from engine import quant
-from engine.kernels._triton import check, jit, pow2, tl
+from engine.kernels._triton import check, e2m1_tile, jit, pow2, tl
 
 
 class KeysFp4(NamedTuple):
@@ -63,14 +64,11 @@ def _scores_kernel(q_ptr, k_ptr, ks_ptr, w_ptr, lim_ptr, o_ptr, H, N, DI,
     q = tl.load(q_ptr + s * s_qs + hs[:, None] * s_qh + tl.arange(0, BLOCK_D)[None, :],
                 mask=hm[:, None] & (tl.arange(0, BLOCK_D)[None, :] < DI),
                 other=0.0).to(tl.float32)
-    if FP4:  # two e2m1 codes a byte: c = sign·(e ? (1 + m/2)·2^(e−1) : m/2)
+    if FP4:  # two e2m1 codes a byte, one power-of-two scale per 32 channels
         hd = tl.arange(0, BLOCK_D // 2)
         b = tl.load(k_ptr + ns[:, None] * s_k + hd[None, :],
                     mask=nm[:, None] & (hd[None, :] < DI // 2), other=0).to(tl.int32) & 255
-        codes = tl.join(b & 15, b >> 4)                         # [BN, BD/2, 2]
-        e, man = (codes >> 1) & 3, (codes & 1).to(tl.float32)
-        mag = tl.where(e == 0, man * 0.5, (1.0 + man * 0.5) * tl.exp2((e - 1).to(tl.float32)))
-        val = tl.where((codes & 8) != 0, -mag, mag).reshape(BLOCK_N, BLOCK_D)
+        val = e2m1_tile(b, BLOCK_N, BLOCK_D)
         ds = tl.arange(0, BLOCK_D)
         sc = tl.load(ks_ptr + ns[:, None] * s_ks + ds[None, :] // 32,
                      mask=nm[:, None] & (ds[None, :] < DI), other=0.0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.kernels._triton import check, interpreting, jit, pow2, round_e4m3, tl
+from engine.kernels._triton import check, e2m1_tile, interpreting, jit, pow2, round_e4m3, tl
 from engine.kernels.gemm_fp8 import dequant, gemm
 
 
@@ -77,30 +77,21 @@ def _grouped_kernel(a_ptr, tok_ptr, rw_ptr, blk_e_ptr, blk_lo_ptr, blk_hi_ptr,
         if ACT:
             sa = tl.exp2(tl.ceil(tl.log2(tl.maximum(tl.max(tl.abs(a), 1), 1e-4) / 448.0)))
             a = round_e4m3(tl.clamp(a / sa[:, None], -448.0, 448.0))
-        # MXFP4 tile [BLOCK_N, BLOCK_K]: bytes -> two e2m1 codes -> value × 2^scale
+        # MXFP4 tile [BLOCK_N, BLOCK_K]: e2m1 value × 2^scale, exact in bf16
         hk = k0 // 2 + tl.arange(0, BLOCK_K // 2)
         wm = nm[:, None] & (tl.arange(0, BLOCK_K // 2)[None, :] < QB // 2) & (hk[None, :] < K // 2)
         sm = nm[:, None] & km[None, :]
         woff = e * s_we + rn[:, None] * s_wn + hk[None, :]
         soff = e * s_wse + rn[:, None] * s_wsn + ks[None, :] // 32
-        byte = tl.load(w_ptr + woff, mask=wm, other=0).to(tl.int32) & 255
-        codes = tl.join(byte & 15, byte >> 4)
-        ex, man = (codes >> 1) & 3, (codes & 1).to(tl.float32)
-        mag = tl.where(ex == 0, man * 0.5, (1.0 + man * 0.5) * tl.exp2((ex - 1).to(tl.float32)))
-        w = tl.where((codes & 8) != 0, -mag, mag).reshape(BLOCK_N, BLOCK_K)
-        w = w * tl.load(ws_ptr + soff, mask=sm, other=0.0)
+        w = e2m1_tile(tl.load(w_ptr + woff, mask=wm, other=0).to(tl.int32) & 255,
+                      BLOCK_N, BLOCK_K) * tl.load(ws_ptr + soff, mask=sm, other=0.0)
         if BF16_DOT:
             acc += tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16))) * sa[:, None]
         else:
             acc += tl.dot(a, tl.trans(w), input_precision="ieee") * sa[:, None]
         if GATED:  # the same tile of W3
-            byte = tl.load(v_ptr + woff, mask=wm, other=0).to(tl.int32) & 255
-            codes = tl.join(byte & 15, byte >> 4)
-            ex, man = (codes >> 1) & 3, (codes & 1).to(tl.float32)
-            mag = tl.where(ex == 0, man * 0.5,
-                           (1.0 + man * 0.5) * tl.exp2((ex - 1).to(tl.float32)))
-            v = tl.where((codes & 8) != 0, -mag, mag).reshape(BLOCK_N, BLOCK_K)
-            v = v * tl.load(vs_ptr + soff, mask=sm, other=0.0)
+            v = e2m1_tile(tl.load(v_ptr + woff, mask=wm, other=0).to(tl.int32) & 255,
+                          BLOCK_N, BLOCK_K) * tl.load(vs_ptr + soff, mask=sm, other=0.0)
             if BF16_DOT:
                 acc3 += tl.dot(a.to(tl.bfloat16), tl.trans(v.to(tl.bfloat16))) * sa[:, None]
             else:

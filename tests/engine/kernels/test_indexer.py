@@ -48,3 +48,12 @@ def test_no_keys_and_bad_layout():
     assert I.index_scores(q, torch.zeros(0, 32), w).shape == (2, 0)
     with pytest.raises(ValueError, match="keys must be"):
         I.index_scores(q, torch.zeros(3, 16), w)
+
+
+def test_fp8_keys_are_read_as_stored():
+    """FP8 (e4m3) keys go through the float path: converted after the load, not before."""
+    g = gen(12)
+    keys = (torch.randn(9, 64, generator=g) * 4).to(torch.float8_e4m3fn)
+    q, w = torch.randn(2, 3, 64, generator=g), torch.randn(2, 3, generator=g)
+    torch.testing.assert_close(I.index_scores(q, keys, w), I.index_scores_ref(q, keys, w),
+                               rtol=1e-4, atol=1e-4)
