@@ -127,6 +127,25 @@ def _attn_kernel(q_ptr, kv_ptr, sc_ptr, rope_ptr, idx_ptr, sink_ptr, o_ptr, pos_
              o.to(o_ptr.dtype.element_ty), mask=hm[:, None] & dm[None, :])
 
 
+def _planes(kv, D: int):
+    """Checked kernel arguments for either row format: (nope|rows, scale, rope) tensors,
+    their row strides, rope width r (0 = plain rows) and channels per scale."""
+    if not isinstance(kv, KVFp8):
+        check(kv.dim() == 2 and kv.shape[1] == D, f"attention: kv must be [N, {D}]")
+        check(kv.stride(-1) == 1, "attention: kv rows must be contiguous")
+        return (kv, kv, kv), (kv.stride(0), 0, 0), 0, NOPE_BLOCK
+    r = kv.rope.shape[1]
+    check(kv.nope.dtype == torch.float8_e4m3fn, "attention: nope plane must be e4m3")
+    check(kv.nope.shape[1] + r == D and r > 0, f"attention: nope {tuple(kv.nope.shape)} + "
+          f"rope {tuple(kv.rope.shape)} != d={D}")
+    check(kv.block * kv.scale.shape[1] == kv.nope.shape[1],
+          f"attention: {kv.scale.shape[1]} scales do not tile {kv.nope.shape[1]} nope dims")
+    check(all(t.stride(-1) == 1 for t in kv), "attention: KV planes must be row-contiguous")
+    sc = kv.scale.float()
+    strides = (kv.nope.stride(0), sc.stride(0), kv.rope.stride(0))
+    return (kv.nope, sc, kv.rope), strides, r, kv.block
+
+
 def gather_attention(q: torch.Tensor, kv, idx: torch.Tensor, sink: torch.Tensor,
                      scale: float, inv_rope: tuple | None = None,
                      block_n: int = 16) -> torch.Tensor:
@@ -138,22 +157,7 @@ def gather_attention(q: torch.Tensor, kv, idx: torch.Tensor, sink: torch.Tensor,
           f"attention: idx must be int32 [S={S}, K], got {idx.dtype} {tuple(idx.shape)}")
     idx = idx.contiguous()
     check(sink.shape == (H,), f"attention: sink must be [H={H}]")
-    if isinstance(kv, KVFp8):
-        r = kv.rope.shape[1]
-        check(kv.nope.dtype == torch.float8_e4m3fn, "attention: nope plane must be e4m3")
-        check(kv.nope.shape[1] + r == D, f"attention: nope {tuple(kv.nope.shape)} + rope "
-              f"{tuple(kv.rope.shape)} != d={D}")
-        check(kv.block * kv.scale.shape[1] == kv.nope.shape[1],
-              f"attention: {kv.scale.shape[1]} scales do not tile {kv.nope.shape[1]} nope dims")
-        check(all(t.stride(-1) == 1 for t in kv), "attention: KV planes must be row-contiguous")
-        kv_t, sc_t, rope_t, fp8 = kv.nope, kv.scale.float(), kv.rope, True
-        strides = (kv.nope.stride(0), sc_t.stride(0), kv.rope.stride(0))
-    else:
-        check(kv.dim() == 2 and kv.shape[1] == D, f"attention: kv must be [N, {D}]")
-        check(kv.stride(-1) == 1, "attention: kv rows must be contiguous")
-        kv_t = sc_t = rope_t = kv
-        r, fp8, strides = 0, False, (kv.stride(0), 0, 0)
-    qblock = kv.block if fp8 else NOPE_BLOCK
+    planes, strides, r, qblock = _planes(kv, D)
     o = torch.empty_like(q)
     if S == 0:
         return o
@@ -165,9 +169,9 @@ def gather_attention(q: torch.Tensor, kv, idx: torch.Tensor, sink: torch.Tensor,
     bh = 16  # heads per program: the [16, d] fp32 accumulator already fills registers at d=512
     grid = (S, -(-H // bh))
     ro = 2 * freqs.numel() if inv_rope is not None else 0
-    _attn_kernel[grid](q, kv_t, sc_t, rope_t, idx, sink.float().contiguous(), o, pos, freqs,
+    _attn_kernel[grid](q, *planes, idx, sink.float().contiguous(), o, pos, freqs,
                        scale, H, D, r, ro, idx.shape[1], q.stride(0), q.stride(1), *strides,
-                       idx.stride(0), o.stride(0), o.stride(1), FP8=fp8,
+                       idx.stride(0), o.stride(0), o.stride(1), FP8=r > 0,
                        INV_ROPE=inv_rope is not None, BLOCK_H=bh, BLOCK_N=block_n,
                        BLOCK_D=pow2(D), QBLOCK=qblock)
     return o
