@@ -54,6 +54,8 @@ def attention_cases(s: dict, dev) -> list[Case]:
     import torch
 
     from engine.kernels import attention as A
+    from engine.layers.rope import inv_freq
+    freqs = inv_freq(s["r"], 160000.0, 16.0, 65536).to(dev)
     out = []
     for ctx in s["ctx"]:
         for kind, n_comp, n_pick in (("CSA", ctx // 4, s["topk"]), ("HCA", ctx // 128, None)):
@@ -76,7 +78,8 @@ def attention_cases(s: dict, dev) -> list[Case]:
                 byt = (rows * (nope + 4 * kv.scale.shape[1] + 2 * s["r"]) + 4 * q.numel()
                        + 4 * q_len * k)
                 fits = 4 * q_len * s["H"] * n * 3 < s["twin_bytes"]
-                args = (q, kv, idx, sink, 0.04)
+                pos = torch.full((q_len,), ctx - 1, device=dev) - torch.arange(q_len, device=dev)
+                args = (q, kv, idx, sink, 0.04, (pos.flip(0), freqs))  # + fused inverse RoPE
                 out.append(Case(f"attention {kind} {phase} ctx={ctx}",
                                 partial(A.gather_attention, *args),
                                 partial(A.gather_attention_ref, *args) if fits else None,
