@@ -160,10 +160,30 @@ def _cmd_serve(sub) -> None:
 
 def _cmd_bench(sub) -> None:
     p = _subparser(sub, "bench", "run a benchmark from bench/ and print ratios against a peer",
-                   "Benchmarks compare flashcode with a peer measured in the same run.")
-    p.add_argument("name", nargs="?", choices=["engine", "kernels", "repomap", "edits"],
+                   "Benchmarks compare flashcode with a peer measured in the same run: engine "
+                   "(vs transformers), kernels (vs PyTorch twins and the roofline; needs CUDA), "
+                   "repomap and edits (vs Aider, installed into bench/out by the bench), tui. "
+                   "Arguments after NAME go to the benchmark; try `flashcode bench NAME --help`.")
+    p.add_argument("name", choices=["engine", "kernels", "repomap", "edits", "tui"],
                    help="which benchmark")
-    p.set_defaults(handler=_not_yet("bench", 6))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / f"{args.name}.py"
+    if not script.parent.is_dir():
+        print(f"flashcode bench: {script.parent} is not here: benchmarks run from a source "
+              "checkout (git clone, then scripts/run bench NAME).", file=sys.stderr)
+        return exitcodes.NOT_IMPLEMENTED
+    if not script.is_file():
+        print(f"flashcode bench {args.name}: not available yet in this build. Nothing was done.",
+              file=sys.stderr)
+        return exitcodes.NOT_IMPLEMENTED
+    return subprocess.call([sys.executable, str(script), *args.args])
 
 
 def _cmd_engine(sub) -> None:
