@@ -32,7 +32,6 @@ def test_each_subcommand_has_its_own_help(name):
 
 
 @pytest.mark.parametrize("argv", [
-    ["propose", "do a thing"],
     ["serve", "--model", "x"],
     ["bench", "engine"],
 ])
