@@ -243,7 +243,9 @@ def _finish(run: FixRun, result: AgentExit, verified: bool) -> dict:
 def _print_summary(s: dict, run: FixRun, out: TextIO, err: TextIO) -> None:
     if s["applied"]:
         check = f"`{s['test_command']}` passes" if s["test_command"] else "the agent's check passed"
-        print(f"Fixed and verified: {check}.", file=out)
+        counts = f" (before: {_counts(s['tests_before'])}; after: {_counts(s['tests_after'])})" \
+            if s["tests_before"] and s["tests_after"] else ""
+        print(f"Fixed and verified: {check}{counts}.", file=out)
         for f in s["files_changed"]:
             print(f"  {f['status']} {f['path']}", file=out)
         print(s["message"], file=out)
@@ -257,3 +259,9 @@ def _print_summary(s: dict, run: FixRun, out: TextIO, err: TextIO) -> None:
               f"the start is in checkpoint {s['checkpoint'][:10]} (flashcode undo).", file=err)
     print(f"[{s['status']}] {s['steps']} steps, {run.agent.tally.line()}; session "
           f"{s['session']}", file=err)
+
+
+def _counts(record: dict) -> str:
+    """'1 failed, 2 passed' from a tests record, or its exit code when it was not parsed."""
+    parts = [f"{record[k]} {k}" for k in ("failed", "errors", "passed") if record.get(k)]
+    return ", ".join(parts) or f"exit code {record.get('exit_code')}"

@@ -205,3 +205,18 @@ def test_fix_help_documents_the_exit_codes():
                  "fixed)", "3  an action needed approval", "2  usage error", "4  no usable"):
         assert line in out.stdout
     assert "--allow-dirty" in out.stdout and "--test CMD" in out.stdout
+
+
+def test_dirty_paths_covers_staged_unstaged_untracked_renamed_and_deleted(repo):
+    from agent.fix import dirty_paths
+
+    (repo / "sub").mkdir()
+    (repo / "sub" / "new.txt").write_text("untracked in a folder\n")
+    git(repo, "mv", "calc.py", "calc2.py")
+    (repo / "test_calc.py").unlink()
+    (repo / "staged.txt").write_text("s\n")
+    git(repo, "add", "staged.txt")
+    (repo / "__pycache__").mkdir()
+    (repo / "__pycache__" / "x.pyc").write_text("ignored\n")
+    assert dirty_paths(repo) == ["README.md", "calc.py", "calc2.py", "notes.txt", "staged.txt",
+                                 "sub/new.txt", "test_calc.py"]

@@ -135,9 +135,13 @@ def test_proposals_lists_and_discards(repo, env, tmp_path):
 
 
 def test_plain_output_names_branch_patch_and_review_hint(repo, env, tmp_path):
-    model = write_recording(tmp_path / "rec.jsonl", [*WORK, turn(MESSAGE)])
-    out = run_flashcode("propose", TASK, "--model", model, "-C", str(repo), env=env)
+    shell = turn("", [("shell", {"command": "echo checked && seq 1 5000"})])  # spills output
+    model = write_recording(tmp_path / "rec.jsonl", [shell, *WORK, turn(MESSAGE)])
+    out = run_flashcode("propose", TASK, "--model", model, "-C", str(repo), "--yes", env=env)
     assert out.returncode == 0, out.stderr
+    files = git(repo, "show", "--format=", "--name-only", "flashcode/shout-lines-2-and-38-add-"
+                "new-py").split()
+    assert files == ["big.txt", "new.py"]  # flashcode's own spill files are not proposed
     assert "Proposal flashcode/shout-lines-2-and-38-add-new-py (1 commit(s))" in out.stdout
     assert "patch:" in out.stdout and ".patch" in out.stdout
     assert "flashcode review flashcode/shout-lines-2-and-38-add-new-py" in out.stdout
