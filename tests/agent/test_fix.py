@@ -79,6 +79,11 @@ def test_fix_turns_a_failing_test_green_and_exits_0(repo, env, tmp_path):
     assert (repo / "notes.txt").read_text() == NOTES
     assert git(repo, "diff", "--cached") == ""  # nothing staged, nothing committed
     assert git(repo, "log", "--format=%s") == "calc\ninit\n"
+    # the whole fix can be undone from its start checkpoint; the user's work stays
+    undo = run_flashcode("undo", s["checkpoint"][:10], "-C", str(repo), env=env)
+    assert undo.returncode == 0 and "reverted calc.py" in undo.stdout, undo.stderr
+    assert (repo / "calc.py").read_text() == BUGGY
+    assert (repo / "README.md").read_text() == README and (repo / "notes.txt").exists()
 
 
 def test_an_impossible_task_exits_1_and_leaves_the_tree_as_it_was(repo, env, tmp_path):
@@ -220,3 +225,18 @@ def test_dirty_paths_covers_staged_unstaged_untracked_renamed_and_deleted(repo):
     (repo / "__pycache__" / "x.pyc").write_text("ignored\n")
     assert dirty_paths(repo) == ["README.md", "calc.py", "calc2.py", "notes.txt", "staged.txt",
                                  "sub/new.txt", "test_calc.py"]
+
+
+def test_plain_output_warns_when_a_shell_command_changed_a_user_file(repo, env, tmp_path):
+    model = write_recording(tmp_path / "rec.jsonl", [
+        turn("", [("edit", {"path": "calc.py", "old": "a - b", "new": "a + b"}),
+                  ("shell", {"command": "echo appended >> README.md"})]),
+        turn("fixed"),
+    ])
+    out = run_flashcode("fix", "make test_calc pass", "--model", model, "--test", TESTCMD,
+                        "--yes", "-C", str(repo), env=env)
+    assert out.returncode == exitcodes.OK, out.stderr
+    assert "Fixed and verified" in out.stdout and "after: 1 passed" in out.stdout
+    assert "M calc.py" in out.stdout and "flashcode undo" in out.stdout
+    assert "changed your uncommitted file README.md" in out.stderr
+    assert (repo / "README.md").read_text() == README + "appended\n"  # kept, not lost
