@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -55,7 +56,7 @@ class FixRun:
     command: str | None  # the test command; None → the agent's own check
     given: bool  # --test was passed (else detected)
     protected: list[str]
-    emit: object
+    emit: Callable[[dict], None]
     instructions: str | None = None
     before: dict | None = None
     after: dict | None = None
@@ -87,8 +88,12 @@ def run_fix(settings: Settings, task: str, cwd: Path, test: str | None = None, y
     except BackendError as exc:
         print(f"flashcode fix: {exc}", file=err)
         return exitcodes.BACKEND_UNAVAILABLE
-    run = _prepare(settings, model, root, task, test, yes, allow_dirty,
-                   _json_printer(out) if as_json else _plain_printer(err))
+    try:
+        run = _prepare(settings, model, root, task, test, yes, allow_dirty,
+                       _json_printer(out) if as_json else _plain_printer(err))
+    except checkpoints.CheckpointError as exc:
+        print(f"flashcode fix: {exc}\nNothing was changed.", file=err)
+        return exitcodes.NOT_FIXED
     run.instructions = discover_instructions(root, cwd)
     try:
         result, verified = _work(run, task)
@@ -206,7 +211,7 @@ def _tests(run: FixRun, when: str) -> dict:
     model = run.agent.model
     if when == "after" and isinstance(model, EscalatingModel):  # a failed verification counts
         model.observe({"type": "tool_result", "name": "tests", "ok": record["ok"],
-                       "output": record})
+                       "output": record, "content": record["output"]})
     return record
 
 

@@ -240,3 +240,19 @@ def test_plain_output_warns_when_a_shell_command_changed_a_user_file(repo, env, 
     assert "M calc.py" in out.stdout and "flashcode undo" in out.stdout
     assert "changed your uncommitted file README.md" in out.stderr
     assert (repo / "README.md").read_text() == README + "appended\n"  # kept, not lost
+
+
+def test_failed_verifications_escalate_and_the_summary_says_so(repo, env, tmp_path):
+    from tests.fake_openai import FakeOpenAIServer, FakeReply
+
+    flash = write_recording(tmp_path / "flash.jsonl", [turn("done?"), turn("done now?")])
+    edit = json.dumps({"path": "calc.py", "old": "a - b", "new": "a + b"})
+    with FakeOpenAIServer([FakeReply(tool_calls=[("edit", edit)]),
+                           FakeReply(text="Pro: add() must add.")]) as server:
+        env = {**env, "FLASHCODE_ESCALATION_ENDPOINT": server.url,
+               "FLASHCODE_ESCALATION_MODEL_NAME": "deepseek-v4-pro"}
+        out, _, s = fix(repo, env, flash, "--test", TESTCMD, "--yes")
+    assert out.returncode == exitcodes.OK, out.stderr
+    assert [e["model"] for e in s["escalations"]] == ["deepseek-v4-pro"]
+    assert s["message"] == "Pro: add() must add." and s["tests_after"]["ok"]
+    assert "deepseek-v4-pro" in s["usage"]["models"] and s["tokens"] > 0
