@@ -102,7 +102,7 @@ def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext) -> str
     fails (the call is then not run). Outside a git repository there is nothing to record to."""
     if effect == "read" or not (ctx.root / ".git").exists():
         return None
-    subject = approval.subject_of(call.arguments) or ""
+    subject = approval.subject_of(call.arguments) or ", ".join(_named_paths(call))
     label = f"before {call.name}: {subject}".strip().rstrip(":")
     try:
         checkpoints.create(ctx.root, " ".join(label.split())[:120])

@@ -256,3 +256,13 @@ def test_failed_verifications_escalate_and_the_summary_says_so(repo, env, tmp_pa
     assert [e["model"] for e in s["escalations"]] == ["deepseek-v4-pro"]
     assert s["message"] == "Pro: add() must add." and s["tests_after"]["ok"]
     assert "deepseek-v4-pro" in s["usage"]["models"] and s["tokens"] > 0
+
+
+def test_max_steps_bounds_all_verification_rounds_together(repo, env, tmp_path):
+    before = files(repo)
+    model = write_recording(tmp_path / "rec.jsonl", [
+        turn("", [("edit", {"path": "calc.py", "old": "a - b", "new": "a * b"})]),
+        turn("done"), turn("done again"), turn("and again")])
+    out, _, s = fix(repo, env, model, "--test", TESTCMD, "--yes", "--max-steps", "3")
+    assert out.returncode == exitcodes.NOT_FIXED and s["steps"] == 3
+    assert files(repo) == before

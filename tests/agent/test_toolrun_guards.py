@@ -84,3 +84,10 @@ def test_other_paths_and_reads_of_protected_files_go_through(repo):
 def test_allow_always_keeps_the_protected_paths():
     policy = Policy("ask", protected=frozenset({"a.txt"}))
     assert approval.allow_always(policy, "shell", {"command": "ls"}).protected == {"a.txt"}
+
+
+def test_a_patch_checkpoint_is_labelled_with_its_files(repo):
+    ctx = ToolContext(repo, sandbox="off")
+    patch = "*** Begin Patch\n*** Add File: n.txt\n+n\n*** End Patch"
+    assert toolrun.run_call(call("apply_patch", patch=patch), ctx, ALLOW, None)[0].ok
+    assert checkpoints.history(repo)[0].label == "before apply_patch: n.txt"
