@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from agent.session import Session, read_records
 from tests.agent.test_headless import turn, write_recording
 from tests.conftest import REPO_ROOT, run_flashcode
