@@ -14,9 +14,11 @@
 --json prints the exec events (agent/headless.py) one per line, plus
     {"type": "fix_start", "checkpoint", "test_command", "protected"}
     {"type": "tests", "when": "before"|"after", "command", "ok", "exit_code", "passed", ...}
-and last {"type": "summary", "status", "exit_code", "message", "applied", "files_changed":
-[{"status", "path"}], "diff", "test_command", "tests_before", "tests_after", "steps", "tokens",
-"cost", "usage", "escalations", "checkpoint", "restored", "protected", "protected_changed"}.
+and last {"type": "summary", "status", "exit_code", "reason", "message", "applied",
+"files_changed": [{"status", "path"}], "diff", "test_command", "tests_before", "tests_after",
+"steps", "tokens", "cost", "usage", "escalations", "checkpoint", "restored", "attempt", "protected",
+"protected_changed"}: `checkpoint` is the start (`flashcode undo` it to drop a kept fix),
+`attempt` the agent's unverified work saved just before the restore (undo it to look at it).
 """
 
 from __future__ import annotations
@@ -228,37 +230,49 @@ def _finish(run: FixRun, result: AgentExit, verified: bool) -> dict:
     code = exitcodes.OK if verified else exitcodes.NOT_FIXED
     if not verified and result.code in _STATUS and result.code != exitcodes.OK:
         code = result.code  # needs approval, backend unavailable, interrupted
-    restored = None if verified else checkpoints.restore(root, start).changes
+    restored = None if verified else checkpoints.restore(root, start)
     model = run.agent.model
     escalations = [e for e in getattr(model, "events", []) if e["kind"] == "escalation"]
     tally = run.agent.tally
     return {"type": "summary", "status": _STATUS.get(code, "not_fixed"), "exit_code": code,
-            "message": result.message, "applied": verified,
+            "reason": _reason(run, result, verified), "message": result.message,
+            "applied": verified,
             "files_changed": [{"status": s, "path": p} for s, p in files], "diff": diff,
             "test_command": run.command, "tests_before": run.before, "tests_after": run.after,
             "steps": run.steps, "tokens": tally.total_tokens, "cost": round(tally.cost(), 6),
             "usage": tally.summary(), "escalations": escalations,
             "checkpoint": start.commit, "session": str(run.agent.session.path),
-            "restored": [{"status": s, "path": p} for s, p in restored or []]
-            if restored is not None else None,
+            "restored": [{"status": s, "path": p} for s, p in restored.changes]
+            if restored else None,
+            "attempt": restored.safety.commit if restored else None,
             "protected": run.protected,
             "protected_changed": sorted({p for _, p in files} & set(run.protected))}
 
 
+def _reason(run: FixRun, result: AgentExit, verified: bool) -> str:
+    """Why the run ended as it did, in one line."""
+    if verified:
+        return f"`{run.command}` passes" if run.command else "the agent's own check passed"
+    if not isinstance(result, Submitted):
+        return f"the agent stopped ({result.status})"
+    if run.command:
+        return f"`{run.command}` still fails after the agent finished"
+    return "no check passed after the agent's last edit"
+
+
 def _print_summary(s: dict, run: FixRun, out: TextIO, err: TextIO) -> None:
     if s["applied"]:
-        check = f"`{s['test_command']}` passes" if s["test_command"] else "the agent's check passed"
         counts = f" (before: {_counts(s['tests_before'])}; after: {_counts(s['tests_after'])})" \
             if s["tests_before"] and s["tests_after"] else ""
-        print(f"Fixed and verified: {check}{counts}.", file=out)
+        print(f"Fixed and verified: {s['reason']}{counts}.", file=out)
         for f in s["files_changed"]:
             print(f"  {f['status']} {f['path']}", file=out)
         print(s["message"], file=out)
         print(f"To undo this fix: flashcode undo {s['checkpoint'][:10]}", file=out)
     else:
-        print(f"Not fixed ({s['status']}): {s['message']}", file=out)
+        print(f"Not fixed: {s['reason']}.\n{s['message']}", file=out)
         print(f"The working tree is as it was at the start ({len(s['restored'])} file(s) put "
-              "back).", file=out)
+              f"back). To look at the attempt: flashcode undo {s['attempt'][:10]}", file=out)
     for path in s["protected_changed"] if s["applied"] else []:
         print(f"warning: a shell command changed your uncommitted file {path}; its content at "
               f"the start is in checkpoint {s['checkpoint'][:10]} (flashcode undo).", file=err)

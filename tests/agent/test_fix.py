@@ -99,9 +99,12 @@ def test_an_impossible_task_exits_1_and_leaves_the_tree_as_it_was(repo, env, tmp
     out, events, s = fix(repo, env, model, "--test", TESTCMD, "--yes")
     assert out.returncode == exitcodes.NOT_FIXED, out.stderr
     assert s["status"] == "not_fixed" and not s["applied"]
+    assert s["reason"] == f"`{TESTCMD}` still fails after the agent finished"
     assert {f["path"] for f in s["restored"]} == {"calc.py", "junk.txt", "test_calc.py"}
     assert files(repo) == before  # byte for byte, the user's dirty files included
     assert (repo / ".git" / "index").read_bytes() == index
+    attempt = checkpoints.find(repo, s["attempt"])  # the failed attempt is kept, to look at
+    assert git(repo, "show", f"{attempt.tree}:junk.txt") == "junk\n"
     # the agent was told each time that the tests still fail, then the rounds ran out
     users = [r["message"]["content"] for r in map(json.loads, open(s["session"]))
              if r.get("type") == "message" and r["message"]["role"] == "user"]
