@@ -38,6 +38,8 @@ def repo(git_repo):
     (git_repo / "test_calc.py").write_text(TEST)
     git(git_repo, "add", ".")
     git(git_repo, "commit", "-qm", "calc")
+    (git_repo / "calc.py").write_text("# stashed\n" + BUGGY)
+    git(git_repo, "stash", "-q")  # a stash entry of the user's, never touched
     (git_repo / "README.md").write_text(README)  # the user's work in progress
     (git_repo / "notes.txt").write_text(NOTES)
     return git_repo
@@ -79,6 +81,8 @@ def test_fix_turns_a_failing_test_green_and_exits_0(repo, env, tmp_path):
     assert (repo / "notes.txt").read_text() == NOTES
     assert git(repo, "diff", "--cached") == ""  # nothing staged, nothing committed
     assert git(repo, "log", "--format=%s") == "calc\ninit\n"
+    assert git(repo, "stash", "list").count("\n") == 1
+    assert git(repo, "show", "stash@{0}:calc.py").startswith("# stashed")
     # the whole fix can be undone from its start checkpoint; the user's work stays
     undo = run_flashcode("undo", s["checkpoint"][:10], "-C", str(repo), env=env)
     assert undo.returncode == 0 and "reverted calc.py" in undo.stdout, undo.stderr

@@ -26,7 +26,7 @@ def user_state(repo) -> tuple:
     """Everything of the user's that propose must leave byte for byte as it was."""
     return (git(repo, "rev-parse", "HEAD"), git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
             git(repo, "status", "--porcelain", "--untracked-files=all"),
-            git(repo, "stash", "list"), git(repo, "diff"),
+            git(repo, "stash", "list"), git(repo, "rev-parse", "stash@{0}"), git(repo, "diff"),
             (repo / ".git" / "index").read_bytes(),
             {p.name: p.read_bytes() for p in repo.iterdir() if p.is_file()})
 
@@ -41,11 +41,12 @@ def repo(git_repo):
     (git_repo / "big.txt").write_text("\n".join(LINES) + "\n")
     git(git_repo, "add", ".")
     git(git_repo, "commit", "-qm", "big")
+    (git_repo / "big.txt").write_text("stashed by the user\n")
+    git(git_repo, "stash", "-q")  # a stash entry, which must stay as it is
     (git_repo / "README.md").write_text("user's uncommitted work\n")  # a dirty tree
     (git_repo / "staged.txt").write_text("staged by the user\n")
     git(git_repo, "add", "staged.txt")
     (git_repo / "notes.txt").write_text("untracked\n")
-    git(git_repo, "stash", "list")
     return git_repo
 
 
