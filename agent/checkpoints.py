@@ -87,19 +87,28 @@ def snapshot(repo: Path) -> str:
         return _git(repo, "write-tree", env=env).strip()
 
 
-def create(repo: Path, label: str) -> Checkpoint:
-    """Record the working tree now. Cheap when nothing changed (git stores each blob once)."""
+def create(repo: Path, label: str, reuse: bool = False) -> Checkpoint:
+    """Record the working tree now. Cheap when nothing changed (git stores each blob once);
+    with `reuse`, an unchanged tree returns the newest checkpoint instead of adding one."""
     repo = Path(repo)
     tree = snapshot(repo)
     name = ref(repo)
-    args = ["commit-tree", tree, "-m", label]
-    if _has_ref(repo, name):
-        args[2:2] = ["-p", _git(repo, "rev-parse", name).strip()]
+    newest = _newest(repo, name)
+    if reuse and newest and newest[1] == tree:
+        return Checkpoint(newest[0], tree, newest[3], float(newest[2]))
+    args = ["commit-tree", tree, "-m", label] + (["-p", newest[0]] if newest else [])
     ident = {"GIT_AUTHOR_NAME": "flashcode", "GIT_AUTHOR_EMAIL": "flashcode@localhost",
              "GIT_COMMITTER_NAME": "flashcode", "GIT_COMMITTER_EMAIL": "flashcode@localhost"}
     commit = _git(repo, *args, env=ident).strip()
     _git(repo, "update-ref", "-m", label, name, commit)
     return Checkpoint(commit, tree, label, time.time())
+
+
+def _newest(repo: Path, name: str) -> list[str] | None:
+    """[commit, tree, time, label] of the newest checkpoint under `name`, or None."""
+    proc = subprocess.run(["git", "log", "-1", "--format=%H%x00%T%x00%ct%x00%s", name, "--"],
+                          cwd=repo, capture_output=True, text=True)
+    return proc.stdout.rstrip("\n").split("\0", 3) if proc.returncode == 0 else None
 
 
 def _has_ref(repo: Path, name: str) -> bool:

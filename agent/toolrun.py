@@ -105,7 +105,7 @@ def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext) -> str
     subject = approval.subject_of(call.arguments) or ", ".join(_named_paths(call))
     label = f"before {call.name}: {subject}".strip().rstrip(":")
     try:
-        checkpoints.create(ctx.root, " ".join(label.split())[:120])
+        checkpoints.create(ctx.root, " ".join(label.split())[:120], reuse=True)
     except checkpoints.CheckpointError as exc:
         return prompts.render("agent/checkpoint_failed.md.j2", tool=call.name,
                               error=str(exc)).strip()

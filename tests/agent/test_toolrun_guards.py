@@ -91,3 +91,13 @@ def test_a_patch_checkpoint_is_labelled_with_its_files(repo):
     patch = "*** Begin Patch\n*** Add File: n.txt\n+n\n*** End Patch"
     assert toolrun.run_call(call("apply_patch", patch=patch), ctx, ALLOW, None)[0].ok
     assert checkpoints.history(repo)[0].label == "before apply_patch: n.txt"
+
+
+def test_calls_that_change_nothing_add_no_checkpoint(repo):
+    ctx = ToolContext(repo, sandbox="off")
+    for _ in range(3):
+        assert toolrun.run_call(call("shell", command="ls"), ctx, ALLOW, None)[0].ok
+    assert [c.label for c in checkpoints.history(repo)] == ["before shell: ls"]
+    (repo / "a.txt").write_text("changed by hand\n")
+    toolrun.run_call(call("shell", command="ls"), ctx, ALLOW, None)
+    assert len(checkpoints.history(repo)) == 2
