@@ -162,3 +162,20 @@ def test_a_long_task_is_cut_to_a_subject_with_the_whole_task_below():
     msg = propose.fallback_message(task)
     subject, _, body = msg.partition("\n\n")
     assert len(subject) <= propose.SUBJECT_MAX and body == task.strip()
+
+
+def test_review_keeps_the_users_uncommitted_edit_in_the_same_file(repo, env, tmp_path):
+    model = write_recording(tmp_path / "rec.jsonl", WORK)
+    _, r = run_propose(repo, env, model)
+    mine = (repo / "big.txt").read_text().replace("line 20\n", "line 20, edited by me\n")
+    (repo / "big.txt").write_text(mine)
+    done = run_flashcode("review", r["branch"], "--accept", "all", "-C", str(repo), env=env)
+    assert done.returncode == 0, done.stderr
+    text = (repo / "big.txt").read_text()
+    assert "line 20, edited by me\n" in text and "LINE TWO" in text and "LINE 38" in text
+    # a hunk that clashes with the user's edit is refused whole, changing nothing
+    (repo / "big.txt").write_text(mine.replace("line 2\n", "line 2, mine too\n"))
+    before = (repo / "big.txt").read_text()
+    clash = run_flashcode("review", r["branch"], "--accept", "1", "-C", str(repo), env=env)
+    assert clash.returncode == exitcodes.NOT_FIXED and "Nothing was changed" in clash.stderr
+    assert (repo / "big.txt").read_text() == before
