@@ -93,27 +93,57 @@ def _subparser(sub, name: str, help_: str, description: str) -> argparse.Argumen
 
 def _cmd_fix(sub) -> None:
     p = _subparser(sub, "fix", "fix a problem headlessly, verify it, apply it",
-                   "Work on TASK until it is done and verified (the test command passes), then "
-                   "apply the change to the working tree. Files with uncommitted changes of yours "
-                   "are left alone unless you allow it.")
+                   "Work on TASK until it is done and verified, then leave the change in the "
+                   "working tree.\nVerified: the test command (--test, else detected) exits 0; "
+                   "with no test command,\nthe agent's last check (tests tool or shell command) "
+                   "after its last edit exited 0.\nAnything short of verified puts the working "
+                   "tree back as it was (a checkpoint taken\nat the start). Files with "
+                   "uncommitted changes of yours are not edited or committed\nunless "
+                   "--allow-dirty. Nothing is asked: without --yes, an action the --approval "
+                   "mode\nwould ask about stops the run (exit 3).")
     p.add_argument("task", metavar="TASK", help="what to fix, in your words")
     p.add_argument("--test", metavar="CMD", help="test command that must pass (default: detected)")
     p.add_argument("--yes", action="store_true", help="approve every action the policy would ask")
     p.add_argument("--json", action="store_true", help="JSON events, one per line, then a summary")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="let the agent change files that have uncommitted changes of yours")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("fix", 10))
+    p.set_defaults(handler=_run_fix)
+
+
+def _run_fix(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.fix import run_fix
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_fix(load_settings_for(args), args.task, cwd, test=args.test, yes=args.yes,
+                   as_json=args.json, allow_dirty=args.allow_dirty)
 
 
 def _cmd_propose(sub) -> None:
     p = _subparser(sub, "propose", "work on a task in a separate git worktree and branch",
                    "Work on TASK in a new worktree on branch flashcode/<slug>, never touching your "
                    "working tree, index, stash or current branch. Produces commits, a .patch file "
-                   "and a summary for `flashcode review`.")
+                   "and a summary for `flashcode review`. File edits there are allowed under the "
+                   "default approval mode (they cannot reach your files); shell commands still "
+                   "need --yes or --approval full-auto.")
     p.add_argument("task", metavar="TASK")
+    p.add_argument("--yes", action="store_true", help="approve every action the policy would ask")
+    p.add_argument("--json", action="store_true", help="JSON events, one per line, then a summary")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("propose", 10))
+    p.set_defaults(handler=_run_propose)
+
+
+def _run_propose(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.propose import run_propose
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_propose(load_settings_for(args), args.task, cwd, yes=args.yes, as_json=args.json)
 
 
 def _cmd_exec(sub) -> None:

@@ -32,7 +32,6 @@ def test_each_subcommand_has_its_own_help(name):
 
 
 @pytest.mark.parametrize("argv", [
-    ["propose", "do a thing"],
     ["serve", "--model", "x"],
 ])
 def test_commands_not_landed_yet_say_so_and_do_nothing(argv, isolated_env):
