@@ -154,8 +154,19 @@ def _cmd_serve(sub) -> None:
     p.add_argument("--model", metavar="DIR", default=argparse.SUPPRESS,
                    help="checkpoint directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.set_defaults(handler=_not_yet("serve", 5))
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
+    p.add_argument("--context-window", type=int, metavar="N",
+                   help="refuse prompts longer than N tokens (default: the model's)")
+    p.add_argument("--name", metavar="NAME", help="model id to report (default: DIR's name)")
+
+    def handler(a: argparse.Namespace) -> int:
+        if not getattr(a, "model", None):
+            p.error("give the checkpoint: --model DIR")
+        from engine.server import main
+
+        return main(a.model, a.host, a.port, a.context_window, a.name)
+
+    p.set_defaults(handler=handler)
 
 
 def _cmd_bench(sub) -> None:

@@ -1,12 +1,12 @@
 """`--model DIR`: the in-process DeepSeek-V4 engine, imported lazily (torch loads only here).
 
-The engine's surface (engine/api.py, not in this build yet) is expected to be:
-    Engine.load(path, kernels=..., device_map=...) -> Engine
+The engine's surface (engine/api.py):
+    Engine.load(path, kernels=..., device_map=..., context_window=...) -> Engine
     engine.stream(messages, tools, thinking=..., max_tokens=..., response_format=...)
         yields engine.events: ReasoningDelta, TextDelta, ToolCallStarted, ToolCallArgDelta,
         ToolCallFinished(index, name, arguments, raw), FormatError(raw, reason),
         Usage(prompt_tokens, cached_tokens, generated_tokens, prefill_tps, decode_tps),
-        Done(finish_reason[, tokens])
+        Done(finish_reason, tokens)
     engine.count_tokens(messages, tools) -> int;  engine.context_window -> int
 `EngineModel` maps those events to the agent's own (by class name: no engine import here).
 """
@@ -39,8 +39,12 @@ def load(settings) -> EngineModel:
         engine_cls = importlib.import_module("engine.api").Engine
     except (ImportError, AttributeError):
         raise BackendUnavailable(NOT_AVAILABLE) from None
-    engine = engine_cls.load(settings.model, kernels=settings.kernels,
-                             device_map=settings.device_map)
+    try:
+        engine = engine_cls.load(settings.model, kernels=settings.kernels,
+                                 device_map=settings.device_map,
+                                 context_window=settings.context_window)
+    except (OSError, ValueError, RuntimeError) as exc:  # no weights, bad config, wrong tokenizer
+        raise BackendUnavailable(f"cannot load the checkpoint {settings.model}: {exc}") from None
     return EngineModel(engine, f"local:{settings.model}", settings.context_window)
 
 
