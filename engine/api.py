@@ -114,6 +114,8 @@ class Engine:
         if overrides:
             p = SamplingParams(**{**p.model_dump(), **overrides})
         tools = list(tools or [])
+        if not tools and p.tool_choice not in ("auto", "none"):
+            raise ValueError(f"tool_choice {p.tool_choice!r} needs `tools`, and none were given")
         ids = self.encode(messages, tools, p)
         want = len(ids) + (p.max_tokens or 1)
         if want > self.context_window:

@@ -182,3 +182,23 @@ def test_tool_choice_none_never_opens_a_call(engine):
         ev = run(engine, tools=TOOLS, temperature=1.0, seed=seed, max_tokens=40,
                  thinking=False, tool_choice="none")
         assert not any(isinstance(e, ToolCallStarted | FormatError) for e in ev)
+
+
+def test_the_agents_local_backend_streams_from_the_engine(tiny_ckpt, tmp_path):
+    from agent.backends import local
+    from agent.config import Settings
+    from agent.model import BackendUnavailable, Reply
+    from agent.model import Done as AgentDone
+
+    model = local.load(Settings(model=str(tiny_ckpt), context_window=4096))
+    assert model.context_window == 4096 and model.engine.context_window == 4096
+    events = list(model.stream(HI, [], thinking=True, max_tokens=4))
+    reply = Reply()
+    for e in events:
+        reply.add(e)
+    assert isinstance(events[-1], AgentDone) and len(reply.tokens) == 4
+    assert reply.reasoning and reply.usage.completion_tokens == 4
+    assert model.count_tokens(HI, []) == reply.usage.prompt_tokens
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(BackendUnavailable, match="cannot load the checkpoint"):
+        local.load(Settings(model=str(tmp_path)))
