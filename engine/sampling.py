@@ -24,7 +24,8 @@ class SamplingParams(BaseModel):
     top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0 = off.")
     min_p: float = Field(0.0, ge=0, le=1, description="Drop tokens below min_p × the top one.")
     seed: int | None = Field(None, description="Same seed, same prompt → same reply.")
-    stop: list[str] = Field(default_factory=list, description="Stop before any of these.")
+    stop: list[str] = Field(default_factory=list,
+                            description="Stop before any of these (in reasoning or content).")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
     thinking: bool = Field(True, description="Reason first (`<think>` opener) or answer.")
     reasoning_effort: Literal["low", "medium", "high", "max"] | None = None

@@ -182,3 +182,19 @@ def test_the_agents_openai_backend_talks_to_it(server):
         reply.add(e)
     assert isinstance(events[-1], Done) and reply.usage.completion_tokens <= 5
     assert reply.reasoning == ""
+
+
+def test_a_client_that_leaves_mid_stream_frees_the_engine(client, server):
+    engine = server.engine
+    prompt = engine.count_tokens(HI)
+    stream = chat(client, max_tokens=1500, temperature=1.0, seed=0, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    assert engine.lock.acquire(timeout=60)  # generation stopped (it would run 1500 tokens)
+    try:
+        generated = len(engine.gen.cache.tokens) - prompt
+    finally:
+        engine.lock.release()
+    assert 0 < generated < 300, generated
