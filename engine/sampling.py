@@ -67,7 +67,8 @@ def sample(logits: torch.Tensor, mask: np.ndarray | None, p: SamplingParams,
 
 class StopStrings:
     """Holds back text that might begin a stop string; `feed(text) -> (safe text, hit)`.
-    After a hit the text before the stop string is returned and nothing more is."""
+    After a hit the text before the stop string is returned and nothing more is. The result
+    does not depend on how the text is split (tokens)."""
 
     def __init__(self, stops: list[str]) -> None:
         self.stops = [s for s in stops if s]
@@ -78,10 +79,11 @@ class StopStrings:
         if not self.stops or self.hit:
             return ("" if self.hit else text), self.hit
         buf = self.held + text
-        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        # the stop that completes first (as if fed a character at a time); on a tie the longest
+        hits = [(i + len(s), i) for s in self.stops if (i := buf.find(s)) >= 0]
+        if hits:
             self.held, self.hit = "", True
-            return buf[:cut], True
+            return buf[:min(hits)[1]], True
         keep = max((k for s in self.stops for k in range(1, min(len(s), len(buf)) + 1)
                     if buf.endswith(s[:k])), default=0)
         self.held = buf[len(buf) - keep:]

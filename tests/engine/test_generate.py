@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from engine import dsml
 from engine.api import Engine, PromptTooLong
@@ -19,7 +21,7 @@ from engine.events import (
     Usage,
 )
 from engine.prefix import PrefixCache
-from engine.sampling import SamplingParams, generator_for, sample
+from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 
 HI = [{"role": "user", "content": "hello there, write some code"}]
 
@@ -202,3 +204,25 @@ def test_the_agents_local_backend_streams_from_the_engine(tiny_ckpt, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(BackendUnavailable, match="cannot load the checkpoint"):
         local.load(Settings(model=str(tmp_path)))
+
+
+@given(st.text(alphabet="abcx", max_size=30), st.lists(st.text(alphabet="abc", min_size=1,
+                                                               max_size=4), max_size=3),
+       st.lists(st.integers(0, 30), max_size=6))
+@example("xabcx", ["abc", "b"], [])  # "b" completes first, whatever the split
+@example("xabcx", ["abc", "b"], [2, 3])
+def test_stop_strings_hold_back_exactly_what_might_start_a_stop(text, stops, cuts):
+    gate, out, hit = StopStrings(stops), [], False
+    bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        piece, hit = gate.feed(text[a:b])
+        out.append(piece)
+        if hit:
+            break
+    if not hit:
+        out.append(gate.flush())
+    # reference: a character at a time, cut where the first stop string completes
+    ends = [(e, e - len(s)) for e in range(len(text) + 1) for s in stops
+            if text[:e].endswith(s)]
+    assert "".join(out) == (text[:min(ends)[1]] if ends else text)
+    assert hit == bool(ends)
