@@ -114,32 +114,28 @@ class Generator:
         parser, gate = TokenReplyParser(self.tok, p.thinking), _StopGate(p.stop)
         rng, ids, final = generator_for(p.seed), [], []
         try:
-            while True:
-                if len(ids) >= budget:  # "length" even if a call was cut (FormatError says so)
-                    final = [e if not isinstance(e, Done) else Done("length")
-                             for e in parser.finish("length")]
-                    break
+            while len(ids) < budget:
+                if ids:  # feed the token sampled last; a reply's final token is never fed
+                    logits = self.model(torch.tensor([ids[-1]]), state)[-1]
+                    fed.append(ids[-1])
                 mask = constraint.allowed() if constraint is not None else self.known
-                tid = sample(logits, mask, p, rng)
-                ids.append(tid)
+                ids.append(sample(logits, mask, p, rng))
                 if constraint is not None:
-                    constraint.advance(tid)
-                events = parser.step(tid)
-                done = [e for e in events if isinstance(e, Done)]
+                    constraint.advance(ids[-1])
+                events = parser.step(ids[-1])
                 for ev in events:
                     if not isinstance(ev, Done):
                         yield from gate.pass_(ev)
                     if gate.hit:
+                        parser.finish("stop")
+                        final = [Done("stop")]
                         break
-                if gate.hit:
-                    parser.finish("stop")
-                    final = [Done("stop")]
+                if gate.hit or parser.parser.done:
+                    final = final or [e for e in events if isinstance(e, Done)]
                     break
-                if done or parser.parser.done:
-                    final = done
-                    break
-                logits = self.model(torch.tensor([tid]), state)[-1]
-                fed.append(tid)
+            else:  # "length" even if a call was cut (its FormatError says so)
+                final = [e if not isinstance(e, Done) else Done("length")
+                         for e in parser.finish("length")]
         finally:
             if state.pos == len(fed):
                 self.cache.store(fed, state)

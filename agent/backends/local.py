@@ -14,6 +14,7 @@ The engine's surface (engine/api.py):
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from agent.model import (
     Event,
     FormatError,
     ReasoningDelta,
+    Reply,
     TextDelta,
     ToolCall,
     Usage,
@@ -49,8 +51,16 @@ def load(settings) -> EngineModel:
 
 
 class EngineModel:
+    """Remembers the token ids of the replies it produced (the last REMEMBER), and hands them
+    back with the same assistant message on later turns: the engine then splices the sampled
+    ids instead of re-tokenizing the text, so the new prompt extends the old one token for
+    token and its prefix is reused."""
+
+    REMEMBER = 64
+
     def __init__(self, engine: Any, name: str, window: int | None = None):
         self.engine, self.name, self._window = engine, name, window
+        self._sampled: dict[str, list[int]] = {}  # _turn_key(message) → ids
 
     @property
     def context_window(self) -> int:
@@ -61,11 +71,31 @@ class EngineModel:
 
     def stream(self, messages, tools, *, thinking=True, max_tokens=None,
                response_format=None) -> Iterator[Event]:
-        for event in self.engine.stream(messages, tools, thinking=thinking,
+        reply = Reply()
+        for event in self.engine.stream(self._with_ids(messages), tools, thinking=thinking,
                                         max_tokens=max_tokens, response_format=response_format):
             converted = convert(event)
             if converted is not None:
+                reply.add(converted)
                 yield converted
+        if reply.tokens:
+            self._sampled[_turn_key(reply.message())] = list(reply.tokens)
+            while len(self._sampled) > self.REMEMBER:
+                self._sampled.pop(next(iter(self._sampled)))
+
+    def _with_ids(self, messages: list[dict]) -> list[dict]:
+        out = []
+        for m in messages:
+            ids = self._sampled.get(_turn_key(m)) if m.get("role") == "assistant" else None
+            out.append({**m, "token_ids": ids} if ids and "token_ids" not in m else m)
+        return out
+
+
+def _turn_key(m: dict) -> str:
+    """An assistant message by what the model wrote (call ids and extra keys aside)."""
+    calls = [(c["function"]["name"], c["function"].get("arguments"))
+             for c in m.get("tool_calls") or []]
+    return json.dumps([m.get("content") or "", m.get("reasoning_content") or "", calls])
 
 
 def convert(event: Any) -> Event | None:

@@ -226,3 +226,28 @@ def test_stop_strings_hold_back_exactly_what_might_start_a_stop(text, stops, cut
             if text[:e].endswith(s)]
     assert "".join(out) == (text[:min(ends)[1]] if ends else text)
     assert hit == bool(ends)
+
+
+def test_local_backend_hands_sampled_ids_back_so_the_next_turn_reuses_the_prefix(engine):
+    from agent.backends.local import EngineModel
+    from agent.model import Reply
+
+    def turn(model, messages) -> Reply:
+        reply = Reply()
+        for e in model.stream(messages, TOOLS, thinking=True, max_tokens=12):
+            reply.add(e)
+        return reply
+
+    def two_turns(model) -> tuple[Reply, Reply]:
+        engine.gen.cache = PrefixCache()
+        first = turn(model, HI)
+        follow = [*HI, first.message(), {"role": "user", "content": "go on"}]
+        return first, turn(model, follow)
+
+    first, second = two_turns(EngineModel(engine, "local"))
+    # the whole first prompt and the reply's ids (all but the last, never fed) are reused
+    assert second.usage.cached_tokens == first.usage.prompt_tokens + 11
+    amnesiac = EngineModel(engine, "local")
+    amnesiac.REMEMBER = 0  # forgets at once: the reply is re-tokenized from its text
+    _, again = two_turns(amnesiac)
+    assert again.usage.cached_tokens < second.usage.cached_tokens
