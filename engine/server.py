@@ -83,6 +83,7 @@ class Handler(BaseHTTPRequestHandler):
     def _drain(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         if n > MAX_BODY:
+            self.close_connection = True  # the unread body would be taken for the next request
             raise BadRequest(f"the request body is {n} bytes; the limit is {MAX_BODY}")
         return self.rfile.read(n) if n else b""
 
