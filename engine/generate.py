@@ -21,6 +21,7 @@ import torch
 from engine.chat_parse import TokenReplyParser
 from engine.constrain import ToolCallConstraint
 from engine.events import Done, Event, ReasoningDelta, TextDelta, Usage
+from engine.json_mode import JsonReplyConstraint, wants_json
 from engine.model import Transformer
 from engine.prefix import PrefixCache
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
@@ -75,10 +76,15 @@ class Generator:
         # tiny model on CPU: 34 s in one piece, 4.5 s in pieces of 512)
         self.prefill_chunk = 512
 
-    def constraint(self, tools: list, p: SamplingParams) -> ToolCallConstraint | None:
+    def constraint(self, tools: list, p: SamplingParams):
         """The reply's grammar mask (raises ValueError for a tool_choice naming no tool)."""
         if not p.constrain:
             return None
+        if wants_json(p.response_format):  # the content is a JSON object: no tool calls
+            if p.tool_choice not in ("auto", "none"):
+                raise ValueError("a JSON response_format and a forced tool call exclude each "
+                                 "other: the reply is either a JSON object or a call")
+            return JsonReplyConstraint(self.tok, p.thinking, self.vocab)
         return ToolCallConstraint(self.tok, tools or [], p.thinking, self.vocab, p.tool_choice)
 
     def prefill(self, prompt: list[int]) -> tuple[ModelState, torch.Tensor, int]:
@@ -100,7 +106,7 @@ class Generator:
         return state, logits, n
 
     def run(self, prompt: list[int], tools: list, p: SamplingParams,
-            constraint: ToolCallConstraint | None = None) -> Iterator[Event]:
+            constraint=None) -> Iterator[Event]:
         """Generate one reply to `prompt` (ids ending with the assistant opener)."""
         if constraint is None:
             constraint = self.constraint(tools, p)

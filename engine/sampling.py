@@ -31,7 +31,8 @@ class SamplingParams(BaseModel):
     reasoning_effort: Literal["low", "medium", "high", "max"] | None = None
     tool_choice: str | dict[str, Any] = Field("auto", description="auto, none, required, a name.")
     response_format: dict[str, Any] | None = Field(
-        None, description="OpenAI response_format; put in the prompt, not enforced by a mask.")
+        None, description="OpenAI response_format: in the prompt; json_object/json_schema "
+        "also masks the content to one JSON object (the schema itself is not enforced).")
     constrain: bool = Field(True, description="Mask tokens so tool-call markup stays valid.")
 
 

@@ -251,3 +251,22 @@ def test_local_backend_hands_sampled_ids_back_so_the_next_turn_reuses_the_prefix
     amnesiac.REMEMBER = 0  # forgets at once: the reply is re-tokenized from its text
     _, again = two_turns(amnesiac)
     assert again.usage.cached_tokens < second.usage.cached_tokens
+
+
+def test_json_response_format_keeps_the_content_a_json_object(engine):
+    from engine.json_prefix import JsonPrefix
+
+    finished = 0
+    for temperature, seed in ((0.0, None), (1.0, 0), (1.0, 1)):
+        ev = run(engine, temperature=temperature, seed=seed, max_tokens=100, thinking=False,
+                 response_format={"type": "json_object"})
+        content = text_of(ev, TextDelta)
+        js = JsonPrefix("{")
+        assert all(js.feed(c) for c in content), content  # a JSON prefix all along
+        if ev[-1].finish_reason == "stop":
+            assert isinstance(__import__("json").loads(content), dict)
+            finished += 1
+    assert finished  # greedy closes its object within the budget
+    with pytest.raises(ValueError, match="exclude each other"):
+        engine.prepare(HI, TOOLS, SamplingParams(response_format={"type": "json_object"},
+                                                 tool_choice="required"))

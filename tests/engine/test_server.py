@@ -198,3 +198,11 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(client, server):
     finally:
         engine.lock.release()
     assert 0 < generated < 300, generated
+
+
+def test_json_response_format_gives_a_json_object(client):
+    r = chat(client, max_tokens=100, temperature=0, extra_body=NO_THINK,
+             messages=[{"role": "user", "content": "hello there, write some code"}],
+             response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
