@@ -8,8 +8,9 @@
 `messages` are OpenAI-style dicts or engine.chat messages; `tools` OpenAI function specs.
 Keyword arguments override fields of `params` (the agent adapter passes thinking=,
 max_tokens=, response_format=). One sequence runs at a time: `stream` holds a lock while it
-generates, so concurrent callers queue. `prepare` does the checks that can fail on bad input
-(PromptTooLong, ValueError) before any generation, so a server can answer them with a 400.
+generates, so concurrent callers queue (close or drop an abandoned stream to free it).
+`prepare` does the checks that can fail on bad input (PromptTooLong, ValueError) before any
+generation, so a server can answer them with a 400.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.chat import System, messages_from_openai
 from engine.constrain import ToolCallConstraint, _vocab
 from engine.events import Event, Usage
 from engine.generate import Generator
+from engine.json_mode import JsonReplyConstraint
 from engine.prefix import PrefixCache
 from engine.sampling import SamplingParams
 from engine.tokenizer import Tokenizer, encode_conversation
@@ -43,7 +45,7 @@ class Prepared:
     ids: list[int]
     tools: list
     params: SamplingParams
-    constraint: ToolCallConstraint | None
+    constraint: ToolCallConstraint | JsonReplyConstraint | None
 
 
 @dataclass

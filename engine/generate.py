@@ -5,8 +5,10 @@
         ...   # ReasoningDelta | TextDelta | ToolCall* | FormatError, then Usage, then Done
 
 Each step masks the logits with ToolCallConstraint (markup stays valid, payload text samples
-freely), samples (sampling.py), feeds the id to TokenReplyParser, and holds back text that may
-begin a stop string. One sequence at a time: the caller (api.Engine) serialises calls.
+freely) or, for a JSON response_format, JsonReplyConstraint; samples (sampling.py); feeds the id
+to TokenReplyParser; and holds back text that may begin a stop string. Every prefill goes
+through the PrefixCache (lookup, then store what the state consumed). One sequence at a time:
+the caller (api.Engine) serialises calls.
 """
 
 from __future__ import annotations
