@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from agent import exitcodes
 
@@ -184,8 +184,19 @@ def _cmd_serve(sub) -> None:
     p.add_argument("--model", metavar="DIR", default=argparse.SUPPRESS,
                    help="checkpoint directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.set_defaults(handler=_not_yet("serve", 5))
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
+    p.add_argument("--context-window", type=int, metavar="N",
+                   help="refuse prompts longer than N tokens (default: the model's)")
+    p.add_argument("--name", metavar="NAME", help="model id to report (default: DIR's name)")
+
+    def handler(a: argparse.Namespace) -> int:
+        if not getattr(a, "model", None):
+            p.error("give the checkpoint: --model DIR")
+        from engine.server import main
+
+        return main(a.model, a.host, a.port, a.context_window, a.name)
+
+    p.set_defaults(handler=handler)
 
 
 def _cmd_bench(sub) -> None:
@@ -330,14 +341,6 @@ def _cmd_tool(sub) -> None:
         return tool_cli.run_tool(args.name, args.args, args.directory)
 
     p.set_defaults(handler=handler)
-
-
-def _not_yet(command: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"flashcode {command}: not available yet in this build (planned; tracked as issue "
-              f"#{issue}). Nothing was done.", file=sys.stderr)
-        return exitcodes.NOT_IMPLEMENTED
-    return handler
 
 
 def _flags(args: argparse.Namespace) -> dict:

@@ -58,6 +58,7 @@ class Usage:
 @dataclass(frozen=True)
 class Done:
     finish_reason: str  # "stop" | "tool_calls" | "length" | "error"
+    tokens: list[int] | None = None  # the ids sampled (generate.py sets them), for exact replay
 
 
 Event = (ReasoningDelta | TextDelta | ToolCallStarted | ToolCallArgDelta | ToolCallFinished
