@@ -139,7 +139,7 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
                         "the neighbouring lines with real text.")
     if old == new:
         raise ToolError("`old` and `new` are the same, so there is nothing to change.")
-    hits = _exact_hits(text, old)
+    hits = _exact_hits(text, old, overlapping=not replace_all)
     if len(hits) == 1 or (hits and replace_all):
         out, last = [], 0
         for at in hits:
@@ -160,17 +160,19 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
     return _plan_lines(text, old, new, replace_all)
 
 
-def _exact_hits(text: str, old: str) -> list[int]:
-    """Offsets where `old` occurs, non-overlapping, leaving out those where an `old` that
-    starts with whitespace lands inside a line's indentation ("  x = 1" inside "    x = 1"):
-    that is indentation drift, which the line tiers judge with the whole lines."""
+def _exact_hits(text: str, old: str, overlapping: bool = False) -> list[int]:
+    """Offsets where `old` occurs, leaving out those where an `old` that starts with
+    whitespace lands inside a line's indentation ("  x = 1" inside "    x = 1"): that is
+    indentation drift, which the line tiers judge with the whole lines. Uniqueness is judged
+    with `overlapping` hits ("a\na\n" occurs twice in "xa\na\na\n"); replacing uses
+    non-overlapping ones."""
     hits, at = [], text.find(old)
     while at != -1:
         line_start = text.rfind("\n", 0, at) + 1
         inside_indent = at > line_start and not text[line_start:at].strip()
         if not (inside_indent and old[0] in " \t"):
             hits.append(at)
-        at = text.find(old, at + len(old))
+        at = text.find(old, at + (1 if overlapping else len(old)))
     return hits
 
 

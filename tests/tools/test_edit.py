@@ -183,3 +183,13 @@ def test_a_short_new_text_is_not_taken_as_already_present(ctx):
     with pytest.raises(ToolError) as e:
         _edit(ctx, old="    nothing like this\n", new="msg\n")
     assert "already present" not in str(e.value)
+
+
+def test_overlapping_occurrences_are_ambiguous(git_repo):
+    """Found by the property test: `old` occurred once starting mid-line and once overlapping
+    it on whole lines; counting non-overlapping hits called it unique and edited mid-line."""
+    from tools.edit_match import plan
+
+    text = "x = 1\n    x = 1\nx = 1\nx = 1\n"
+    with pytest.raises(ToolError, match="lines 2, 3"):
+        plan(text, "x = 1\nx = 1\n", "x = 1\nx = 1  # changed\n")
