@@ -22,6 +22,8 @@ import torch
 from engine.state import CompressorState, LayerState, ModelState
 
 SNAP = 128          # lcm of the compress ratios (4, 128): every window is closed at a multiple
+CHUNK = 512         # prefill chunk: longer amortizes per-call work (~1.4x at 8K on a CPU), shorter
+                    # marks more often (a divergence re-prefills < CHUNK tokens)
 MAX_MARKS = 8       # marks kept per state (the newest); older ones are dropped
 MAX_ENTRIES = 8     # cached sequences kept when no byte budget is given
 
@@ -87,13 +89,16 @@ def add_mark(state: ModelState, mark: Mark | None = None) -> None:
 
 
 @torch.no_grad()
-def extend(model, tokens: torch.Tensor, state: ModelState, every: int = SNAP,
-           last_only: bool = False) -> torch.Tensor:
-    """Prefill `tokens` after `state` in chunks that end on multiples of `every`, marking the
-    state at each boundary. Returns the logits [S, vocab] (or [1, vocab] with last_only)."""
+def extend(model, tokens: torch.Tensor, state: ModelState, chunk: int = CHUNK,
+           every: int = SNAP, last_only: bool = False) -> torch.Tensor:
+    """Prefill `tokens` after `state` in chunks of at most `chunk` tokens that end on
+    multiples of `every`, marking the state at each such end. Returns the logits [S, vocab]
+    (or [1, vocab] with last_only)."""
     outs, i, p0 = [], 0, state.pos
     while i < len(tokens):
-        end = min(len(tokens), ((p0 + i) // every + 1) * every - p0)
+        p = p0 + i
+        end = max((p + chunk) // every * every, (p // every + 1) * every) - p0
+        end = min(len(tokens), end)
         lg = model(tokens[i:end], state)
         outs.append(lg[-1:] if last_only else lg)
         i = end

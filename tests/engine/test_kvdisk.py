@@ -20,7 +20,7 @@ def _toks(n: int, seed: int) -> list[int]:
 def saved(tiny_model, tmp_path_factory):
     toks = _toks(300, 1)
     st = tiny_model.new_state()
-    extend(tiny_model, torch.tensor(toks), st)
+    extend(tiny_model, torch.tensor(toks), st, chunk=128)  # marks at 128 and 256
     store = KVStore(tmp_path_factory.mktemp("kv"), model_identity(tiny_model))
     return store, toks, st, store.save(toks, st)
 

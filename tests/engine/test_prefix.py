@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.prefix import SNAP, Mark, PrefixCache, extend, state_bytes
+from engine.prefix import CHUNK, SNAP, Mark, PrefixCache, extend, state_bytes
 
 TOL = 1e-5
 
@@ -14,9 +14,9 @@ def _toks(n: int, seed: int) -> list[int]:
     return torch.randint(0, 1024, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def _run(model, toks: list[int], state=None):
+def _run(model, toks: list[int], state=None, chunk=SNAP):
     state = state if state is not None else model.new_state()
-    return extend(model, torch.tensor(toks), state), state
+    return extend(model, torch.tensor(toks), state, chunk=chunk), state
 
 
 def _states_equal(a, b) -> bool:
@@ -35,6 +35,14 @@ def test_extend_marks_boundaries_and_matches_forward(tiny_model):
     lg, st = _run(tiny_model, toks)
     assert sorted(st.marks) == [SNAP, 2 * SNAP]
     assert (lg - tiny_model(torch.tensor(toks))).abs().max() <= TOL
+
+
+def test_long_chunks_end_on_boundaries(tiny_model):
+    toks = _toks(700, 11)
+    lg, st = _run(tiny_model, toks[:70], chunk=CHUNK)
+    lg2, st = _run(tiny_model, toks[70:], st, chunk=CHUNK)
+    assert sorted(st.marks) == [512]  # 70 -> 512 (the last boundary within 512), 512 -> 700
+    assert (torch.cat((lg, lg2)) - tiny_model(torch.tensor(toks))).abs().max() <= TOL
 
 
 def test_mark_restores_the_exact_state(tiny_model):
