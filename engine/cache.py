@@ -239,7 +239,7 @@ def pack_layer(st, pools: Pools) -> PackedLayer:
     if st.index is not None:
         idx = PagedRows(pools.index)
         idx.append(pack_index(st.index.rows, pools.index_fmt))
-    return PackedLayer(light, win, rows, idx)
+    return PackedLayer(light.copy(), win, rows, idx)  # copy: no tensor shared with `st`
 
 
 def unpack_layer(p: PackedLayer, pools: Pools, dtype=torch.float32):

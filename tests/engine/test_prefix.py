@@ -142,3 +142,26 @@ def test_cached_state_is_a_copy(tiny_model):
     tiny_model(torch.tensor([5, 6]), st)  # the caller keeps decoding on its own state
     got, n = cache.lookup(toks + [9])
     assert n == 50 and got.pos == 50
+
+
+def test_packed_cache_is_exact_on_the_official_path_and_smaller():
+    from engine.cache import Pools
+    from engine.config import preset
+    from engine.tiny import random_model
+
+    model = random_model(preset("tiny"), seed=4, mode="official")
+    toks = _toks(300, 40)
+    _, st = _run(model, toks)
+    pools = Pools.for_config(model.cfg, "fp8r32", "fp4", page_rows=16)
+    packed, plain = PrefixCache(pools=pools), PrefixCache()
+    for c in (packed, plain):
+        c.store(toks, st)
+    pages = len(pools.kv.pages)
+    assert packed.nbytes < 0.8 * plain.nbytes  # rows 120 B vs 256 B; marks and windows stay fp32
+    more = toks + _toks(30, 41)
+    for m in (more, toks[:200] + _toks(30, 42)):  # an extension, and a divergence (mark 128)
+        (a, na), (b, nb) = packed.lookup(m), plain.lookup(m)
+        assert na == nb and na in (300, 128)
+        assert torch.equal(_run(model, m[na:], a)[0], _run(model, m[nb:], b)[0])
+    packed.store(more[:310], _run(model, more[300:310], packed.lookup(more)[0])[1])
+    assert len(packed) == 1 and len(pools.kv.pages) <= pages + 4  # old pages were reused
