@@ -60,50 +60,43 @@ def load_models(cfg):
 
 # ---- contexts --------------------------------------------------------------------------------
 
-def _median_step(step, toks) -> float:
-    """Median seconds per decode step (the machine is shared: the median ignores stalls)."""
-    times = []
+def _timed(fn):
+    """(seconds, result) of fn()."""
+    t = time.perf_counter()
+    r = fn()
+    return time.perf_counter() - t, r
+
+
+def _decode_both(model, st, hf, kv, toks) -> tuple[float, float]:
+    """Median seconds per decode step of each, steps interleaved so that both sides see the
+    same load on this shared machine."""
+    st, kv = st.copy(), copy.deepcopy(kv)
+    fc, tr = [], []
     for tok in toks:
-        t = time.perf_counter()
-        step(tok)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        fc.append(_timed(lambda tok=tok: model(tok.view(1), st))[0])
+        tr.append(_timed(lambda tok=tok: hf(tok.view(1, 1), cache=kv, use_cache=True))[0])
+    return statistics.median(fc), statistics.median(tr)
 
 
-def _decode_fc(model, state, toks) -> float:
-    st = state.copy()
-    return _median_step(lambda tok: model(tok.view(1), st), toks)
-
-
-def _decode_hf(hf, kv, toks) -> float:
-    kv = copy.deepcopy(kv)
-    with torch.no_grad():
-        return _median_step(lambda tok: hf(tok.view(1, 1), cache=kv, use_cache=True), toks)
-
-
-def run_flashcode(model, toks, n_dec):
-    """One chunked prefill to 16K; at each context point, timing so far and a decode run."""
-    st, done, spent, out = model.new_state(), 0, 0.0, {}
-    for c in CONTEXTS:
-        t = time.perf_counter()
-        last = extend(model, toks[done:c], st, last_only=True)
-        spent, done = spent + time.perf_counter() - t, c
-        out[c] = (c / spent, _decode_fc(model, st, toks[c:c + n_dec]))
-    return out, st, last
-
-
-def run_transformers(hf, hc, toks, n_dec, chunk=512):
+@torch.no_grad()
+def run_contexts(model, hf, hc, toks, n_dec, chunk=512):
+    """Both prefill the same tokens to 16K in interleaved 512-token chunks; at each context
+    point, prefill tok/s so far and an interleaved decode run. -> ({c: (fc, hf)}, state, logits)"""
     from transformers import DynamicCache
 
-    kv, done, spent, out = DynamicCache(config=hc), 0, 0.0, {}
+    st, kv = model.new_state(), DynamicCache(config=hc)
+    done, spent, out = 0, [0.0, 0.0], {}
     for c in CONTEXTS:
-        t = time.perf_counter()
-        with torch.no_grad():
-            for i in range(done, c, chunk):
-                lg = hf(toks[None, i:min(c, i + chunk)], cache=kv, use_cache=True).logits
-        spent, done = spent + time.perf_counter() - t, c
-        out[c] = (c / spent, _decode_hf(hf, kv, toks[c:c + n_dec]))
-    return out, lg[0, -1]
+        for i in range(done, c, chunk):
+            part = toks[i:min(c, i + chunk)]
+            dt, fc_last = _timed(lambda p=part: extend(model, p, st, last_only=True))
+            spent[0] += dt
+            dt, hf_out = _timed(lambda p=part: hf(p[None], cache=kv, use_cache=True))
+            spent[1] += dt
+        done = c
+        dec = _decode_both(model, st, hf, kv, toks[c:c + n_dec])
+        out[c] = ((c / spent[0], dec[0]), (c / spent[1], dec[1]))
+    return out, st, (fc_last[-1], hf_out.logits[0, -1])
 
 
 def rows_read(cfg, c: int) -> tuple[int, int]:
@@ -116,17 +109,18 @@ def rows_read(cfg, c: int) -> tuple[int, int]:
     return ours, cfg.n_layers * c
 
 
-def print_contexts(cfg, fc, hf):
+def print_contexts(cfg, both):
     print("\n== prefill / decode (tok/s; decode = 1 / median step), flashcode vs transformers ==")
     print(f"{'ctx':>6} {'fc pre':>8} {'hf pre':>8} {'ratio':>6} {'fc dec':>8} {'hf dec':>8} "
           f"{'ratio':>6}")
     for c in CONTEXTS:
-        (fp, fd), (hp, hd) = fc[c], hf[c]
+        (fp, fd), (hp, hd) = both[c]
         print(f"{c:>6} {fp:>8.0f} {hp:>8.0f} {fp / hp:>6.2f} {1 / fd:>8.1f} {1 / hd:>8.1f} "
               f"{hd / fd:>6.2f}")
     lo, hi = CONTEXTS[0], CONTEXTS[-1]
-    print(f"decode time/token {hi} ÷ {lo}: flashcode {fc[hi][1] / fc[lo][1]:.2f}, "
-          f"transformers {hf[hi][1] / hf[lo][1]:.2f}")
+    (_, f1), (_, h1) = both[lo]
+    (_, f2), (_, h2) = both[hi]
+    print(f"decode time/token {hi} ÷ {lo}: flashcode {f2 / f1:.2f}, transformers {h2 / h1:.2f}")
     (o1, d1), (o2, d2) = rows_read(cfg, lo), rows_read(cfg, hi)
     print(f"KV rows read per decode token {lo} -> {hi}: V4 compressed {o1} -> {o2} "
           f"({o2 / o1:.2f}x); dense attention {d1} -> {d2} ({d2 / d1:.0f}x: its attention "
@@ -247,11 +241,10 @@ def main(argv=None) -> None:
     n_dec = 16 if args.quick else 48
     toks = torch.randint(0, cfg.vocab_size, (CONTEXTS[-1] + n_dec + 1,),
                          generator=torch.Generator().manual_seed(0))
-    fc, state, last = run_flashcode(model, toks, n_dec)
-    hf_out, hf_last = run_transformers(hf, hc, toks, n_dec)
-    print_contexts(cfg, fc, hf_out)
+    both, state, (fc_last, hf_last) = run_contexts(model, hf, hc, toks, n_dec)
+    print_contexts(cfg, both)
     print(f"last prefill logits, flashcode vs transformers: max |Δ| "
-          f"{(last[-1] - hf_last).abs().max().item():.1e}")
+          f"{(fc_last - hf_last).abs().max().item():.1e}")
     print_kv_bytes(cfg, state, CONTEXTS[-1])
     save_load(model, state, toks, CONTEXTS[-1])
     del hf
