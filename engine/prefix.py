@@ -181,10 +181,12 @@ class PrefixCache:
     """Several cached sequences, least recently used evicted first once over `budget_bytes`
     (0: no byte limit, at most MAX_ENTRIES sequences). Counters: hits, misses, reused_tokens.
     With `pools` (engine.cache.Pools) the rows are held packed in pages: exact with
-    Pools.for_config(cfg, "fp8r32", "fp4") on the official path, ~3x smaller than fp32."""
+    Pools.for_config(cfg, "fp8r32", "fp4") on the official path, ~3x smaller than fp32.
+    With `disk` (engine.kvdisk.KVStore) every stored sequence is also saved, and a lookup that
+    finds nothing in memory tries the disk: a resumed session or a second run starts warm."""
 
-    def __init__(self, budget_bytes: int = 0, pools=None):
-        self.budget_bytes, self.pools = budget_bytes, pools
+    def __init__(self, budget_bytes: int = 0, pools=None, disk=None):
+        self.budget_bytes, self.pools, self.disk = budget_bytes, pools, disk
         self._entries: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
         self.hits = self.misses = self.reused_tokens = 0
 
@@ -205,11 +207,20 @@ class PrefixCache:
             if n > best_n:
                 best, best_n = e, n
         if best is None:
-            self.misses += 1
-            return None, 0
+            return self._from_disk(toks)
         self._entries.move_to_end(best.tokens)
         self.hits, self.reused_tokens = self.hits + 1, self.reused_tokens + best_n
         return best.materialize(best_n), best_n
+
+    def _from_disk(self, toks: tuple[int, ...]) -> tuple[ModelState | None, int]:
+        state, n = self.disk.load(toks[:-1]) if self.disk is not None and toks else (None, 0)
+        if state is None:
+            self.misses += 1
+            return None, 0
+        self._entries[toks[:n]] = _Entry(toks[:n], state.copy(), self.pools)
+        self._evict()
+        self.hits, self.reused_tokens = self.hits + 1, self.reused_tokens + n
+        return state, n
 
     def store(self, tokens: list[int], state: ModelState) -> None:
         """Cache (a copy of) `state`, which must cover exactly `tokens`. Sequences that are a
@@ -230,6 +241,8 @@ class PrefixCache:
             st.mtp = [s.copy() for s in st.mtp]
         self._entries[toks] = _Entry(toks, st, self.pools)
         self._evict()
+        if self.disk is not None:
+            self.disk.save(toks, state)
 
     def _evict(self) -> None:
         def over() -> bool:

@@ -113,3 +113,22 @@ def test_falls_back_to_a_shorter_good_file(tiny_model, saved, tmp_path):
 def test_writes_are_atomic(saved):
     store = saved[0]
     assert not list(store.root.glob(".tmp-*"))
+
+
+def test_prefix_cache_with_disk_starts_a_second_run_warm(tiny_model, tmp_path):
+    from engine.prefix import PrefixCache
+
+    toks = _toks(200, 50)
+    disk = KVStore(tmp_path, model_identity(tiny_model))
+    first = PrefixCache(disk=disk)
+    st = tiny_model.new_state()
+    extend(tiny_model, torch.tensor(toks), st)
+    first.store(toks, st)
+    second = PrefixCache(disk=KVStore(tmp_path, model_identity(tiny_model)))  # a new process
+    more = toks + _toks(20, 51)
+    got, n = second.lookup(more)
+    assert n == 200 and second.hits == 1
+    lg = extend(tiny_model, torch.tensor(more[n:]), got)
+    assert (lg[-1] - tiny_model(torch.tensor(more))[-1]).abs().max() <= 1e-5
+    assert second.lookup(more)[1] == 200 and len(second) == 1  # now from memory
+    assert PrefixCache(disk=KVStore(tmp_path, "other")).lookup(more) == (None, 0)
