@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.prefix import Mark
+from engine.prefix import CHUNK, Mark
 from engine.state import ModelState
 
 
@@ -76,7 +76,8 @@ def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
              state: ModelState | None = None) -> tuple[list[int], SpecStats]:
     """Greedy tokens after `prompt` (max_new of them) with MTP speculation, and the stats."""
     state = state if state is not None else model.new_state()
-    x = model.streams(torch.tensor(prompt), state)
+    x = torch.cat([model.streams(torch.tensor(prompt[i:i + CHUNK]), state)
+                   for i in range(0, len(prompt), CHUNK)])  # chunked: no [S, H, S] scores
     nxt = int(model.logits(x[-1:])[0].argmax())
     drafter = drafter_cls(model, state)
     drafter.feed(x[:-1], prompt[1:])

@@ -104,3 +104,20 @@ def test_bytes_per_token_compressed_far_below_dense():
     assert b["total"] < b["dense_mla_bf16"] / 5
     short = cache.bytes_per_token(cfg, 1024)
     assert short["window"] > b["window"]  # the ring is a fixed cost, spread over the context
+
+
+def test_release_layout_is_exact_for_a_bf16_models_window(official, tokens):
+    """584-B-style rows (bf16 rope) hold a bf16 model's window rows exactly; the compressed
+    entries this engine computes in fp32 need fp8r32 (their rope dims are not bf16 values)."""
+    official.dtype = torch.bfloat16
+    try:
+        st = official.new_state()
+        official(tokens[:200], st)
+    finally:
+        official.dtype = torch.float32
+    lay = st.layers[1]
+    raw = cache.pack_kv(lay.window.float(), 16, "fp8")
+    assert torch.equal(cache.unpack_kv(raw, 64, 16, "fp8"), lay.window.float())
+    rows = lay.comp.rows
+    back = cache.unpack_kv(cache.pack_kv(rows, 16, "fp8"), 64, 16, "fp8")
+    assert torch.equal(back[:, :48], rows[:, :48]) and not torch.equal(back, rows)
