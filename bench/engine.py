@@ -188,7 +188,8 @@ def print_session(rows, pc):
         print(f"{k:>4} {n:>7} {new:>6} {pre:>16} {ttft:>7.2f} {tail}")
         prev = n + len(reply)
     print("(new = the tool result; with reuse the reply's last token, sampled but not yet run, "
-          "is prefilled with it)")
+          "is prefilled with it. max |Δlogit| = first-token logits, reuse vs none: different "
+          "chunkings differ by ~1e-6, which can flip the indexer's top-k at long context)")
     print(f"prefix cache: {pc.hits} hits, {pc.reused_tokens} tokens reused, "
           f"{pc.nbytes / 2**20:.1f} MiB held")
 
