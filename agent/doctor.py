@@ -77,6 +77,39 @@ def check_triton() -> Check:
     return found
 
 
+def check_memory_plan(settings: Settings, gpus: list[int] | None = None) -> Check:
+    """Which placement of the weights (the configured checkpoint, else Flash) fits here."""
+    from engine import memplan  # torch-free arithmetic on safetensors headers
+
+    path = Path(settings.model).expanduser() if settings.model else None
+    if path is not None and (path / "config.json").is_file():
+        weights, what = memplan.read_weights(path), str(path)
+    else:
+        weights, what = memplan.flash_estimate(), "DeepSeek-V4-Flash (estimate)"
+    gpus = _gpu_bytes() if gpus is None else gpus
+    p = memplan.plan(weights, gpus, _host_bytes())
+    status = "ok" if p.name in ("single-gpu", "multi-gpu") else "warn"
+    fix = "" if p.fits else "use an endpoint (--endpoint URL), or GPUs with more memory"
+    return Check("memory plan", status, f"{what}: {p.name}: {p.detail}", fix)
+
+
+def _gpu_bytes() -> list[int]:
+    if importlib.util.find_spec("torch") is None:
+        return []
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_properties(i).total_memory
+            for i in range(torch.cuda.device_count())]
+
+
+def _host_bytes() -> int:
+    import os
+
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def check_tool(cmd: str, why: str, fix: str, required: bool = False) -> Check:
     path = shutil.which(cmd)
     if path:
@@ -171,7 +204,8 @@ def collect(settings: Settings) -> list[Check]:
         check_tool("git", "repository tools", "apt-get install git", required=True),
         check_tool("rg", "fast search; a Python fallback is used", "apt-get install ripgrep"),
         check_tool("bwrap", "shell sandbox", "apt-get install bubblewrap"),
-        check_backend(settings),
+        check_memory_plan(settings),
+        check_backend(settings),  # last: run_doctor's exit code reads it
     ]
 
 

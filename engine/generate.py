@@ -25,7 +25,7 @@ from engine.constrain import ToolCallConstraint
 from engine.events import Done, Event, ReasoningDelta, TextDelta, Usage
 from engine.json_mode import JsonReplyConstraint, wants_json
 from engine.model import Transformer
-from engine.prefix import PrefixCache
+from engine.prefix import PrefixCache, extend
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 from engine.state import ModelState
 from engine.tokenizer import Tokenizer
@@ -102,9 +102,10 @@ class Generator:
             state, n = self.model.new_state(), 0
         if state.pos != n:
             raise RuntimeError(f"prefix cache returned a state at {state.pos}, not {n}")
-        rest = torch.tensor(prompt[n:])
-        for i in range(0, len(rest), self.prefill_chunk):
-            logits = self.model(rest[i:i + self.prefill_chunk], state)[-1]
+        # chunked, marking the state at 128-token boundaries so a later prompt that shares
+        # only part of this one can be restored exactly (engine.prefix)
+        logits = extend(self.model, torch.tensor(prompt[n:]), state, chunk=self.prefill_chunk,
+                        last_only=True)[-1]
         return state, logits, n
 
     def run(self, prompt: list[int], tools: list, p: SamplingParams,

@@ -4,8 +4,9 @@ What a block must remember between calls (spec §3.1):
   window      [W, d] ring of raw kv rows (after norm, RoPE, QAT); slot = position mod W
   comp        the main compressor (CSA/HCA): emitted rows [n, d] plus the open window
   index       the indexer's compressor (CSA): emitted keys [n, di] plus its open window
-A later issue builds a paged cache with prefix reuse on these; `copy` and `truncate` are the
-operations it needs.
+`copy` and `truncate` are what engine.prefix builds on; `marks` holds light snapshots
+(engine.prefix.Mark) taken at chunk boundaries, so the state can later be rebuilt exactly at
+any of those positions.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class LayerState:
 class ModelState:
     layers: list[LayerState] = field(default_factory=list)
     mtp: list[LayerState] = field(default_factory=list)
+    marks: dict = field(default_factory=dict)  # pos -> engine.prefix.Mark (immutable)
 
     @property
     def pos(self) -> int:
@@ -107,6 +109,8 @@ class ModelState:
         for s in probe:
             s.truncate(n)
         self.layers = probe
+        self.marks = {p: m for p, m in self.marks.items() if p <= n}
 
     def copy(self) -> ModelState:
-        return ModelState([s.copy() for s in self.layers], [s.copy() for s in self.mtp])
+        return ModelState([s.copy() for s in self.layers], [s.copy() for s in self.mtp],
+                          dict(self.marks))

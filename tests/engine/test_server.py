@@ -194,7 +194,7 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(client, server):
     stream.close()
     assert engine.lock.acquire(timeout=60)  # generation stopped (it would run 1500 tokens)
     try:
-        generated = len(engine.gen.cache.tokens) - prompt
+        generated = len(engine.gen.cache.sequences()[-1]) - prompt
     finally:
         engine.lock.release()
     assert 0 < generated < 300, generated

@@ -1,0 +1,190 @@
+"""KV on disk: a sequence's `ModelState` saved under a hash of (model identity, token prefix), so
+a resumed session or a second run on the same repository starts warm.
+
+File: `<n:09d>-<digest>.kvs`, a safetensors file (tensors named like `L3.comp.rows`,
+`M256.L3.window` for marks, `tokens` [n] int32) whose metadata carries the format version, the
+model identity, n, and a SHA-256 over every tensor's bytes. Loading checks all of it; a file
+that is corrupt, truncated, of another model or of other tokens is skipped with a
+`KVDiskWarning`, never loaded. Writes go to a temporary file and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.prefix import Mark
+from engine.state import CompressorState, LayerState, ModelState
+
+VERSION = "flashcode-kv-1"
+_COMP_FIELDS = ("tail_kv", "tail_gate", "rows", "prev_kv", "prev_gate")
+
+
+class KVDiskWarning(UserWarning):
+    """A KV file was found but not used (corrupt, truncated, other model or tokens)."""
+
+
+def model_identity(model) -> str:
+    """SHA-256 of the config, numerics, dtype and a fingerprint of every parameter (name,
+    shape, dtype, first and last bytes), so two random models of one config differ."""
+    h = hashlib.sha256()
+    h.update(model.cfg.model_dump_json().encode())
+    h.update(json.dumps(vars(model.numerics), sort_keys=True).encode())
+    h.update(str(model.dtype).encode())
+    for name, p in model.named_parameters():
+        raw = p.detach().reshape(-1).contiguous().view(torch.uint8)
+        h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
+        h.update(raw[:256].numpy().tobytes() + raw[-256:].numpy().tobytes())
+    return h.hexdigest()
+
+
+def prefix_digest(model_id: str, tokens) -> str:
+    h = hashlib.sha256(model_id.encode())
+    h.update(torch.tensor(list(tokens), dtype=torch.int32).numpy().tobytes())
+    return h.hexdigest()[:40]
+
+
+# ---- ModelState <-> flat tensors -------------------------------------------------------------
+
+def _flatten(layers, prefix: str, out: dict[str, torch.Tensor], meta: list) -> None:
+    for i, st in enumerate(layers):
+        m = {"pos": st.pos, "window_size": st.window_size, "comp": None, "index": None}
+        if st.window is not None:
+            out[f"{prefix}L{i}.window"] = st.window
+        for kind in ("comp", "index"):
+            c = getattr(st, kind)
+            if c is not None:
+                m[kind] = c.ratio
+                for f in _COMP_FIELDS:
+                    if getattr(c, f) is not None:
+                        out[f"{prefix}L{i}.{kind}.{f}"] = getattr(c, f)
+        meta.append(m)
+
+
+def _unflatten(t: dict[str, torch.Tensor], prefix: str, meta: list) -> list[LayerState]:
+    layers = []
+    for i, m in enumerate(meta):
+        st = LayerState(m["window_size"], m["pos"], t.get(f"{prefix}L{i}.window"))
+        for kind in ("comp", "index"):
+            if m[kind] is not None:
+                f = {k: t.get(f"{prefix}L{i}.{kind}.{k}") for k in _COMP_FIELDS}
+                setattr(st, kind, CompressorState(m[kind], **f))
+        layers.append(st)
+    return layers
+
+
+def _payload_sha(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].contiguous()
+        h.update(f"{k}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def encode(state: ModelState, tokens) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, structure) describing the state, its marks and its tokens."""
+    tensors: dict[str, torch.Tensor] = {"tokens": torch.tensor(list(tokens), dtype=torch.int32)}
+    struct: dict = {"layers": [], "mtp": [], "marks": {}}
+    _flatten(state.layers, "", tensors, struct["layers"])
+    _flatten(state.mtp, "T.", tensors, struct["mtp"])
+    for p, mark in state.marks.items():
+        ms = {"layers": [], "mtp": []}
+        _flatten(mark.layers, f"M{p}.", tensors, ms["layers"])
+        _flatten(mark.mtp, f"M{p}.T.", tensors, ms["mtp"])
+        struct["marks"][str(p)] = ms
+    return {k: v.contiguous().clone() for k, v in tensors.items()}, struct  # no shared storage
+
+
+def decode(tensors: dict[str, torch.Tensor], struct: dict) -> ModelState:
+    marks = {}
+    for p, ms in struct["marks"].items():
+        marks[int(p)] = Mark(int(p), tuple(_unflatten(tensors, f"M{p}.", ms["layers"])),
+                             tuple(_unflatten(tensors, f"M{p}.T.", ms["mtp"])))
+    return ModelState(_unflatten(tensors, "", struct["layers"]),
+                      _unflatten(tensors, "T.", struct["mtp"]), marks)
+
+
+# ---- the store -------------------------------------------------------------------------------
+
+class KVStore:
+    """Saved states of one model under `root`."""
+
+    def __init__(self, root: str | Path, model_id: str):
+        self.root, self.model_id = Path(root), model_id
+
+    def path_for(self, tokens) -> Path:
+        return self.root / f"{len(tokens):09d}-{prefix_digest(self.model_id, tokens)}.kvs"
+
+    def save(self, tokens, state: ModelState) -> Path:
+        """Write atomically (temp file + rename); returns the file's path."""
+        if state.pos != len(tokens):
+            raise ValueError(f"save: the state covers {state.pos} tokens, not {len(tokens)}")
+        tensors, struct = encode(state, tokens)
+        meta = {"version": VERSION, "model": self.model_id, "n": str(len(tokens)),
+                "struct": json.dumps(struct), "sha256": _payload_sha(tensors)}
+        self.root.mkdir(parents=True, exist_ok=True)
+        dest = self.path_for(tokens)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".kvs")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return dest
+
+    def load(self, tokens) -> tuple[ModelState | None, int]:
+        """The saved state of the longest saved prefix of `tokens`, and its length."""
+        toks = list(tokens)
+        for n, path in self._candidates(len(toks)):
+            if path.name != self.path_for(toks[:n]).name:
+                continue
+            state = self._read(path, toks[:n])
+            if state is not None:
+                return state, n
+        return None, 0
+
+    def _candidates(self, limit: int) -> list[tuple[int, Path]]:
+        found = []
+        for p in self.root.glob("*.kvs") if self.root.is_dir() else ():
+            head = p.name.split("-", 1)[0]
+            if head.isdigit() and 0 < int(head) <= limit:
+                found.append((int(head), p))
+        return sorted(found, reverse=True)
+
+    def _read(self, path: Path, tokens: list[int]) -> ModelState | None:
+        try:
+            tensors = load_file(str(path))
+            with open(path, "rb") as f:  # safetensors: 8-byte header length, then JSON
+                size = int.from_bytes(f.read(8), "little")
+                meta = json.loads(f.read(size))["__metadata__"]
+            problem = _problem(meta, tensors, self.model_id, tokens)
+            if problem is None:
+                return decode(tensors, json.loads(meta["struct"]))
+        except Exception as e:  # noqa: BLE001 - any damage means "do not load"
+            problem = f"unreadable ({type(e).__name__}: {e})"
+        warnings.warn(f"{path}: KV file ignored: {problem}", KVDiskWarning, stacklevel=3)
+        return None
+
+
+def _problem(meta: dict, tensors: dict, model_id: str, tokens: list[int]) -> str | None:
+    if meta.get("version") != VERSION:
+        return f"format {meta.get('version')!r}, expected {VERSION!r}"
+    if meta.get("model") != model_id:
+        return "saved by another model"
+    if meta.get("sha256") != _payload_sha(tensors):
+        return "checksum mismatch (corrupt)"
+    if tensors["tokens"].tolist() != tokens:
+        return "saved for other tokens"
+    return None

@@ -1,0 +1,111 @@
+"""MTP speculative decoding (greedy): the MTP block drafts token P+1 from the main model's final
+streams at P-1 and token P; one main forward over [t_P, draft] verifies it.
+
+Invariant between steps: the main state holds t_0..t_{P-1}; `last` = streams of P-1 [1, n, D];
+`nxt` = t_P (greedy, already emitted); the MTP state holds pairs (streams_i, t_{i+1}) up to
+i = P-2, and `backlog` the pairs it still has to see before drafting.
+  accept (argmax L_P == draft): emit draft and t_{P+2} = argmax L_{P+1}; 2 tokens per forward
+  reject: emit t_{P+1} = argmax L_P; roll the main state back to P+1 (one token; when that
+          token closed a compressor window, restore the light mark taken before and rerun t_P)
+Output equals plain greedy decoding (up to float ties between a 1- and a 2-token forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.prefix import CHUNK, Mark
+from engine.state import ModelState
+
+
+@dataclass
+class SpecStats:
+    drafted: int = 0
+    accepted: int = 0
+    forwards: int = 0      # main-model forward calls after the prefill
+    tokens: int = 0        # tokens emitted after the prefill's first one
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+
+class MTPDrafter:
+    """Feeds the MTP block its pairs in order and proposes the greedy next-next token."""
+
+    def __init__(self, model, state: ModelState):
+        self.model, self.state = model, state
+        self.backlog: list[tuple[torch.Tensor, int]] = []  # (streams [1, n, D], next token)
+
+    def feed(self, streams: torch.Tensor, next_tokens: list[int]) -> None:
+        for i, t in enumerate(next_tokens):
+            self.backlog.append((streams[i:i + 1], t))
+
+    def propose(self, last: torch.Tensor, nxt: int) -> int:
+        self.feed(last, [nxt])
+        s = torch.cat([b[0] for b in self.backlog])
+        t = torch.tensor([b[1] for b in self.backlog])
+        self.backlog = []
+        return int(self.model.mtp_logits(s, t, self.state)[-1].argmax())
+
+
+def _step(model, state: ModelState, nxt: int, draft: int):
+    """Verify `draft` after `nxt`: (streams [2, n, D], logits [2, V]); on a reject the state
+    is rolled back to hold just `nxt`, and streams[:1] stay valid."""
+    closes = any(lay.comp is not None and (lay.pos + 2) // lay.comp.ratio != (lay.pos + 1)
+                 // lay.comp.ratio for lay in state.layers)
+    mark = Mark.of(state) if closes else None
+    x = model.streams(torch.tensor([nxt, draft]), state)
+    return x, model.logits(x), mark
+
+
+def _roll_back(model, state: ModelState, mark: Mark | None, nxt: int) -> ModelState:
+    if mark is None:
+        state.truncate(state.pos - 1)
+        return state
+    back = mark.restore(state)
+    back.mtp = state.mtp  # the MTP states are live (the drafter's); the mark's are older
+    model.streams(torch.tensor([nxt]), back)
+    return back
+
+
+@torch.no_grad()
+def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
+             state: ModelState | None = None) -> tuple[list[int], SpecStats]:
+    """Greedy tokens after `prompt` (max_new of them) with MTP speculation, and the stats."""
+    state = state if state is not None else model.new_state()
+    x = torch.cat([model.streams(torch.tensor(prompt[i:i + CHUNK]), state)
+                   for i in range(0, len(prompt), CHUNK)])  # chunked: no [S, H, S] scores
+    nxt = int(model.logits(x[-1:])[0].argmax())
+    drafter = drafter_cls(model, state)
+    drafter.feed(x[:-1], prompt[1:])
+    out, last, stats = [nxt], x[-1:], SpecStats()
+    while len(out) < max_new:
+        draft = drafter.propose(last, nxt)
+        xs, lg, mark = _step(model, state, nxt, draft)
+        stats.forwards, stats.drafted = stats.forwards + 1, stats.drafted + 1
+        true = int(lg[0].argmax())
+        if true == draft:
+            stats.accepted += 1
+            drafter.feed(xs[:1], [draft])
+            nxt, last = int(lg[1].argmax()), xs[1:]
+            out += [draft, nxt]
+        else:
+            state = _roll_back(model, state, mark, nxt)
+            nxt, last = true, xs[:1]
+            out.append(nxt)
+    stats.tokens = len(out) - 1
+    return out[:max_new], stats
+
+
+@torch.no_grad()
+def greedy(model, prompt: list[int], max_new: int) -> list[int]:
+    """Plain greedy decoding, one token per forward (the reference speculation must match)."""
+    state = model.new_state()
+    lg = model(torch.tensor(prompt), state)
+    out = [int(lg[-1].argmax())]
+    while len(out) < max_new:
+        out.append(int(model(torch.tensor(out[-1:]), state)[-1].argmax()))
+    return out
