@@ -11,7 +11,8 @@ import pytest
 from agent import exitcodes
 from tests.conftest import REPO_ROOT, run_flashcode
 
-SUBCOMMANDS = ["fix", "propose", "exec", "serve", "bench", "engine", "doctor"]
+SUBCOMMANDS = ["fix", "propose", "exec", "serve", "bench", "engine", "doctor", "undo",
+               "review", "proposals"]
 
 
 def test_help_lists_every_command_and_the_exit_codes():

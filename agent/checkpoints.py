@@ -1,0 +1,149 @@
+"""Checkpoints of the working tree, taken before every write by the agent, and undo.
+
+A checkpoint is a commit object whose tree is the working tree as it was (tracked files plus
+untracked files that .gitignore does not exclude), chained under the private ref
+`refs/flashcode/checkpoints`. It is built through a temporary index file, so the user's index,
+stash, HEAD and branches are never touched. Restoring writes files through another temporary
+index and deletes files the checkpoint did not have; before it does, it takes a checkpoint of
+the present state, so an undo can itself be undone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REF = "refs/flashcode/checkpoints"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+class CheckpointError(Exception):
+    """Checkpointing failed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    commit: str
+    tree: str
+    label: str
+    created: float  # unix time
+
+
+@dataclass(frozen=True)
+class Restored:
+    checkpoint: Checkpoint
+    safety: Checkpoint  # the state just before the restore, to undo the undo
+    changes: list[tuple[str, str]]  # (status A/M/D as applied to the working tree, path)
+
+    def summary(self) -> str:
+        if not self.changes:
+            return ("Nothing to restore: the files already match checkpoint "
+                    f"{self.checkpoint.commit[:10]}.")
+        verbs = {"A": "restored", "M": "reverted", "D": "removed"}
+        lines = [f"  {verbs.get(s, s)} {p}" for s, p in self.changes]
+        return (f"Restored {len(self.changes)} file(s) to checkpoint {self.checkpoint.commit[:10]} "
+                f"({self.checkpoint.label}):\n" + "\n".join(lines)
+                + f"\nTo go back: flashcode undo {self.safety.commit[:10]}")
+
+
+def _git(repo: Path, *args: str, env: dict[str, str] | None = None,
+         input: str | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, input=input,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise CheckpointError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _snapshot_tree(repo: Path) -> str:
+    """The tree of the working tree as it is now, via a throwaway index."""
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "index"
+        user_index = repo / _git(repo, "rev-parse", "--git-path", "index").strip()
+        if user_index.is_file():
+            shutil.copyfile(user_index, index)  # a copy: its stat cache keeps `add -A` fast
+        env = {"GIT_INDEX_FILE": str(index)}
+        _git(repo, "add", "-A", "--", ".", ":(exclude).flashcode", env=env)
+        return _git(repo, "write-tree", env=env).strip()
+
+
+def create(repo: Path, label: str) -> Checkpoint:
+    """Record the working tree now. Cheap when nothing changed (git stores each blob once)."""
+    repo = Path(repo)
+    tree = _snapshot_tree(repo)
+    args = ["commit-tree", tree, "-m", label]
+    if _has_ref(repo):
+        args[2:2] = ["-p", _git(repo, "rev-parse", REF).strip()]
+    ident = {"GIT_AUTHOR_NAME": "flashcode", "GIT_AUTHOR_EMAIL": "flashcode@localhost",
+             "GIT_COMMITTER_NAME": "flashcode", "GIT_COMMITTER_EMAIL": "flashcode@localhost"}
+    commit = _git(repo, *args, env=ident).strip()
+    _git(repo, "update-ref", "-m", label, REF, commit)
+    return Checkpoint(commit, tree, label, time.time())
+
+
+def _has_ref(repo: Path) -> bool:
+    return subprocess.run(["git", "rev-parse", "-q", "--verify", REF], cwd=repo,
+                          capture_output=True).returncode == 0
+
+
+def history(repo: Path, limit: int = 50) -> list[Checkpoint]:
+    """Checkpoints, newest first."""
+    if not _has_ref(Path(repo)):
+        return []
+    out = _git(Path(repo), "log", f"-{limit}", "--format=%H%x00%T%x00%ct%x00%s", REF)
+    result = []
+    for line in out.splitlines():
+        commit, tree, ts, label = line.split("\0", 3)
+        result.append(Checkpoint(commit, tree, label, float(ts)))
+    return result
+
+
+def find(repo: Path, ref: str | int) -> Checkpoint:
+    """A checkpoint by position (0 = newest) or by (abbreviated) commit id."""
+    items = history(repo, limit=1000)
+    if not items:
+        raise CheckpointError("There are no checkpoints in this repository yet.")
+    if isinstance(ref, int) or str(ref).isdigit() and len(str(ref)) < 4:
+        idx = int(ref)
+        if idx >= len(items):
+            raise CheckpointError(f"Only {len(items)} checkpoint(s) exist; {idx} is out of range.")
+        return items[idx]
+    matches = [c for c in items if c.commit.startswith(str(ref))]
+    if len(matches) != 1:
+        raise CheckpointError(f"No single checkpoint matches '{ref}'. See `flashcode undo --list`.")
+    return matches[0]
+
+
+def restore(repo: Path, target: Checkpoint) -> Restored:
+    """Make the working tree's files equal the checkpoint's; the index and HEAD stay as they are."""
+    repo = Path(repo)
+    safety = create(repo, f"before restoring {target.commit[:10]}")
+    diff = _git(repo, "diff-tree", "-r", "--no-renames", "--name-status", safety.tree, target.tree)
+    changes = []
+    for line in diff.splitlines():
+        status, path = line.split("\t", 1)
+        changes.append((status[0], path))
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(repo, "read-tree", target.tree, env=env)
+        wanted = [p for s, p in changes if s in "AM"]
+        if wanted:
+            _git(repo, "checkout-index", "-f", "--stdin", env=env, input="\n".join(wanted) + "\n")
+    for status, path in changes:
+        if status == "D":
+            _remove(repo, path)
+    return Restored(target, safety, changes)
+
+
+def _remove(repo: Path, rel: str) -> None:
+    path = repo / rel
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    while parent != repo and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
