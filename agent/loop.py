@@ -15,44 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import prompts
-from agent import context, exitcodes, toolrun
+from agent import context, toolrun
 from agent.approval import Policy
 from agent.cost import Tally
+from agent.exits import (  # noqa: F401  (re-exported: callers catch these from agent.loop)
+    AgentExit,
+    FormatErrorLimit,
+    Interrupted,
+    LimitReached,
+    ModelFailed,
+    NeedsApproval,
+    Submitted,
+)
 from agent.model import BackendError, LanguageModel, Reply, ToolCall, event_dict
 from agent.session import Session
 from tools.base import ToolContext
-
-
-class AgentExit(Exception):
-    status, code = "error", exitcodes.NOT_FIXED
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class Submitted(AgentExit):
-    status, code = "submitted", exitcodes.OK
-
-
-class LimitReached(AgentExit):
-    status = "limit"
-
-
-class Interrupted(AgentExit):
-    status, code = "interrupted", 130
-
-
-class FormatErrorLimit(AgentExit):
-    status = "format_errors"
-
-
-class ModelFailed(AgentExit):
-    status = "model_error"
-
-
-class NeedsApproval(AgentExit):
-    status, code = "needs_approval", exitcodes.NEEDS_APPROVAL
 
 
 @dataclass

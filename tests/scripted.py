@@ -40,9 +40,9 @@ def say(text: str, reasoning: str = "") -> list:
     return [*([ReasoningDelta(reasoning)] if reasoning else []), TextDelta(text), Done("stop")]
 
 
-def call(name: str, text: str = "", **arguments) -> list:
-    """A reply calling one tool."""
-    return calls((name, arguments), text=text)
+def call(name: str, /, **arguments) -> list:
+    """A reply calling one tool (to add text before the call, use `calls(..., text=)`)."""
+    return calls((name, arguments))
 
 
 def calls(*pairs: tuple[str, dict], text: str = "") -> list:
