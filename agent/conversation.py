@@ -22,7 +22,13 @@ from agent.cost import Tally
 from agent.exits import AgentExit
 from agent.loop import Agent, Limits
 from agent.model import LanguageModel
-from agent.session import Session, find_session, list_sessions, read_records
+from agent.session import (
+    Session,
+    SessionError,
+    find_session,
+    list_sessions,
+    read_records,
+)
 from agent.toolrun import Asker
 from tools.base import ToolContext
 
@@ -150,8 +156,16 @@ class Conversation:
         return [session_info(p) for p in reversed(list_sessions(self.root, self.data_dir))]
 
     def resume(self, session_id: str | None) -> Session:
-        """Switch to a recorded session (the latest when `session_id` is empty)."""
-        session = Session.load(find_session(self.root, session_id or None, self.data_dir))
+        """Switch to a recorded session (without an id: the latest other than this one)."""
+        if session_id:
+            path = find_session(self.root, session_id, self.data_dir)
+        else:
+            others = [p for p in list_sessions(self.root, self.data_dir)
+                      if p.stem != self.session.id]
+            if not others:
+                raise SessionError(f"no other session of {self.root} to resume.")
+            path = others[-1]
+        session = Session.load(path)
         self.agent = self._new_agent(session)
         return session
 

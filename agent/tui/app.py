@@ -25,6 +25,7 @@ from agent.config import Settings
 from agent.conversation import Conversation
 from agent.exits import Submitted
 from agent.model import LanguageModel, ToolCall
+from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
 from agent.tui import commands
 from agent.tui.messages import (
@@ -132,24 +133,36 @@ class FlashcodeApp(App):
 
     def _model_ready(self, model: LanguageModel) -> None:
         self.model = model
-        self.conversation = Conversation(model, self.root, self.settings,
+        session = self._session_to_resume()
+        self.conversation = Conversation(model, self.root, self.settings, session=session,
                                          data_dir=self.data_dir)
         self.conversation.escalation = self.escalation
         status = self.status
         status.model_name, status.backend = model.name, self.backend
         status.context_window, status.state = model.context_window, "idle"
-        if self.resume_id is not None:
-            self.resume_session(self.resume_id)
+        if session is not None:
+            self._show_resumed(session)
+
+    def _session_to_resume(self) -> Session | None:
+        if self.resume_id is None:
+            return None
+        try:
+            return Session.load(find_session(self.root, self.resume_id or None, self.data_dir))
+        except SessionError as exc:
+            self.transcript.add_notice(f"Cannot resume: {exc} Starting a new session.", "error")
+            return None
 
     def resume_session(self, session_id: str) -> None:
-        from agent.session import SessionError
-
+        """Switch to another recorded session (the latest other one when `session_id` is "")."""
         try:
             session = self.conversation.resume(session_id)
         except SessionError as exc:
             self.transcript.add_notice(f"Cannot resume: {exc}", "error")
             return
         self.transcript.clear_all()
+        self._show_resumed(session)
+
+    def _show_resumed(self, session: Session) -> None:
         self.transcript.replay(session.records)
         self.transcript.add_notice(f"Resumed session {session.id} "
                                    f"({len(session.messages)} messages).")

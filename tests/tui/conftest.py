@@ -32,6 +32,11 @@ class _RunResult(BaseModel):
 
 
 @pytest.fixture
+def anyio_backend():
+    return "asyncio"  # Textual runs on asyncio; anyio's pytest plugin runs the async tests
+
+
+@pytest.fixture
 def write_tools():
     """`write_file` (write) and `run` (exec), registered like any tool, then removed."""
 
