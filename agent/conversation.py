@@ -10,6 +10,7 @@ the diff between the two trees. Rejecting a hunk reverts it in the working tree.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,3 +181,15 @@ def session_info(path: Path) -> SessionInfo:
     msgs = [r["message"] for r in records if r.get("type") == "message"]
     first = next((m.get("content") or "" for m in msgs if m.get("role") == "user"), "")
     return SessionInfo(path.stem, path, " ".join(first.split())[:80], len(msgs))
+
+
+def call_summary(name: str, arguments: dict) -> str:
+    """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
+    for key in ("command", "cmd", "path", "file", "pattern", "query"):
+        value = arguments.get(key)
+        if isinstance(value, list):
+            value = " ".join(map(str, value))
+        if isinstance(value, str):
+            return f"{name} {value}".splitlines()[0][:200]
+    args = json.dumps(arguments, ensure_ascii=False)
+    return f"{name} {args}"[:200]

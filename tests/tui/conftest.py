@@ -6,29 +6,10 @@ import asyncio
 import time
 
 import pytest
-from pydantic import BaseModel
 
 from agent.config import Settings
 from agent.tui.app import FlashcodeApp
-from tools import base
-
-
-class _WriteArgs(BaseModel):
-    path: str
-    text: str
-
-
-class _WriteResult(BaseModel):
-    path: str
-    written: int
-
-
-class _RunArgs(BaseModel):
-    command: str
-
-
-class _RunResult(BaseModel):
-    output: str
+from tests.tui import testtools
 
 
 @pytest.fixture
@@ -39,21 +20,9 @@ def anyio_backend():
 @pytest.fixture
 def write_tools():
     """`write_file` (write) and `run` (exec), registered like any tool, then removed."""
-
-    @base.register("write_file", _WriteArgs, "write")
-    def write_file(ctx: base.ToolContext, args: _WriteArgs) -> _WriteResult:
-        path = ctx.resolve(args.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(args.text)
-        return _WriteResult(path=ctx.rel(path), written=len(args.text))
-
-    @base.register("run", _RunArgs, "exec")
-    def run(ctx: base.ToolContext, args: _RunArgs) -> _RunResult:
-        return _RunResult(output="\n".join(f"line {i}" for i in range(int(args.command))))
-
+    testtools.register()
     yield
-    base.REGISTRY.pop("write_file", None)
-    base.REGISTRY.pop("run", None)
+    testtools.unregister()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from agent.conversation import call_summary
 from agent.model import ToolCall
-from agent.tui.widgets.tool_panel import call_summary
 
 _WHAT = {"write": "change files", "exec": "run a command", "read": "read files"}
 

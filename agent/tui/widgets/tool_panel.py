@@ -4,26 +4,14 @@ output, and the rest behind a collapsible.
 
 from __future__ import annotations
 
-import json
-
 from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Collapsible, Static
 
+from agent.conversation import call_summary
+
 PREVIEW_LINES = 6
 MAX_SHOWN_LINES = 2000  # the full output lives in the session log and the spill file
-
-
-def call_summary(name: str, arguments: dict) -> str:
-    """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
-    for key in ("command", "cmd", "path", "file", "pattern", "query"):
-        value = arguments.get(key)
-        if isinstance(value, list):
-            value = " ".join(map(str, value))
-        if isinstance(value, str):
-            return f"{name} {value}".splitlines()[0][:200]
-    args = json.dumps(arguments, ensure_ascii=False)
-    return f"{name} {args}"[:200]
 
 
 class ToolPanel(Vertical):

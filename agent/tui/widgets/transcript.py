@@ -13,7 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Markdown, Static
 
 from agent.model import Message
-from agent.tui.widgets.tool_panel import ToolPanel, call_summary
+from agent.tui.widgets.tool_panel import ToolPanel
 
 
 class UserMessage(Static):
@@ -143,4 +143,3 @@ def _args(raw) -> dict:
     return value if isinstance(value, dict) else {"arguments": value}
 
 
-__all__ = ["Transcript", "Answer", "Reasoning", "UserMessage", "Notice", "call_summary"]

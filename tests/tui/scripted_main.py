@@ -1,0 +1,43 @@
+"""The real `flashcode` entry point with one seam swapped: the model comes from a script.
+
+    python -m tests.tui.scripted_main SCRIPT.json [flashcode flags...]
+
+SCRIPT.json is a list of replies: {"say": text, "reasoning"?: text} or
+{"call": tool, "args": {...}}; {"tools": true} as the first item also registers the test
+tools `write_file` and `run`. Everything else (argument parsing, settings, the front-end
+choice, the app or the plain mode, sessions) is the code a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from agent import cli, interactive
+from tests.scripted import ScriptedModel, call, say
+from tests.tui import testtools
+
+
+def _replies(items: list[dict]) -> list:
+    out = []
+    for item in items:
+        if "say" in item:
+            out.append(say(item["say"], item.get("reasoning", "")))
+        elif "call" in item:
+            out.append(call(item["call"], **item.get("args", {})))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    items = json.loads(Path(argv[0]).read_text())
+    if items and items[0].get("tools"):
+        testtools.register()
+    model = ScriptedModel(_replies(items))
+    interactive.backends_available = lambda: True
+    interactive.model_loader = lambda settings: (lambda progress: model)
+    return cli.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

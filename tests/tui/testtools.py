@@ -1,0 +1,49 @@
+"""Two tools with real effects for the app's tests: `write_file` (write) and `run` (exec).
+
+Registered through tools/base like any tool; `unregister` removes them again.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from tools import base
+
+
+class WriteArgs(BaseModel):
+    path: str
+    text: str
+
+
+class WriteResult(BaseModel):
+    path: str
+    written: int
+
+
+class RunArgs(BaseModel):
+    command: str  # a number N: the tool prints N lines
+
+
+class RunResult(BaseModel):
+    output: str
+
+
+def write_file(ctx: base.ToolContext, args: WriteArgs) -> WriteResult:
+    path = ctx.resolve(args.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(args.text)
+    return WriteResult(path=ctx.rel(path), written=len(args.text))
+
+
+def run(ctx: base.ToolContext, args: RunArgs) -> RunResult:
+    return RunResult(output="\n".join(f"line {i}" for i in range(int(args.command))))
+
+
+def register() -> None:
+    base.register("write_file", WriteArgs, "write")(write_file)
+    base.register("run", RunArgs, "exec")(run)
+
+
+def unregister() -> None:
+    base.REGISTRY.pop("write_file", None)
+    base.REGISTRY.pop("run", None)
