@@ -23,7 +23,7 @@ class PromptArea(TextArea):
 
     async def _on_key(self, event: events.Key) -> None:
         box = self.parent
-        if isinstance(box, PromptBox) and box.handle_key(event.key):
+        if isinstance(box, PromptBox) and box.take_key(event.key):
             event.stop()
             event.prevent_default()
             return
@@ -51,6 +51,7 @@ class PromptBox(Vertical):
         self._hist_pos: int | None = None  # index into history while walking it
         self._draft = ""
         self._items: list[Completion] = []
+        self._quiet_change = False  # the next Changed came from history: no menu for it
 
     def compose(self):
         yield OptionList(id="completions")
@@ -70,8 +71,10 @@ class PromptBox(Vertical):
     def menu_open(self) -> bool:
         return bool(self._items)
 
-    def handle_key(self, key: str) -> bool:
+    def take_key(self, key: str) -> bool:
         """True when the key was ours (menu, history, submit)."""
+        if key == "enter" and self.menu_open and self._word_is_complete():
+            self._set_items([])  # "/model" typed in full: Enter runs it
         if self.menu_open and key in ("up", "down", "tab", "enter", "escape"):
             return self._menu_key(key)
         if key == "enter":
@@ -91,6 +94,13 @@ class PromptBox(Vertical):
         else:
             self.accept_completion(menu.highlighted or 0)
         return True
+
+    def _word_is_complete(self) -> bool:
+        menu = self.query_one(OptionList)
+        item = self._items[menu.highlighted or 0]
+        area = self.area
+        cursor = area.document.get_index_from_location(area.cursor_location)
+        return area.text[item.start:cursor] == item.text.strip()
 
     def accept_completion(self, index: int) -> None:
         item = self._items[index]
@@ -115,6 +125,7 @@ class PromptBox(Vertical):
             text, self._hist_pos = self._draft, None
         else:
             text = self.history[self._hist_pos]
+        self._quiet_change = True
         area.load_text(text)
         area.move_cursor(area.document.end)
         return True
@@ -132,6 +143,10 @@ class PromptBox(Vertical):
 
     @on(TextArea.Changed)
     def _refresh_menu(self, event: TextArea.Changed) -> None:
+        if self._quiet_change:
+            self._quiet_change = False
+            self._set_items([])
+            return
         area = self.area
         cursor = area.document.get_index_from_location(area.cursor_location)
         self._set_items(complete(area.text, cursor, self.paths))
