@@ -347,7 +347,20 @@ class FlashcodeApp(App):
         kept = total - len(message.rejected)
         self.transcript.add_notice(f"Kept {kept} hunk(s), reverted {len(message.rejected)}.")
 
-    # --- keys ------------------------------------------------------------------------------
+    # --- keys and leaving ------------------------------------------------------------------
+
+    def exit(self, *args, **kwargs) -> None:
+        self._release_worker()  # asyncio waits for executor threads at exit: let ours end
+        super().exit(*args, **kwargs)
+
+    def on_unmount(self) -> None:
+        self._release_worker()
+
+    def _release_worker(self) -> None:
+        if self.conversation is not None and self.busy:
+            self.conversation.interrupt()
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result("interrupt")
 
     def action_interrupt(self) -> None:
         if not self.busy or self.interrupting:

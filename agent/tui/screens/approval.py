@@ -42,9 +42,9 @@ class ApprovalScreen(ModalScreen[str]):
                          id="approval-summary")
             yield Static(Text(args), id="approval-args")
             with Horizontal(id="approval-buttons"):
-                yield Button("Yes, once (y)", id="yes", variant="success")
-                yield Button("Always this session (a)", id="always", variant="primary")
-                yield Button("Deny (n)", id="no", variant="error")
+                yield Button("Yes once (y)", id="yes", variant="success")
+                yield Button("Always (a)", id="always", variant="primary")
+                yield Button("No (n)", id="no", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#yes", Button).focus()
