@@ -1,0 +1,90 @@
+"""The real `flashcode` in a real terminal: tmux runs it, sends keys, and the test reads the
+rendered pane (what a user sees), not the widget tree. The model is scripted (see
+tests/tui/scripted_main.py); everything else is the installed entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
+                                reason="tmux is not installed (apt-get install tmux)")
+
+
+class Tmux:
+    def __init__(self, socket: str):
+        self.socket = socket
+
+    def __call__(self, *args: str) -> str:
+        proc = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, timeout=10)
+        return proc.stdout
+
+    def pane(self) -> str:
+        return self("capture-pane", "-p", "-t", "app")
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.pane()
+            if text in screen:
+                return screen
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never appeared; the pane shows:\n{self.pane()}")
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    t = Tmux(f"flashcode-test-{os.getpid()}-{tmp_path.name}")
+    yield t
+    t("kill-server")
+
+
+def test_app_in_a_real_terminal(tmux, git_repo, tmp_path, isolated_env):
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([
+        {"tools": True},
+        {"call": "write_file", "args": {"path": "note.txt", "text": "from tmux\n"}},
+        {"say": "Wrote **note.txt** for you.", "reasoning": "one write"},
+    ]))
+    env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data"), "PYTHONPATH": str(REPO_ROOT),
+           "OMP_NUM_THREADS": "1", "TERM": "xterm-256color"}
+    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items()
+                       if k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "HOME", "PYTHONPATH",
+                                "OMP_NUM_THREADS", "TERM", "PATH"))
+    command = (f"cd {_quote(str(REPO_ROOT))} && env {exports} {_quote(sys.executable)} -m "
+               f"tests.tui.scripted_main {_quote(str(script))} --endpoint http://127.0.0.1:9/v1 "
+               f"--model-name scripted --approval ask -C {_quote(str(git_repo))}; "
+               "echo EXITED-$?; sleep 30")
+    started = time.monotonic()
+    tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+    screen = tmux.wait_for("Ask, or /help")
+    ready = time.monotonic() - started
+    assert "idle" in screen or "loading" in screen
+    tmux("send-keys", "-t", "app", "-l", "please write a note")
+    tmux("send-keys", "-t", "app", "Enter")
+    screen = tmux.wait_for("The agent wants to change files")
+    assert "write_file note.txt" in screen
+    tmux("send-keys", "-t", "app", "y")
+    screen = tmux.wait_for("Wrote note.txt for you.")
+    assert "✓ write_file note.txt" in screen and "please write a note" in screen
+    tmux.wait_for("Changes in this turn: 1 file(s), 1 hunk(s)")
+    assert (git_repo / "note.txt").read_text() == "from tmux\n"
+    tmux("send-keys", "-t", "app", "C-c")  # idle: Ctrl-C quits
+    tmux.wait_for("EXITED-0")
+    print(f"time to an interactive screen under tmux: {ready:.2f} s")
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
