@@ -2,7 +2,8 @@
 
     python -m tests.tui.scripted_main SCRIPT.json [flashcode flags...]
 
-SCRIPT.json is a list of replies: {"say": text, "reasoning"?: text} or
+SCRIPT.json is a list of replies: {"say": text, "reasoning"?: text},
+{"stream": text, "chunks": n} (the text streamed in n deltas), or
 {"call": tool, "args": {...}}; {"tools": true} as the first item also registers the test
 tools `write_file` and `run`. Everything else (argument parsing, settings, the front-end
 choice, the app or the plain mode, sessions) is the code a user runs.
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from agent import cli, interactive
+from agent.model import Done, TextDelta
 from tests.scripted import ScriptedModel, call, say
 from tests.tui import testtools
 
@@ -22,7 +24,12 @@ from tests.tui import testtools
 def _replies(items: list[dict]) -> list:
     out = []
     for item in items:
-        if "say" in item:
+        if "stream" in item:  # {"stream": text, "chunks": n}: the text in n deltas
+            text, n = item["stream"], max(int(item.get("chunks", 1)), 1)
+            step = max(len(text) // n, 1)
+            out.append([TextDelta(text[i:i + step]) for i in range(0, len(text), step)]
+                       + [Done("stop")])
+        elif "say" in item:
             out.append(say(item["say"], item.get("reasoning", "")))
         elif "call" in item:
             out.append(call(item["call"], **item.get("args", {})))
