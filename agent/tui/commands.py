@@ -121,8 +121,8 @@ def _clear(app: FlashcodeApp, arg: str) -> None:
 
 
 def _theme(app: FlashcodeApp, arg: str) -> None:
-    dark = app.current_theme.dark if arg not in ("dark", "light") else arg == "light"
-    app.theme = "textual-light" if dark else "textual-dark"
+    light = arg == "light" if arg in ("dark", "light") else app.current_theme.dark  # toggle
+    app.theme = "textual-light" if light else "textual-dark"
 
 
 def _quit(app: FlashcodeApp, arg: str) -> None:

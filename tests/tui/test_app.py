@@ -210,3 +210,61 @@ async def test_task_spec_skip_sends_the_original_words(make_app):
         await pilot.click("#skip")
         await wait_for(pilot, lambda: not app.busy and answers(app))
     assert model.prompts[0][-1]["content"] == "my own words"
+
+
+async def test_progress_bar_while_the_model_loads(git_repo, tmp_path):
+    from agent.config import Settings
+    from agent.tui.app import FlashcodeApp
+
+    release = threading.Event()
+
+    def load(progress):
+        progress(0.5, "weights")
+        release.wait(10)
+        return ScriptedModel([say("loaded and answering")])
+    app = FlashcodeApp(Settings(rewrite=False), git_repo, load_model=load,
+                       data_dir=tmp_path / "data", backend="test")
+    async with app.run_test(size=(80, 24)) as pilot:
+        bar = app.query_one("#loading")
+        await wait_for(pilot, lambda: bar.progress == 0.5)
+        assert bar.display and app.status.state == "loading weights"
+        await send(pilot, "too early")
+        await pilot.pause()
+        assert "not ready yet" in notices(app)
+        release.set()
+        await wait_for(pilot, lambda: app.conversation is not None)
+        assert not bar.display and app.status.state == "idle"
+        await send(pilot, "now")
+        await wait_for(pilot, lambda: "loaded and answering" in answers(app))
+
+
+async def test_a_failed_load_is_shown_and_the_app_stays_open(git_repo, tmp_path):
+    from agent.config import Settings
+    from agent.model import BackendUnavailable
+    from agent.tui.app import FlashcodeApp
+
+    def load(progress):
+        raise BackendUnavailable("weights not found in /nowhere")
+    app = FlashcodeApp(Settings(rewrite=False), git_repo, load_model=load,
+                       data_dir=tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "weights not found" in notices(app))
+        assert app.is_running and app.status.state == "no model"
+
+
+async def test_resize_to_a_narrow_terminal_keeps_everything_visible(make_app):
+    from tests.tui.conftest import screen_text
+
+    app = make_app(ScriptedModel([say("An answer.")]))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await send(pilot, "question")
+        await wait_for(pilot, lambda: not app.busy and answers(app))
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= 60
+        for part in ("question", "An answer.", "Ask, or /help", "idle", "KV", "cache"):
+            assert part in text, part
+        await send(pilot, "/theme light")
+        await pilot.pause()
+        assert not app.current_theme.dark
