@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=_run_interactive)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_cmd_fix, _cmd_propose, _cmd_exec, _cmd_serve, _cmd_bench, _cmd_engine,
-                _cmd_doctor, _cmd_undo, _cmd_review, _cmd_proposals):
+                _cmd_doctor, _cmd_undo, _cmd_review, _cmd_proposals, _cmd_tool):
         add(sub)
     return parser
 
@@ -121,9 +121,24 @@ def _cmd_exec(sub) -> None:
                    "event per line (text, tool calls, results, usage).")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--json", action="store_true", help="JSON events, one per line")
+    p.add_argument("--resume", nargs="?", const="", metavar="ID", default=argparse.SUPPRESS,
+                   help="add PROMPT to a session (the latest if no ID is given)")
+    p.add_argument("--continue", dest="continue_", action="store_true",
+                   default=argparse.SUPPRESS, help="add PROMPT to the most recent session")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("exec", 8))
+    p.set_defaults(handler=_run_exec)
+
+
+def _run_exec(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.headless import run_exec
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_exec(load_settings_for(args), args.prompt, cwd, as_json=args.json,
+                    resume=getattr(args, "resume", None),
+                    cont=getattr(args, "continue_", False))
 
 
 def _cmd_serve(sub) -> None:
@@ -226,6 +241,32 @@ def _repo(args: argparse.Namespace):
     from pathlib import Path
 
     return Path(getattr(args, "cwd", "."))
+
+
+def _cmd_tool(sub) -> None:
+    p = _subparser(sub, "tool", "run one repository tool and print its JSON result",
+                   "Run a repository tool (read, search, edit, apply_patch, shell, git, tests, "
+                   "repomap, ...) outside the agent, for debugging and scripting. Prints the "
+                   "result as JSON; on failure prints {\"error\": ..., \"type\": ...} and "
+                   "exits 1.\n\n  flashcode tool read --args '{\"path\": \"README.md\"}'\n"
+                   "  flashcode tool --list")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the tool to run")
+    p.add_argument("--args", default="{}", metavar="JSON", help="the tool's arguments (a JSON "
+                   "object; default {})")
+    p.add_argument("-C", dest="directory", metavar="DIR",
+                   help="run in the git repository containing DIR (default: the current one)")
+    p.add_argument("--list", action="store_true", help="list the tools with their parameters")
+
+    def handler(args: argparse.Namespace) -> int:
+        from agent import tool_cli
+
+        if args.list:
+            return tool_cli.list_tools()
+        if not args.name:
+            p.error("give a tool NAME, or --list")
+        return tool_cli.run_tool(args.name, args.args, args.directory)
+
+    p.set_defaults(handler=handler)
 
 
 def _not_yet(command: str, issue: int) -> Callable[[argparse.Namespace], int]:

@@ -61,6 +61,23 @@ class Settings(BaseModel):
     max_tokens: int | None = Field(
         None, ge=1, description="Most tokens (prompt + generated) spent on one task."
     )
+    max_seconds: float | None = Field(
+        None, gt=0, description="Most wall-clock seconds spent on one task."
+    )
+    max_cost: float | None = Field(
+        None, gt=0, description="Most dollars spent on one task (needs `prices`)."
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Approval rules that never ask, e.g. [\"shell(pytest*)\", \"edit\"].",
+    )
+    deny: list[str] = Field(
+        default_factory=list,
+        description="Approval rules that always refuse, e.g. [\"shell(git push*)\"]; they win.",
+    )
+    escalate_after: int = Field(
+        2, ge=1, description="Failed verifications before the escalation model takes over."
+    )
     context_window: int | None = Field(
         None, ge=1024, description="Override the model's context window (tokens)."
     )
@@ -157,7 +174,7 @@ def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if name.startswith(ENV_PREFIX):
             key = name[len(ENV_PREFIX) :].lower()
-            if key in Settings.model_fields and key != "prices":
+            if key in Settings.model_fields and key not in ("prices", "allow", "deny"):
                 out[key] = value
     return out
 

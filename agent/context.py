@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +48,15 @@ def truncate(text: str, spill_dir: Path, root: Path, max_lines: int = 400,
     except ValueError:
         shown = str(spill)
     return prompts.render("agent/truncated.md.j2", head=head_text, tail=tail_text,
-                          omitted_lines=max(len(lines) - len(head) - len(tail), 0),
+                          omitted=_omitted(text, lines, head_text, tail_text),
                           spill_path=shown).rstrip("\n")
+
+
+def _omitted(text: str, lines: list[str], head: str, tail: str) -> str:
+    n_lines = len(lines) - head.count("\n") - tail.count("\n") - (2 if tail else 1)
+    if n_lines > 0:
+        return f"{n_lines} lines"
+    return f"{max(len(text) - len(head) - len(tail), 0):,} characters"
 
 
 @dataclass
@@ -128,6 +138,16 @@ def _oldest_turn(messages: list[Message], keep_recent: int) -> tuple[int, int] |
     while end < len(messages) and messages[end]["role"] == "tool":
         end += 1
     return start, end
+
+
+def system_message(root: Path, instructions: str | None = None) -> str:
+    """The system prompt for a repository (instructions discovered when not given)."""
+    if instructions is None:
+        instructions = discover_instructions(root)
+    return prompts.render("system.md.j2", repo_root=str(root), os_name=platform.system(),
+                          date=time.strftime("%Y-%m-%d"),
+                          shell=os.environ.get("SHELL", "/bin/sh"),
+                          instructions=instructions).strip()
 
 
 def discover_instructions(root: Path, cwd: Path | None = None) -> str:

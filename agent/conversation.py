@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import checkpoints, context, hunks
-from agent.approval import Policy
+from agent import rewrite as rewrite_mod
 from agent.config import Settings
-from agent.cost import Tally
+from agent.escalation import EscalatingModel
 from agent.exits import AgentExit
-from agent.loop import Agent, Limits
+from agent.headless import agent_for, with_escalation
+from agent.loop import Agent
 from agent.model import LanguageModel
 from agent.session import (
     Session,
@@ -31,7 +32,6 @@ from agent.session import (
     read_records,
 )
 from agent.toolrun import Asker
-from tools.base import ToolContext
 
 
 @dataclass
@@ -52,20 +52,16 @@ class SessionInfo:
 class Conversation:
     def __init__(self, model: LanguageModel, root: Path, settings: Settings,
                  session: Session | None = None, data_dir: Path | None = None):
-        self.model, self.settings, self.data_dir = model, settings, data_dir
+        self.settings, self.data_dir = settings, data_dir
         self.root = Path(root).resolve()
-        self.ctx = ToolContext(self.root, sandbox=settings.sandbox)
-        self.agent = self._new_agent(session or Session.create(self.root, model.name, data_dir))
+        session = session or Session.create(self.root, model.name, data_dir)
+        # With an escalation endpoint configured, /escalate (or failed tests) hands over.
+        self.model = with_escalation(settings, model, session.id)
+        self.agent = self._new_agent(session)
         self.last_before: checkpoints.Checkpoint | None = None  # checkpoint before the last turn
-        self.escalation: Callable[[], LanguageModel] | None = None
-        self._escalate_next = False
 
     def _new_agent(self, session: Session) -> Agent:
-        s = self.settings
-        tally = Tally(default_prices=dict(s.prices))
-        return Agent(self.model, self.ctx, session, Policy.from_settings(s.approval),
-                     Limits(max_steps=s.max_steps, max_tokens=s.max_tokens),
-                     thinking=s.thinking, tally=tally)
+        return agent_for(self.settings, self.model, self.root, session)
 
     @property
     def session(self) -> Session:
@@ -80,17 +76,17 @@ class Conversation:
         self.last_before = before or self.last_before
         agent = self.agent
         agent.ask, agent.on_event, agent.steps = ask, on_event, 0
-        model = self.model
-        if self._escalate_next and self.escalation is not None:
-            agent.model = self.escalation()
-            self.session.event("escalation", model=agent.model.name)
-        self._escalate_next = False
-        try:
-            result = agent.run(text)
-        finally:
-            agent.model = model
+        if isinstance(self.model, EscalatingModel):
+            agent.on_event = lambda event: (on_event(event), self.model.observe(event))
+        result = agent.run(text)
         diff = self.diff_since(before) if before else ""
         return TurnResult(result, diff, hunks.parse(diff))
+
+    def rewrite(self, request: str) -> str:
+        """The request rewritten as a task spec, as the editable text the agent will get."""
+        facts = rewrite_mod.gather_facts(self.root, request)
+        spec = rewrite_mod.rewrite(self.model, request, facts)
+        return rewrite_mod.task_message(request, spec)
 
     def interrupt(self) -> None:
         self.agent.interrupt()
@@ -141,9 +137,9 @@ class Conversation:
         return before, len(compacted)
 
     def escalate(self) -> bool:
-        """Hand the next turn to the escalation model; False when none is configured."""
-        self._escalate_next = self.escalation is not None
-        return self._escalate_next
+        """Hand the rest of the session to the escalation model; False when none is set."""
+        return isinstance(self.model, EscalatingModel) and \
+            self.model.escalate("the user asked (/escalate)")
 
     def cost_line(self) -> str:
         return self.agent.tally.line()

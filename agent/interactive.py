@@ -43,15 +43,6 @@ def model_loader(settings: Settings) -> Callable[[Progress], LanguageModel]:
     return load
 
 
-def repo_root(start: Path) -> Path:
-    """The enclosing git repository's top level, or `start` itself outside a repository."""
-    import subprocess
-
-    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start,
-                          capture_output=True, text=True)
-    return Path(proc.stdout.strip()) if proc.returncode == 0 else Path(start).resolve()
-
-
 def backends_available() -> bool:
     import importlib.util
 
@@ -68,6 +59,8 @@ def run(settings: Settings, root: Path, *, plain: bool, resume: str | None,
         print("flashcode: the model backends are not in this build yet (tracked with the agent "
               "core). Nothing was done.", file=sys.stderr)
         return exitcodes.NOT_IMPLEMENTED
+    from agent.headless import repo_root
+
     root = repo_root(root)
     if plain or not sys.stdout.isatty():
         return _run_plain(settings, root, resume, model)

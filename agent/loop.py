@@ -7,8 +7,6 @@ action needed approval nobody could give. The session log is written every step.
 
 from __future__ import annotations
 
-import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -18,28 +16,21 @@ import prompts
 from agent import context, toolrun
 from agent.approval import Policy
 from agent.cost import Tally
-from agent.exits import (  # noqa: F401  (re-exported: callers catch these from agent.loop)
+from agent.exits import (  # noqa: F401  (callers may import every exit from here)
     AgentExit,
     FormatErrorLimit,
     Interrupted,
     LimitReached,
+    Limits,
     ModelFailed,
     NeedsApproval,
     Submitted,
+    check_limits,
 )
-from agent.model import BackendError, LanguageModel, Reply, ToolCall, event_dict
+from agent.model import LanguageModel, ReasoningDelta, Reply, TextDelta, ToolCall, Usage
+from agent.model import event_dict as _event_dict
 from agent.session import Session
 from tools.base import ToolContext
-
-
-@dataclass
-class Limits:
-    max_steps: int = 100
-    max_tokens: int | None = None  # prompt + completion over the task
-    max_seconds: float | None = None
-    max_cost: float | None = None  # dollars, from the price table
-    max_format_errors: int = 3  # malformed tool calls in a row before giving up
-    repeat_reminder_after: int = 3  # identical consecutive calls before a reminder
 
 
 @dataclass
@@ -67,7 +58,8 @@ class Agent:
         self._stop.clear()
         self.tools = toolrun.tool_specs() if self.tools is None else self.tools
         if not self.session.messages:
-            self.session.append({"role": "system", "content": self._system(instructions)})
+            self.session.append({"role": "system", "content": context.system_message(
+                self.ctx.root, instructions)})
         if task is not None:
             self.session.append({"role": "user", "content": task})
         try:
@@ -90,8 +82,9 @@ class Agent:
         self._check_limits()
         self.steps += 1
         reply = self._query()
-        self.session.append(reply.message(), tokens=reply.tokens, usage=_usage(reply),
-                            timing={"seconds": round(reply.elapsed, 3)})
+        self.session.append(reply.message(), tokens=reply.tokens, usage=reply.usage_dict(),
+                            timing={"seconds": round(reply.elapsed, 3)},
+                            format_errors=[vars(e) for e in reply.format_errors] or None)
         self.on_event({"type": "assistant", **reply.message()})
         if reply.format_errors:
             return self._format_error(reply)
@@ -101,45 +94,28 @@ class Agent:
         for i, call in enumerate(reply.tool_calls):
             self._run_tool(call, reply.tool_calls[i + 1:])
 
-    def _system(self, instructions: str | None) -> str:
-        if instructions is None:
-            instructions = context.discover_instructions(self.ctx.root)
-        return prompts.render("system.md.j2", repo_root=str(self.ctx.root),
-                              os_name=platform.system(), date=time.strftime("%Y-%m-%d"),
-                              shell=os.environ.get("SHELL", "/bin/sh"),
-                              instructions=instructions).strip()
-
-    def _check_limits(self) -> None:
-        lim = self.limits
-        if self.steps >= lim.max_steps:
-            raise LimitReached(f"Stopped after {self.steps} steps (the step limit).")
-        if lim.max_tokens and self.tally.total_tokens >= lim.max_tokens:
-            raise LimitReached(f"Stopped after {self.tally.total_tokens:,} tokens "
-                               f"(the limit is {lim.max_tokens:,}).")
-        if lim.max_cost and self.tally.cost() >= lim.max_cost:
-            raise LimitReached(f"Stopped at ${self.tally.cost():.4f} (the limit is "
-                               f"${lim.max_cost:.4f}).")
-        if lim.max_seconds and time.monotonic() - self._started >= lim.max_seconds:
-            raise LimitReached(f"Stopped after {lim.max_seconds:.0f} s (the time limit).")
+    def _check_limits(self, mid_reply: bool = False) -> None:
+        check_limits(self.limits, self.steps, self.tally, time.monotonic() - self._started,
+                     mid_reply)
 
     def _query(self) -> Reply:
         self._maybe_compact()
         reply, started = Reply(), time.monotonic()
-        events = self.model.stream(list(self.session.messages), self.tools,
-                                   thinking=self.thinking)
+        events = iter(())
         try:
+            events = self.model.stream(list(self.session.messages), self.tools,
+                                       thinking=self.thinking)
             for event in events:
                 reply.add(event)
-                self.on_event(event_dict(event))
+                if isinstance(event, ReasoningDelta | TextDelta | Usage):
+                    self.on_event(_event_dict(event))
                 if self._stop.is_set():
                     raise Interrupted("Interrupted by the user during generation.")
-                self._check_time()
-        except BackendError as exc:
-            raise ModelFailed(f"The model backend failed: {exc}") from exc
+                self._check_limits(mid_reply=True)
         except (AgentExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # a broken stream ends the task cleanly, never mid-write
-            raise ModelFailed(f"The model failed mid-reply ({type(exc).__name__}: {exc})") from exc
+            raise ModelFailed.because(exc) from exc
         finally:
             getattr(events, "close", lambda: None)()  # stop generating now
         if reply.usage:
@@ -148,11 +124,6 @@ class Agent:
                                 reply.usage.completion_tokens)
         reply.elapsed = time.monotonic() - started
         return reply
-
-    def _check_time(self) -> None:
-        lim = self.limits.max_seconds
-        if lim and time.monotonic() - self._started >= lim:
-            raise LimitReached(f"Stopped after {lim:.0f} s (the time limit), mid-reply.")
 
     def _maybe_compact(self) -> None:
         window = self.model.context_window
@@ -187,10 +158,14 @@ class Agent:
                 raise KeyboardInterrupt
             outcome, self.policy = toolrun.run_call(call, self.ctx, self.policy, self.ask)
         except (KeyboardInterrupt, toolrun.ApprovalNeeded) as exc:
+            approval = isinstance(exc, toolrun.ApprovalNeeded)
             for c in (call, *rest):  # every call gets a result: the session stays well-formed
-                note = prompts.render("agent/interrupted.md.j2", tool=c.name).strip()
-                self.session.append({"role": "tool", "tool_call_id": c.id, "content": note})
-            if isinstance(exc, toolrun.ApprovalNeeded):
+                note = prompts.render("agent/denied.md.j2", tool=c.name, reason="it needs "
+                                      "approval and nobody could give it") if approval else \
+                    prompts.render("agent/interrupted.md.j2", tool=c.name)
+                self.session.append({"role": "tool", "tool_call_id": c.id,
+                                     "content": note.strip()})
+            if approval:
                 raise NeedsApproval(f"Stopped: {exc}. Rerun with a wider --approval mode or "
                                     "an allow rule.") from None
             raise Interrupted("Interrupted by the user while a tool ran.") from None
@@ -199,7 +174,7 @@ class Agent:
                             timing={"seconds": round(time.monotonic() - started, 3)},
                             ok=outcome.ok)
         self.on_event({"type": "tool_result", "id": call.id, "name": call.name,
-                       "ok": outcome.ok, "content": content})
+                       "ok": outcome.ok, "content": content, "output": outcome.output})
 
     def _repeat_note(self, call: ToolCall) -> str:
         key = (call.name, repr(sorted(call.arguments.items())))
@@ -209,9 +184,3 @@ class Agent:
             return ""
         return "\n\n" + prompts.render("agent/repeated_call.md.j2", tool=call.name,
                                        count=count).strip()
-
-
-def _usage(reply: Reply) -> dict | None:
-    if reply.usage is None:
-        return None
-    return {k: v for k, v in vars(reply.usage).items() if v is not None}

@@ -118,6 +118,11 @@ class Reply:
             case Done(finish_reason=reason, tokens=tokens):
                 self.finish_reason, self.tokens = reason, tokens
 
+    def usage_dict(self) -> dict | None:
+        if self.usage is None:
+            return None
+        return {k: v for k, v in asdict(self.usage).items() if v is not None}
+
     def message(self) -> Message:
         """The assistant message as the conversation records it."""
         msg: Message = {"role": "assistant", "content": self.text}

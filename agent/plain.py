@@ -215,7 +215,7 @@ class PlainUI:
 
     def cmd_escalate(self, arg: str) -> None:
         ok = self.conv.escalate()
-        self.say("The next turn goes to the escalation model." if ok else
+        self.say("From now on the escalation model answers." if ok else
                  "No escalation model is configured.")
 
     def cmd_sessions(self, arg: str) -> None:

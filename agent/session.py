@@ -70,7 +70,11 @@ class Session:
             raise SessionError(f"{path} is not a flashcode session (no meta record first).")
         meta = records[0]
         session = cls(Path(path), meta["id"], Path(meta["root"]), records=records)
-        session.messages = [r["message"] for r in records if r.get("type") == "message"]
+        for r in records:  # a compaction replaces the conversation so far
+            if r.get("type") == "message":
+                session.messages.append(r["message"])
+            elif r.get("type") == "event" and r.get("kind") == "compaction":
+                session.messages = list(r["messages"])
         session._repair()
         return session
 
@@ -102,14 +106,19 @@ class Session:
         self.records.append(record)
 
     def _repair(self) -> None:
-        """Give every tool call without a result one, so the conversation is well-formed."""
-        answered = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
-        for msg in list(self.messages):
-            for call in msg.get("tool_calls") or []:
-                if call["id"] not in answered:
-                    self.append({"role": "tool", "tool_call_id": call["id"],
-                                 "content": "(not run: the session stopped before this tool "
-                                            "call ran. Run it again if it is still needed.)"})
+        """Give the last assistant turn's unanswered tool calls a result (the loop writes every
+        other turn's results before the next query, so only the last can be incomplete)."""
+        last = max((i for i, m in enumerate(self.messages) if m.get("role") == "assistant"),
+                   default=None)
+        if last is None:
+            return
+        answered = {m.get("tool_call_id") for m in self.messages[last + 1:]
+                    if m.get("role") == "tool"}
+        for call in self.messages[last].get("tool_calls") or []:
+            if call["id"] not in answered:
+                self.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": "(not run: the session stopped before this tool "
+                                        "call ran. Run it again if it is still needed.)"})
 
 
 def read_records(path: Path) -> list[dict]:

@@ -37,19 +37,11 @@ class Outcome:
     output: Any = None  # the tool's result as data (for --json and the TUI), when it ran
 
 
-def tool_specs(tools: dict[str, base.Tool] | None = None) -> list[dict]:
-    """OpenAI function specs for every registered tool, descriptions from prompts/tools/."""
-    tools = base.all_tools() if tools is None else tools
-    return [{"type": "function", "function": {
-        "name": t.name, "description": describe(t),
-        "parameters": t.input.model_json_schema()}} for t in tools.values()]
+def tool_specs() -> list[dict]:
+    """OpenAI function specs for every registered tool (tools.specs; `_name` tools are hidden)."""
+    from tools.specs import tool_specs as specs
 
-
-def describe(tool: base.Tool) -> str:
-    name = f"tools/{tool.name}.md.j2"
-    if name in prompts.names():
-        return prompts.render(name).strip()
-    return (tool.fn.__doc__ or tool.name).strip()
+    return specs()
 
 
 def format_result(result: BaseModel) -> str:

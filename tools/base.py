@@ -78,7 +78,9 @@ class Tool:
 REGISTRY: dict[str, Tool] = {}
 
 # Modules that define tools; importing one registers its tools. Filled as tools land.
-TOOL_MODULES: list[str] = ["tools.files", "tools.search"]
+TOOL_MODULES: list[str] = ["tools.files", "tools.search", "tools.edit",
+                           "tools.patch", "tools.shell", "tools.git",
+                           "tools.tests", "tools.repomap.tool"]
 
 
 def register(name: str, input: type[BaseModel], effect: Effect):

@@ -60,13 +60,12 @@ class FlashcodeApp(App):
     def __init__(self, settings: Settings, root: Path, *, model: LanguageModel | None = None,
                  load_model: ModelLoader | None = None, backend: str = "",
                  resume: str | None = None, data_dir: Path | None = None,
-                 rewrite: Callable[[str], str] | None = None,
-                 escalation: Callable[[], LanguageModel] | None = None):
+                 rewrite: Callable[[str], str] | None = None):
         super().__init__()
         self.settings, self.root = settings, Path(root).resolve()
         self.model, self.load_model, self.backend = model, load_model, backend
         self.resume_id, self.data_dir = resume, data_dir
-        self.rewrite, self.escalation = rewrite, escalation
+        self.rewrite = rewrite  # request → editable task text; default: the model rewrites
         self.conversation: Conversation | None = None
         self.busy = False
         self.interrupting = False
@@ -136,7 +135,7 @@ class FlashcodeApp(App):
         session = self._session_to_resume()
         self.conversation = Conversation(model, self.root, self.settings, session=session,
                                          data_dir=self.data_dir)
-        self.conversation.escalation = self.escalation
+        self.rewrite = self.rewrite or self.conversation.rewrite
         status = self.status
         status.model_name, status.backend = model.name, self.backend
         status.context_window, status.state = model.context_window, "idle"

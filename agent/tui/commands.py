@@ -52,8 +52,7 @@ def _model(app: FlashcodeApp, arg: str) -> None:
 def _rewrite(app: FlashcodeApp, arg: str) -> None:
     app.settings.rewrite = not app.settings.rewrite if arg not in ("on", "off") else arg == "on"
     state = "on" if app.settings.rewrite else "off"
-    extra = "" if app.rewrite is not None else " (no rewriter is available in this build)"
-    app.transcript.add_notice(f"Rewriting requests into a task spec: {state}{extra}.")
+    app.transcript.add_notice(f"Rewriting requests into a task spec: {state}.")
 
 
 def _diff(app: FlashcodeApp, arg: str) -> None:
@@ -85,7 +84,7 @@ def _compact(app: FlashcodeApp, arg: str) -> None:
 
 def _escalate(app: FlashcodeApp, arg: str) -> None:
     if app.conversation.escalate():
-        app.transcript.add_notice("The next turn goes to the escalation model.")
+        app.transcript.add_notice("From now on the escalation model answers.")
     else:
         app.transcript.add_notice("No escalation model is configured (set "
                                   "escalation_endpoint and escalation_model_name).", "error")

@@ -43,23 +43,24 @@ class _RunResult(BaseModel):
 
 @pytest.fixture
 def test_tools():
-    """Two tools with real effects, registered through tools/base like any tool, then removed."""
+    """Two tools with real effects, registered through tools/base like any tool, then removed
+    (private names: tool specs leave them out, calls reach them)."""
 
-    @base.register("note", _NoteArgs, "write")
+    @base.register("_note", _NoteArgs, "write")
     def note(ctx: base.ToolContext, args: _NoteArgs) -> _NoteResult:
         path = ctx.resolve(args.path)
         path.write_text(args.text)
         return _NoteResult(path=ctx.rel(path), written=len(args.text))
 
-    @base.register("run", _RunArgs, "exec")
+    @base.register("_run", _RunArgs, "exec")
     def run(ctx: base.ToolContext, args: _RunArgs) -> _RunResult:
         if args.command == "hang":
             raise KeyboardInterrupt  # what Ctrl-C does to a tool that is running
         return _RunResult(output="x\n" * 1000 if args.command == "big" else args.command)
 
     yield
-    base.REGISTRY.pop("note", None)
-    base.REGISTRY.pop("run", None)
+    base.REGISTRY.pop("_note", None)
+    base.REGISTRY.pop("_run", None)
 
 
 def make_agent(repo, model, tmp_path, **kw) -> Agent:
@@ -178,7 +179,7 @@ def test_interrupt_from_another_thread_stops_generation(git_repo, tmp_path):
 
 
 def test_ctrl_c_in_a_tool_leaves_every_call_answered(git_repo, tmp_path, test_tools):
-    model = ScriptedModel([calls(("run", {"command": "hang"}), ("list", {"path": "."}))])
+    model = ScriptedModel([calls(("_run", {"command": "hang"}), ("list", {"path": "."}))])
     agent = make_agent(git_repo, model, tmp_path, policy=Policy("full-auto"))
     result = agent.run("x")
     assert isinstance(result, loop.Interrupted) and result.code == 130
@@ -196,18 +197,18 @@ def test_policy_asks_and_the_answer_is_respected(git_repo, tmp_path, test_tools)
         asked.append((c.name, effect))
         return "no" if c.arguments["path"] == "no.txt" else "yes"
 
-    model = ScriptedModel([call("note", path="no.txt", text="a"),
-                           call("note", path="yes.txt", text="b"), say("ok")])
+    model = ScriptedModel([call("_note", path="no.txt", text="a"),
+                           call("_note", path="yes.txt", text="b"), say("ok")])
     agent = make_agent(git_repo, model, tmp_path, ask=ask)
     agent.run("write notes")
-    assert asked == [("note", "write"), ("note", "write")]
+    assert asked == [("_note", "write"), ("_note", "write")]
     assert not (git_repo / "no.txt").exists() and (git_repo / "yes.txt").read_text() == "b"
     assert "the user declined it" in agent.session.messages[3]["content"]
 
 
 def test_headless_ask_without_an_asker_stops_with_needs_approval(git_repo, tmp_path,
                                                                   test_tools):
-    model = ScriptedModel([call("run", command="ls")])
+    model = ScriptedModel([call("_run", command="ls")])
     agent = make_agent(git_repo, model, tmp_path, policy=Policy("auto-edit"))
     result = agent.run("x")
     assert isinstance(result, loop.NeedsApproval) and result.code == 3
@@ -215,7 +216,7 @@ def test_headless_ask_without_an_asker_stops_with_needs_approval(git_repo, tmp_p
 
 
 def test_read_only_denies_writes_and_the_model_is_told(git_repo, tmp_path, test_tools):
-    model = ScriptedModel([call("note", path="a.txt", text="x"), say("could not")])
+    model = ScriptedModel([call("_note", path="a.txt", text="x"), say("could not")])
     agent = make_agent(git_repo, model, tmp_path, policy=Policy("read-only"))
     assert isinstance(agent.run("x"), loop.Submitted)
     assert not (git_repo / "a.txt").exists()
@@ -223,10 +224,21 @@ def test_read_only_denies_writes_and_the_model_is_told(git_repo, tmp_path, test_
 
 
 def test_long_output_is_truncated_and_spilled(git_repo, tmp_path, test_tools):
-    model = ScriptedModel([call("run", command="big"), say("ok")])
+    model = ScriptedModel([call("_run", command="big"), say("ok")])
     agent = make_agent(git_repo, model, tmp_path, policy=Policy("full-auto"))
     agent.run("x")
     content = agent.session.messages[3]["content"]
     assert "lines omitted" in content and len(content) < 2000 * 2
     spill = content.split("the full output is in ")[1].split(":")[0]
     assert (git_repo / spill).read_text().count("x\n") == 1000
+
+
+def test_ctrl_c_during_generation_leaves_the_conversation_as_it_was(git_repo, tmp_path):
+    model = ScriptedModel([call("list", path="."), explode(say("half"), KeyboardInterrupt())])
+    agent = make_agent(git_repo, model, tmp_path)
+    result = agent.run("x")
+    assert isinstance(result, loop.Interrupted)
+    assert roles(agent) == ["system", "user", "assistant", "tool"]
+    assert Session.load(agent.session.path).messages == agent.session.messages
+    agent.model = ScriptedModel([say("carry on")])
+    assert isinstance(agent.run("continue"), loop.Submitted)

@@ -19,7 +19,7 @@ def anyio_backend():
 
 @pytest.fixture
 def write_tools():
-    """`write_file` (write) and `run` (exec), registered like any tool, then removed."""
+    """`_write_file` (write) and `_run` (exec), registered like any tool, then removed."""
     testtools.register()
     yield
     testtools.unregister()

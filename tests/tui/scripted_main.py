@@ -5,7 +5,7 @@
 SCRIPT.json is a list of replies: {"say": text, "reasoning"?: text},
 {"stream": text, "chunks": n} (the text streamed in n deltas), or
 {"call": tool, "args": {...}}; {"tools": true} as the first item also registers the test
-tools `write_file` and `run`. Everything else (argument parsing, settings, the front-end
+tools `_write_file` and `_run`. Everything else (argument parsing, settings, the front-end
 choice, the app or the plain mode, sessions) is the code a user runs.
 """
 

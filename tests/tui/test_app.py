@@ -71,8 +71,8 @@ async def test_reasoning_and_tool_panel(make_app, git_repo):
 
 
 async def test_approve_one_call_and_deny_another(make_app, git_repo, write_tools):
-    model = ScriptedModel([call("write_file", path="yes.txt", text="approved\n"),
-                           call("write_file", path="no.txt", text="denied\n"),
+    model = ScriptedModel([call("_write_file", path="yes.txt", text="approved\n"),
+                           call("_write_file", path="no.txt", text="denied\n"),
                            say("Wrote one file.")])
     app = make_app(model, settings={"approval": "ask"})
     async with app.run_test(size=(90, 30)) as pilot:
@@ -92,8 +92,8 @@ async def test_approve_one_call_and_deny_another(make_app, git_repo, write_tools
 
 
 async def test_always_approves_the_rest_of_the_session(make_app, git_repo, write_tools):
-    model = ScriptedModel([call("write_file", path="a.txt", text="1"),
-                           call("write_file", path="b.txt", text="2"), say("ok")])
+    model = ScriptedModel([call("_write_file", path="a.txt", text="1"),
+                           call("_write_file", path="b.txt", text="2"), say("ok")])
     app = make_app(model, settings={"approval": "ask"})
     async with app.run_test(size=(90, 30)) as pilot:
         await send(pilot, "two files")
@@ -114,8 +114,8 @@ async def test_accept_one_hunk_reject_another(make_app, git_repo, write_tools):
     _commit(git_repo, "f.txt", "\n".join(lines) + "\n")
     edited = list(lines)
     edited[1], edited[37] = "line 2 CHANGED", "line 38 CHANGED"
-    model = ScriptedModel([call("write_file", path="f.txt", text="\n".join(edited) + "\n"),
-                           call("write_file", path="new.txt", text="brand new\n"),
+    model = ScriptedModel([call("_write_file", path="f.txt", text="\n".join(edited) + "\n"),
+                           call("_write_file", path="new.txt", text="brand new\n"),
                            say("Edited.")])
     app = make_app(model, settings={"approval": "full-auto"})
     async with app.run_test(size=(100, 40)) as pilot:
@@ -153,7 +153,7 @@ async def test_ctrl_c_interrupts_streaming_then_quits(make_app):
 
 
 async def test_ctrl_c_during_an_approval_interrupts_the_turn(make_app, git_repo, write_tools):
-    model = ScriptedModel([call("write_file", path="x.txt", text="x")])
+    model = ScriptedModel([call("_write_file", path="x.txt", text="x")])
     app = make_app(model, settings={"approval": "ask"})
     async with app.run_test(size=(90, 30)) as pilot:
         await send(pilot, "write x")

@@ -64,7 +64,7 @@ async def test_history_and_multiline(make_app):
 
 
 async def test_undo_restores_the_files_of_the_last_turn(make_app, git_repo, write_tools):
-    model = ScriptedModel([call("write_file", path="README.md", text="overwritten\n"),
+    model = ScriptedModel([call("_write_file", path="README.md", text="overwritten\n"),
                            say("done")])
     app = make_app(model, settings={"approval": "full-auto"})
     async with app.run_test(size=(80, 30)) as pilot:

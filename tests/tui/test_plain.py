@@ -43,13 +43,13 @@ def plain(git_repo, tmp_path, model, *answers, **settings):
 
 
 def test_streams_the_answer_and_asks_y_n(git_repo, tmp_path, write_tools):
-    model = ScriptedModel([call("write_file", path="yes.txt", text="ok\n"),
-                           call("write_file", path="no.txt", text="no\n"),
+    model = ScriptedModel([call("_write_file", path="yes.txt", text="ok\n"),
+                           call("_write_file", path="no.txt", text="no\n"),
                            say("One file written.", reasoning="two writes")])
     code, out, asked = plain(git_repo, tmp_path, model, "write files", "y", "n")
     assert code == 0
     assert (git_repo / "yes.txt").exists() and not (git_repo / "no.txt").exists()
-    assert "→ write_file yes.txt" in out and "✓ write_file" in out and "✗ write_file" in out
+    assert "→ _write_file yes.txt" in out and "✓ _write_file" in out and "✗ _write_file" in out
     assert "thinking: two writes" in out and "One file written." in out
     assert asked.count("Allow? [y]es once / [a]lways / [n]o: ") == 2
     assert "Changed 1 file(s), 1 hunk(s)" in out
@@ -62,7 +62,7 @@ def test_diff_command_reviews_hunk_by_hunk(git_repo, tmp_path, write_tools):
     subprocess.run(["git", "commit", "-qm", "f"], cwd=git_repo, check=True)
     edited = list(lines_)
     edited[0], edited[28] = "l1 NEW", "l29 NEW"
-    model = ScriptedModel([call("write_file", path="f.txt", text="\n".join(edited) + "\n"),
+    model = ScriptedModel([call("_write_file", path="f.txt", text="\n".join(edited) + "\n"),
                            say("done")])
     code, out, _ = plain(git_repo, tmp_path, model, "edit", "/diff", "y", "n",
                          approval="full-auto")

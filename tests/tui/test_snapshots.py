@@ -44,7 +44,7 @@ def test_transcript_after_a_turn(snap_compare, make_app, git_repo):
 
 
 def test_approval_modal(snap_compare, make_app, git_repo, write_tools):
-    model = FixedCountModel([call("write_file", path="notes.txt", text="remember\n")])
+    model = FixedCountModel([call("_write_file", path="notes.txt", text="remember\n")])
     app = make_app(model, settings={"approval": "ask"})
 
     async def run_before(pilot):
@@ -59,7 +59,7 @@ def test_diff_view_with_one_hunk_rejected(snap_compare, make_app, git_repo, writ
     lines = [f"value_{i} = {i}" for i in range(1, 31)]
     _commit(git_repo, "values.py", "\n".join(lines) + "\n")
     lines[2], lines[26] = "value_3 = 300", "value_27 = 2700"
-    model = FixedCountModel([call("write_file", path="values.py", text="\n".join(lines) + "\n"),
+    model = FixedCountModel([call("_write_file", path="values.py", text="\n".join(lines) + "\n"),
                              say("Changed two values.")])
     app = make_app(model, settings={"approval": "full-auto"})
 

@@ -51,9 +51,13 @@ def tmux(tmp_path):
 
 def test_app_in_a_real_terminal(tmux, git_repo, tmp_path, isolated_env):
     script = tmp_path / "script.json"
+    spec = {"goal": "A file note.txt holds the words 'from tmux'.", "context": [],
+            "constraints": ["touch nothing else"], "acceptance_criteria": ["note.txt exists"],
+            "deliverable": "the new file", "questions": []}
     script.write_text(json.dumps([
         {"tools": True},
-        {"call": "write_file", "args": {"path": "note.txt", "text": "from tmux\n"}},
+        {"say": json.dumps(spec)},  # the rewrite call's answer: a TaskSpec
+        {"call": "_write_file", "args": {"path": "note.txt", "text": "from tmux\n"}},
         {"say": "Wrote **note.txt** for you.", "reasoning": "one write"},
     ]))
     env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data"), "PYTHONPATH": str(REPO_ROOT),
@@ -72,11 +76,14 @@ def test_app_in_a_real_terminal(tmux, git_repo, tmp_path, isolated_env):
     assert "idle" in screen or "loading" in screen
     tmux("send-keys", "-t", "app", "-l", "please write a note")
     tmux("send-keys", "-t", "app", "Enter")
+    screen = tmux.wait_for("rewritten as a task spec")
+    assert "A file note.txt holds the words" in screen
+    tmux("send-keys", "-t", "app", "C-s")  # accept the spec as shown
     screen = tmux.wait_for("The agent wants to change files")
-    assert "write_file note.txt" in screen
+    assert "_write_file note.txt" in screen
     tmux("send-keys", "-t", "app", "y")
     screen = tmux.wait_for("Wrote note.txt for you.")
-    assert "✓ write_file note.txt" in screen and "please write a note" in screen
+    assert "✓ _write_file note.txt" in screen and "please write a note" in screen
     tmux.wait_for("Changes in this turn: 1 file(s), 1 hunk(s)")
     assert (git_repo / "note.txt").read_text() == "from tmux\n"
     tmux("send-keys", "-t", "app", "C-c")  # idle: Ctrl-C quits

@@ -1,4 +1,6 @@
-"""Two tools with real effects for the app's tests: `write_file` (write) and `run` (exec).
+"""Two tools with real effects for the app's tests: `_write_file` (write), `_run` (exec).
+
+The leading underscore keeps them out of the specs real models see (tools.specs).
 
 Registered through tools/base like any tool; `unregister` removes them again.
 """
@@ -40,10 +42,10 @@ def run(ctx: base.ToolContext, args: RunArgs) -> RunResult:
 
 
 def register() -> None:
-    base.register("write_file", WriteArgs, "write")(write_file)
-    base.register("run", RunArgs, "exec")(run)
+    base.register("_write_file", WriteArgs, "write")(write_file)
+    base.register("_run", RunArgs, "exec")(run)
 
 
 def unregister() -> None:
-    base.REGISTRY.pop("write_file", None)
-    base.REGISTRY.pop("run", None)
+    base.REGISTRY.pop("_write_file", None)
+    base.REGISTRY.pop("_run", None)

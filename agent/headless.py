@@ -1,0 +1,123 @@
+"""`flashcode exec "PROMPT" [--json]`: one prompt through the agent, without the app.
+
+Plain output: progress (tool calls, results) on stderr, the final answer on stdout, then a
+usage line and the session path on stderr. With --json: one JSON object per line on stdout:
+    {"type": "session", "id", "path"}            first
+    {"type": "assistant", "content", "reasoning_content"?, "tool_calls"?}
+    {"type": "tool_call", "id", "name", "arguments"} / {"type": "tool_result", "id", "name",
+     "ok", "content"} / {"type": "usage", ...} / {"type": "format_error", "reason"} / ...
+    {"type": "result", "status", "message", "exit_code", "session", "usage"}   last
+Exec runs the prompt as given (no task-spec rewrite: nobody is there to review it) and never
+asks: actions the approval mode would ask about stop the run with exit code 3.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from agent import exitcodes
+from agent.approval import Policy
+from agent.config import Settings
+from agent.cost import Tally
+from agent.escalation import EscalatingModel
+from agent.loop import Agent, Limits
+from agent.model import BackendError
+from agent.session import Session, SessionError, find_session
+from tools.base import ToolContext
+
+_QUIET = {"reasoning_delta", "text_delta", "done", "exit"}  # streamed pieces, or said elsewhere
+
+
+def repo_root(cwd: Path) -> Path:
+    """The git work tree containing `cwd`, or `cwd` itself outside git."""
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
+                         text=True)
+    return Path(out.stdout.strip()) if out.returncode == 0 else cwd.resolve()
+
+
+def open_session(root: Path, model_name: str, resume: str | None, cont: bool) -> Session:
+    """A new session, or the one --resume ID / --continue names (the latest for '')."""
+    if resume is None and not cont:
+        return Session.create(root, model_name)
+    return Session.load(find_session(root, resume or None))
+
+
+def with_escalation(settings: Settings, model, task: str):
+    """`model`, wrapped to hand over to the escalation endpoint when one is configured."""
+    if not settings.escalation_endpoint:
+        return model
+    from agent.backends.openai_compat import OpenAIModel
+
+    second = OpenAIModel.from_settings(settings, settings.escalation_endpoint,
+                                       settings.escalation_model_name)
+    return EscalatingModel(model, second, settings.escalate_after, task=task)
+
+
+def agent_for(settings: Settings, model, root: Path, session: Session) -> Agent:
+    policy = Policy.from_settings(settings.approval, settings.allow, settings.deny)
+    limits = Limits(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
+                    max_seconds=settings.max_seconds, max_cost=settings.max_cost)
+    return Agent(model, ToolContext(root, sandbox=settings.sandbox), session, policy=policy,
+                 limits=limits, thinking=settings.thinking,
+                 tally=Tally(default_prices=settings.prices))
+
+
+def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
+             resume: str | None = None, cont: bool = False,
+             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    from agent.backends import make_model
+
+    try:
+        model = make_model(settings)
+    except BackendError as exc:
+        print(f"flashcode exec: {exc}", file=err)
+        return exitcodes.BACKEND_UNAVAILABLE
+    root = repo_root(cwd)
+    try:
+        session = open_session(root, model.name, resume, cont)
+    except SessionError as exc:
+        print(f"flashcode exec: {exc}", file=err)
+        return exitcodes.USAGE
+    model = with_escalation(settings, model, session.id)
+    agent = agent_for(settings, model, root, session)
+    emit = _json_printer(out) if as_json else _plain_printer(err)
+    agent.on_event = emit
+    if isinstance(model, EscalatingModel):
+        agent.on_event = lambda event: (emit(event), model.observe(event))
+    emit({"type": "session", "id": session.id, "path": str(session.path)})
+    result = agent.run(prompt)
+    emit({"type": "result", "status": result.status, "message": result.message,
+          "exit_code": result.code, "session": str(session.path),
+          "usage": agent.tally.summary()})
+    if not as_json:
+        print(result.message, file=out)
+        print(f"[{result.status}] {agent.tally.line()}; session {session.path}", file=err)
+    return result.code
+
+
+def _json_printer(out: TextIO):
+    def emit(event: dict) -> None:
+        if event["type"] not in _QUIET:
+            out.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            out.flush()
+    return emit
+
+
+def _plain_printer(err: TextIO):
+    def emit(event: dict) -> None:
+        kind = event["type"]
+        if kind == "tool_call":
+            args = json.dumps(event["arguments"], ensure_ascii=False)
+            print(f"→ {event['name']} {args[:160]}", file=err)
+        elif kind == "tool_result" and not event["ok"]:
+            print(f"  ✗ {event['content'].splitlines()[0][:160]}", file=err)
+        elif kind in ("format_error", "compaction"):
+            print(f"  ! {kind}: {event.get('reason', event.get('messages'))}", file=err)
+        elif kind == "session":
+            print(f"session {event['id']}", file=err)
+        err.flush()
+    return emit

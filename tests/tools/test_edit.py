@@ -1,0 +1,142 @@
+"""edit on real files: each matching tier, refusals that teach, and what the file keeps."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from tools.base import PathOutsideRepoError, ToolContext, ToolError, call
+
+SRC = (
+    "def greet(name):\n"
+    "    msg = 'hello ' + name\n"
+    "    print(msg)\n"
+    "    return msg\n"
+    "\n"
+    "def part(x):\n"
+    "    if x:\n"
+    "        return 1\n"
+    "    return 2\n"
+)
+
+
+@pytest.fixture
+def ctx(git_repo):
+    (git_repo / "m.py").write_text(SRC)
+    return ToolContext(git_repo)
+
+
+def _edit(ctx, **a):
+    return call("edit", {"path": "m.py", **a}, ctx)
+
+
+def test_exact_replace_returns_diff(ctx, git_repo):
+    r = _edit(ctx, old="    print(msg)\n", new="    log(msg)\n")
+    assert r.match == "exact" and r.first_line == 3 and r.replacements == 1
+    assert "-    print(msg)\n+    log(msg)\n" in r.diff and r.diff.startswith("--- a/m.py")
+    assert (git_repo / "m.py").read_text() == SRC.replace("print(msg)", "log(msg)")
+
+
+def test_ambiguous_lists_lines_and_replace_all(ctx, git_repo):
+    with pytest.raises(ToolError, match=r"matches 3 places \(exact match\), at lines 4, 8, 9"):
+        _edit(ctx, old="    return", new="    yield")
+    assert (git_repo / "m.py").read_text() == SRC
+    r = _edit(ctx, old="    return", new="    yield", replace_all=True)
+    assert r.replacements == 3 and (git_repo / "m.py").read_text().count("yield") == 3
+
+
+def test_trailing_whitespace_tier(ctx, git_repo):
+    r = _edit(ctx, old="    msg = 'hello ' + name   \n    print(msg) \n", new="    pass\n")
+    assert r.match == "trailing-whitespace"
+    assert "    pass\n    return msg" in (git_repo / "m.py").read_text()
+
+
+def test_indentation_tier_shifts_the_replacement(ctx, git_repo):
+    r = _edit(ctx, old="if x:\n    return 1\nreturn 2", new="if x:\n    return 10\nreturn 20")
+    assert r.match == "indentation"
+    assert (git_repo / "m.py").read_text().endswith(
+        "    if x:\n        return 10\n    return 20\n")
+
+
+def test_unicode_tier_keeps_ascii(ctx, git_repo):
+    r = _edit(ctx, old="    msg = \u2018hello \u2019 + name\n",
+              new="    msg = \u2018hi \u2019 + name\n")
+    assert r.match == "unicode"
+    assert "    msg = 'hi ' + name\n" in (git_repo / "m.py").read_text()
+
+
+def test_elided_middle(ctx, git_repo):
+    r = _edit(ctx, old="def greet(name):\n    ...\n    return msg\n",
+              new="def greet(name, loud=False):\n    ...\n    return msg.upper()\n")
+    assert r.match == "elision"
+    text = (git_repo / "m.py").read_text()
+    assert text.startswith("def greet(name, loud=False):\n    msg = 'hello ' + name\n")
+    assert "    return msg.upper()\n\ndef part" in text
+
+
+def test_not_found_suggests_closest_lines(ctx, git_repo):
+    with pytest.raises(ToolError, match=r"Did you mean lines 2–3") as e:
+        _edit(ctx, old="    msg = 'hello ' + nam\n    print(mesg)\n", new="x\n")
+    assert "    print(msg)" in str(e.value)
+    assert (git_repo / "m.py").read_text() == SRC
+
+
+def test_already_present(ctx):
+    with pytest.raises(ToolError, match="already present at line 3"):
+        _edit(ctx, old="    show(msg)\n", new="    print(msg)\n")
+
+
+def test_bad_inputs(ctx, git_repo):
+    with pytest.raises(ToolError, match="`old` is empty"):
+        _edit(ctx, old="", new="x")
+    with pytest.raises(ToolError, match="the same"):
+        _edit(ctx, old="def", new="def")
+    with pytest.raises(PathOutsideRepoError):
+        call("edit", {"path": "../m.py", "old": "a", "new": "b"}, ctx)
+    with pytest.raises(ToolError, match="does not exist"):
+        call("edit", {"path": "nope.py", "old": "a", "new": "b"}, ctx)
+    (git_repo / "b.bin").write_bytes(b"a\0b")
+    with pytest.raises(ToolError, match="binary"):
+        call("edit", {"path": "b.bin", "old": "a", "new": "b"}, ctx)
+
+
+def test_refuses_a_file_changed_since_read(ctx, git_repo):
+    call("read", {"path": "m.py"}, ctx)
+    _edit(ctx, old="print(msg)", new="log(msg)")  # our own edit refreshes the stamp
+    _edit(ctx, old="log(msg)", new="show(msg)")
+    (git_repo / "m.py").write_text(SRC + "# touched by someone else\n")
+    with pytest.raises(ToolError, match="changed since you last read it"):
+        _edit(ctx, old="def part", new="def piece")
+    call("read", {"path": "m.py"}, ctx)
+    assert _edit(ctx, old="def part", new="def piece").match == "exact"
+
+
+def test_keeps_crlf_latin1_no_final_newline_and_mode(ctx, git_repo):
+    p = git_repo / "w.txt"
+    p.write_bytes(b"caf\xe9\r\n  na\xefve\r\nend")
+    os.chmod(p, 0o755)
+    r = call("edit", {"path": "w.txt", "old": "  naïve\nend", "new": "  naïf\nend"}, ctx)
+    assert r.match == "exact"
+    assert p.read_bytes() == b"caf\xe9\r\n  na\xeff\r\nend"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o755
+    call("edit", {"path": "w.txt", "old": "café\r\n", "new": "cafe\r\n"}, ctx)  # CRLF in old
+    assert p.read_bytes() == b"cafe\r\n  na\xeff\r\nend"
+    with pytest.raises(ToolError, match="cannot store"):
+        call("edit", {"path": "w.txt", "old": "end", "new": "\u2603"}, ctx)
+    assert not [x for x in os.listdir(git_repo) if x.endswith(".tmp")]
+
+
+def test_utf8_bom_is_kept(ctx, git_repo):
+    p = git_repo / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbfa = 1\n")
+    call("edit", {"path": "bom.txt", "old": "a = 1", "new": "a = 2"}, ctx)
+    assert p.read_bytes() == b"\xef\xbb\xbfa = 2\n"
+
+
+def test_fuzzy_ambiguity_is_refused(git_repo):
+    (git_repo / "d.py").write_text("if a:\n    x = 1\nif b:\n        x = 1\n")
+    with pytest.raises(ToolError, match="2 places"):
+        call("edit", {"path": "d.py", "old": "  x = 1  \n", "new": "x = 2\n"},
+             ToolContext(git_repo))

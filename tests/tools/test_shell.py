@@ -1,0 +1,112 @@
+"""shell: exit codes, confinement, timeouts that kill whole groups, long output, the sandbox."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tools import sandbox
+from tools.base import PathOutsideRepoError, ToolContext, ToolError, call
+
+HAS_BWRAP = sandbox.bwrap_problem() is None
+
+
+@pytest.fixture
+def ctx(git_repo):
+    return ToolContext(git_repo, sandbox="off")
+
+
+def test_runs_in_repo_with_exit_code(ctx, git_repo):
+    (git_repo / "sub").mkdir()
+    r = call("shell", {"command": "pwd; echo err >&2; exit 3", "cwd": "sub"}, ctx)
+    assert r.exit_code == 3 and not r.timed_out and not r.truncated
+    assert r.output == f"{git_repo.resolve()}/sub\nerr\n"
+    assert r.sandbox == "none" and "requested" in r.sandbox_note
+    assert list((git_repo / ".flashcode" / "spill").iterdir()) == []  # short output: no file
+
+
+@pytest.mark.parametrize("cwd", ["..", "/tmp"])
+def test_cwd_outside_is_refused(ctx, cwd):
+    with pytest.raises(PathOutsideRepoError):
+        call("shell", {"command": "true", "cwd": cwd}, ctx)
+
+
+def test_missing_cwd(ctx):
+    with pytest.raises(ToolError, match="does not exist"):
+        call("shell", {"command": "true", "cwd": "nope"}, ctx)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for init counts as gone
+        return f.read().split()[2] != "Z"
+
+
+def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo):
+    cmd = ("trap '' TERM; (trap '' TERM; sleep 60) & echo $! > child.pid; echo started; "
+           "while true; do sleep 0.1; done")
+    t0 = time.monotonic()
+    r = call("shell", {"command": cmd, "timeout_s": 1}, ctx)
+    elapsed = time.monotonic() - t0
+    assert r.timed_out and r.exit_code is None and "started" in r.output
+    assert "killed after 1 s timeout" in r.output
+    assert elapsed < 1 + 2 + 3  # timeout + SIGKILL grace + slack
+    child = int((git_repo / "child.pid").read_text())
+    deadline = time.monotonic() + 2
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_huge_output_keeps_head_and_tail_and_spills(ctx, git_repo):
+    r = call("shell", {"command": "seq 1 200000", "max_output": 1000}, ctx)
+    assert r.truncated and r.output.startswith("1\n2\n3\n")
+    assert "200000\n" in r.output and "bytes omitted" in r.output and len(r.output) < 1200
+    spilled = git_repo / r.spill_path
+    assert spilled.read_text() == "".join(f"{i}\n" for i in range(1, 200001))
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=git_repo,
+                            capture_output=True, text=True).stdout
+    assert ".flashcode" not in status
+
+
+def test_sandbox_on_without_bwrap_is_refused(ctx, monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
+    with pytest.raises(ToolError, match="sandbox was required"):
+        call("shell", {"command": "true", "sandbox": "on"}, ctx)
+    r = call("shell", {"command": "true", "sandbox": "auto"}, ctx)
+    assert r.sandbox == "none" and "not installed" in r.sandbox_note
+
+
+@pytest.fixture
+def http_server():
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+FETCH = "python3 -c \"import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=3)\" "
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap not usable here")
+def test_bubblewrap_sandbox(ctx, git_repo, tmp_path, http_server):
+    outside = tmp_path / "outside.txt"
+    cmd = (f"echo ok > inside.txt; echo bad > {outside}; touch /usr/flashcode-x 2>/dev/null "
+           f"|| echo ro; {FETCH}{http_server} && echo net-on || echo net-off")
+    r = call("shell", {"command": cmd, "sandbox": "on"}, ctx)
+    assert r.sandbox == "bubblewrap" and "network off" in r.sandbox_note
+    assert (git_repo / "inside.txt").read_text() == "ok\n"
+    assert not outside.exists() and not os.path.exists("/usr/flashcode-x")
+    assert "ro\n" in r.output and "net-off" in r.output
+    plain = call("shell", {"command": f"{FETCH}{http_server} && echo net-on", "sandbox": "off"},
+                 ctx)
+    assert "net-on" in plain.output and plain.sandbox == "none"

@@ -1,0 +1,60 @@
+"""`edit`: replace `old` with `new` in one file, safely.
+
+The matcher (tools.edit_match) finds the one place meant or refuses. The file keeps its
+encoding, BOM, line endings, final newline and mode; the write is atomic. A file that changed
+since the agent last `read` it is refused, so an edit never lands on text the model has not seen.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from pydantic import BaseModel, Field
+
+from tools.base import ToolContext, ToolError, register
+from tools.edit_match import plan
+from tools.textio import atomic_write, read_text, stamp
+
+
+class EditArgs(BaseModel):
+    path: str = Field(description="file to change, relative to the repository root")
+    old: str = Field(description="the exact text to replace, with enough lines to be unique")
+    new: str = Field(description="the text to put in its place")
+    replace_all: bool = Field(False, description="replace every occurrence of `old`")
+
+
+class EditResult(BaseModel):
+    path: str
+    diff: str  # unified diff of the change
+    match: str  # which tier matched: exact, trailing-whitespace, indentation, unicode, elision
+    replacements: int
+    first_line: int  # 1-based line where the first replacement starts
+
+
+def unified_diff(rel: str, before: str, after: str) -> str:
+    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 f"a/{rel}", f"b/{rel}", n=3)
+    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n"
+                   for x in lines)
+
+
+def check_fresh(ctx: ToolContext, path, rel: str) -> None:
+    """Refuse a file that changed on disk since the agent last read it."""
+    seen = ctx.read_stamps.get(rel)
+    if seen is not None and seen != stamp(path):
+        raise ToolError(f"'{rel}' changed since you last read it (edited by someone or something "
+                        "else). `read` it again, then redo the edit against its current text.")
+
+
+@register("edit", EditArgs, "write")
+def edit(ctx: ToolContext, args: EditArgs) -> EditResult:
+    path = ctx.resolve(args.path)
+    rel = ctx.rel(path)
+    decoded = read_text(path, args.path)
+    check_fresh(ctx, path, rel)
+    old, new = (s.replace("\r\n", "\n") for s in (args.old, args.new))
+    result = plan(decoded.text, old, new, args.replace_all)
+    atomic_write(path, decoded.encode(result.text))
+    ctx.read_stamps[rel] = stamp(path)
+    return EditResult(path=rel, diff=unified_diff(rel, decoded.text, result.text),
+                      match=result.tier, replacements=result.count, first_line=result.first_line)

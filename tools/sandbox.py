@@ -1,0 +1,59 @@
+"""An optional sandbox for `shell`: bubblewrap with the repository writable, everything else
+read-only, a private /tmp, and no network. `choose(requested)` says which mode will run and why,
+so the result can report it plainly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from tools.base import ToolError
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str  # "bubblewrap" or "none"
+    note: str  # why this mode, in one sentence for the model and the user
+
+
+@cache
+def bwrap_problem() -> str | None:
+    """None when bubblewrap works here, else why not (not installed, no user namespaces, ...)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return "bubblewrap (bwrap) is not installed"
+    probe = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-net", "--die-with-parent",
+                            "--", "true"], capture_output=True, text=True, timeout=20)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot start here: {probe.stderr.strip() or probe.returncode}"
+    return None
+
+
+def choose(requested: str) -> Mode:
+    """The mode for a run: requested is "auto", "on" or "off"."""
+    if requested == "off":
+        return Mode("none", "sandbox off as requested: the command could write anywhere and use "
+                            "the network")
+    problem = bwrap_problem()
+    if problem is None:
+        return Mode("bubblewrap", "sandboxed with bubblewrap: repository writable, rest of the "
+                                  "filesystem read-only, private /tmp, network off")
+    if requested == "on":
+        raise ToolError(f"A sandbox was required but {problem}. Install bubblewrap "
+                        "(`apt-get install bubblewrap`) or run with the sandbox off.")
+    return Mode("none", f"not sandboxed: {problem}")
+
+
+def wrap(argv: list[str], mode: Mode, root: Path, cwd: Path) -> list[str]:
+    """The command line that runs `argv` in `mode`."""
+    if mode.name != "bubblewrap":
+        return argv
+    # order matters: the private /tmp is mounted before the repository, so a repository that
+    # lives under /tmp stays visible and writable
+    return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", "--bind", str(root), str(root), "--unshare-net",
+            "--die-with-parent", "--chdir", str(cwd), "--", *argv]

@@ -1,0 +1,138 @@
+"""`shell`: run a command in the repository with a timeout, optionally sandboxed.
+
+The command runs in its own process group; on timeout the whole group gets SIGTERM, then
+SIGKILL after a grace period, so a command that ignores SIGTERM (or leaves children behind)
+still ends. Output (stdout and stderr interleaved) goes to a file under ctx.spill_dir; a long
+output returns its head and tail and the file's path, a short one returns whole and the file
+is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from tools import sandbox
+from tools.base import ToolContext, ToolError, register
+
+GRACE_S = 2.0  # between SIGTERM and SIGKILL
+
+
+class ShellArgs(BaseModel):
+    command: str = Field(description="bash command line")
+    cwd: str = Field(".", description="working directory, relative to the repository root")
+    timeout_s: float = Field(120, gt=0, le=3600, description="seconds before the command is "
+                                                             "killed")
+    max_output: int = Field(20_000, ge=200, le=1_000_000,
+                            description="characters of output returned (head and tail)")
+    sandbox: str | None = Field(None, pattern="^(auto|on|off)$",
+                                description="auto (default), on or off")
+
+
+class ShellResult(BaseModel):
+    exit_code: int | None  # None when killed on timeout
+    timed_out: bool
+    output: str  # stdout and stderr interleaved; head and tail when long
+    truncated: bool
+    spill_path: str | None  # repository-relative file with the whole output, when truncated
+    duration_s: float
+    sandbox: str  # "bubblewrap" or "none"
+    sandbox_note: str
+
+
+def spill_dir(ctx: ToolContext) -> Path:
+    """ctx.spill_dir, created, with `.flashcode/` kept out of `git status`."""
+    assert ctx.spill_dir is not None
+    ctx.spill_dir.mkdir(parents=True, exist_ok=True)
+    exclude = _info_exclude(ctx.root)
+    if exclude is not None:
+        lines = exclude.read_text().splitlines() if exclude.exists() else []
+        if ".flashcode/" not in lines:
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            with exclude.open("a") as f:
+                f.write(("\n" if lines and lines[-1] else "") + ".flashcode/\n")
+    return ctx.spill_dir
+
+
+def _info_exclude(root: Path) -> Path | None:
+    proc = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=root,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None  # not a git repository
+    path = Path(proc.stdout.strip())
+    return path if path.is_absolute() else root / path
+
+
+def run_command(ctx: ToolContext, argv: list[str], cwd: Path, timeout_s: float,
+                mode: sandbox.Mode) -> tuple[int | None, bool, Path, float]:
+    """Run argv to completion or timeout. -> (exit code or None, timed out, output file, secs)"""
+    fd, out_name = tempfile.mkstemp(dir=spill_dir(ctx), prefix="shell-", suffix=".log")
+    start = time.monotonic()
+    with os.fdopen(fd, "wb") as out:
+        proc = subprocess.Popen(sandbox.wrap(argv, mode, ctx.root, cwd), cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+        _signal_group(proc.pid, signal.SIGKILL)  # children left running in the background
+    code = None if timed_out else proc.returncode
+    return code, timed_out, Path(out_name), time.monotonic() - start
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def head_tail(path: Path, limit: int) -> tuple[str, bool]:
+    """The whole text of `path` if it fits `limit` characters, else its head and tail."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= limit:
+            return f.read().decode("utf-8", errors="replace"), False
+        half = limit // 2
+        head = f.read(half).decode("utf-8", errors="replace")
+        f.seek(size - half)
+        tail = f.read().decode("utf-8", errors="replace")
+    return f"{head}\n[… {size - 2 * half} bytes omitted …]\n{tail}", True
+
+
+@register("shell", ShellArgs, "exec")
+def shell(ctx: ToolContext, args: ShellArgs) -> ShellResult:
+    cwd = ctx.resolve(args.cwd, must_exist=True)
+    if not cwd.is_dir():
+        raise ToolError(f"cwd '{args.cwd}' is a file; give a directory.")
+    mode = sandbox.choose(args.sandbox or ctx.sandbox)
+    code, timed_out, out_file, secs = run_command(ctx, ["bash", "-c", args.command], cwd,
+                                                  args.timeout_s, mode)
+    output, truncated = head_tail(out_file, args.max_output)
+    if truncated:
+        output += f"\n[full output: {ctx.rel(out_file)}]"
+    else:
+        out_file.unlink()
+    if timed_out:
+        output += f"\n[killed after {args.timeout_s:g} s timeout]"
+    return ShellResult(exit_code=code, timed_out=timed_out, output=output, truncated=truncated,
+                       spill_path=ctx.rel(out_file) if truncated else None,
+                       duration_s=round(secs, 3), sandbox=mode.name, sandbox_note=mode.note)
