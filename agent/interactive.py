@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent import exitcodes
 from agent.config import Settings
-from agent.model import BackendUnavailable, LanguageModel
+from agent.model import BackendError, LanguageModel
 
 Progress = Callable[[float, str], None]
 
@@ -81,7 +81,7 @@ def _run_plain(settings: Settings, root: Path, resume: str | None,
     if model is None:
         try:
             model = model_loader(settings)(lambda f, what="": None)
-        except BackendUnavailable as exc:
+        except BackendError as exc:
             print(f"flashcode: {exc}", file=sys.stderr)
             return exitcodes.BACKEND_UNAVAILABLE
     return run_plain(settings, root, model, resume=resume)

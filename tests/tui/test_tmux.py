@@ -91,6 +91,39 @@ def test_app_in_a_real_terminal(tmux, git_repo, tmp_path, isolated_env):
     print(f"time to an interactive screen under tmux: {ready:.2f} s")
 
 
+def test_real_flashcode_replaying_a_recording(tmux, git_repo, tmp_path, isolated_env):
+    """`flashcode --model replay:FILE` exactly as a user types it: a real shell tool call."""
+    call = {"id": "c1", "type": "function", "function": {
+        "name": "shell", "arguments": json.dumps({"command": "echo replayed > out.txt"})}}
+    recording = tmp_path / "recording.jsonl"
+    recording.write_text("\n".join(json.dumps(r) for r in [
+        {"type": "meta", "id": "rec", "created": 0, "root": str(git_repo), "model": "hand",
+         "parent": None},
+        {"type": "message", "message": {"role": "assistant", "content": "",
+                                        "tool_calls": [call]}},
+        {"type": "message", "message": {"role": "assistant", "content": "Ran it."}},
+    ]) + "\n")
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": isolated_env[
+        "XDG_CONFIG_HOME"], "HOME": isolated_env["HOME"], "PYTHONPATH": str(REPO_ROOT),
+        "OMP_NUM_THREADS": "1", "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
+    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
+    command = (f"cd {_quote(str(git_repo))} && env {exports} {_quote(sys.executable)} -m "
+               f"agent.cli --model replay:{_quote(str(recording))} --no-rewrite; "
+               "echo EXITED-$?; sleep 30")
+    tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+    tmux.wait_for("Ask, or /help")
+    tmux("send-keys", "-t", "app", "-l", "run the command")
+    tmux("send-keys", "-t", "app", "Enter")
+    screen = tmux.wait_for("The agent wants to run a command")
+    assert "shell echo replayed > out.txt" in screen
+    tmux("send-keys", "-t", "app", "y")
+    screen = tmux.wait_for("Ran it.")
+    assert "✓ shell echo replayed > out.txt" in screen
+    assert (git_repo / "out.txt").read_text() == "replayed\n"
+    tmux("send-keys", "-t", "app", "C-c")
+    tmux.wait_for("EXITED-0")
+
+
 def _quote(text: str) -> str:
     import shlex
 
