@@ -43,22 +43,12 @@ def model_loader(settings: Settings) -> Callable[[Progress], LanguageModel]:
     return load
 
 
-def backends_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("agent.backends") is not None
-
-
 def run(settings: Settings, root: Path, *, plain: bool, resume: str | None,
         model: LanguageModel | None = None, backend: str | None = None) -> int:
     """Run the interactive session; `model` is given by tests (else it is built here).
 
     `resume`: None for a new session, "" for the latest one, else a session id.
     """
-    if model is None and not backends_available():
-        print("flashcode: the model backends are not in this build yet (tracked with the agent "
-              "core). Nothing was done.", file=sys.stderr)
-        return exitcodes.NOT_IMPLEMENTED
     from agent.headless import repo_root
 
     root = repo_root(root)

@@ -11,6 +11,7 @@ every FLUSH_SECONDS, and no timer runs while nothing streams, so an idle app dra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -72,6 +73,7 @@ class FlashcodeApp(App):
         self._answer: Future | None = None  # the approval the worker waits for
         self._pending: list[tuple[str, str]] = []  # (event type, text) not yet drawn
         self._flush_timer = None
+        self._asked_at = self._first_at = None  # monotonic times of a request, its 1st token
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -218,6 +220,7 @@ class FlashcodeApp(App):
         self.transcript.add_user(text)
         self.busy, self.interrupting = True, False
         self.status.state = "working"
+        self._asked_at, self._first_at = time.monotonic(), None
         self._turn_thread(text)
 
     # --- the agent's thread ----------------------------------------------------------------
@@ -258,6 +261,7 @@ class FlashcodeApp(App):
         event = message.event
         kind = event["type"]
         if kind in ("text_delta", "reasoning_delta"):
+            self._first_at = self._first_at or time.monotonic()
             self._pending.append((kind, event["text"]))
             if self._flush_timer is None:
                 self._flush_timer = self.set_timer(FLUSH_SECONDS, self._flush)
@@ -285,7 +289,9 @@ class FlashcodeApp(App):
                 await self.transcript.append_reasoning(text)
 
     def _event_usage(self, event: dict) -> None:
-        self.status.record_usage(event)
+        now, asked, first = time.monotonic(), self._asked_at, self._first_at
+        ttft = first - asked if asked and first else None
+        self.status.record_usage(event, ttft, now - first if first else None)
         self.status.cost = self.conversation.agent.tally.cost()
         stats = getattr(self.model, "stats", None)
         if callable(stats):
@@ -293,12 +299,14 @@ class FlashcodeApp(App):
 
     def _event_assistant(self, event: dict) -> None:
         self.transcript.end_stream()
+        self._asked_at, self._first_at = time.monotonic(), None  # the next request starts
 
     def _event_tool_call(self, event: dict) -> None:
         self.transcript.add_tool_call(event["id"], event["name"], event["arguments"])
 
     def _event_tool_result(self, event: dict) -> None:
         self.transcript.finish_tool_call(event["id"], event["ok"], event["content"])
+        self._asked_at = time.monotonic()  # the next request follows the last result
 
     def _event_format_error(self, event: dict) -> None:
         self.transcript.add_notice(f"Malformed tool call: {event['reason']}", "error")

@@ -41,7 +41,6 @@ def main(argv: list[str]) -> int:
     if items and items[0].get("tools"):
         testtools.register()
     model = ScriptedModel(_replies(items))
-    interactive.backends_available = lambda: True
     interactive.model_loader = lambda settings: (lambda progress: model)
     return cli.main(argv[1:])
 

@@ -268,3 +268,16 @@ async def test_resize_to_a_narrow_terminal_keeps_everything_visible(make_app):
         await send(pilot, "/theme light")
         await pilot.pause()
         assert not app.current_theme.dark
+
+
+def test_status_bar_measures_speeds_the_backend_does_not_report():
+    from agent.tui.widgets.status import StatusBar
+
+    bar = StatusBar()
+    bar.record_usage({"prompt_tokens": 1000, "cached_tokens": 600, "completion_tokens": 51},
+                     ttft=0.5, gen_seconds=2.0)
+    assert bar.prefill_tps == 800 and bar.decode_tps == 25.5 and bar.cache_reuse == 0.6
+    assert bar.context_used == 1051
+    bar.record_usage({"prompt_tokens": 10, "completion_tokens": 5, "prefill_tps": 9000.0,
+                      "decode_tps": 80.0}, ttft=1.0, gen_seconds=1.0)
+    assert bar.prefill_tps == 9000.0 and bar.decode_tps == 80.0  # reported numbers win

@@ -8,7 +8,9 @@ a deliberate change, and look at the SVGs before committing them.
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
+from agent.model import Usage
 from agent.tui.screens.approval import ApprovalScreen
 from agent.tui.screens.taskspec import TaskSpecScreen
 from agent.tui.widgets.diff_view import DiffView
@@ -17,10 +19,18 @@ from tests.tui.conftest import send, wait_for
 
 
 class FixedCountModel(ScriptedModel):
-    """Token counts independent of the repository path in the system prompt."""
+    """Token counts independent of the repository path in the system prompt, and reported
+    speeds and cache hits (so the status bar shows them without measuring the clock)."""
 
     def count_tokens(self, messages, tools) -> int:
         return 1000 + 10 * len(messages)
+
+    def _play(self, reply, messages):
+        for event in super()._play(reply, messages):
+            if isinstance(event, Usage):
+                event = replace(event, cached_tokens=event.prompt_tokens // 2,
+                                prefill_tps=2345.0, decode_tps=67.0)
+            yield event
 
 
 def _commit(repo, name, text):

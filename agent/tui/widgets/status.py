@@ -56,13 +56,25 @@ class StatusBar(Static):
                 lines[-1] += " · " + part
         return "\n".join(lines)
 
-    def record_usage(self, usage: dict) -> None:
-        """Take one `usage` event from the agent: {"prompt_tokens", "cached_tokens", ...}."""
+    def record_usage(self, usage: dict, ttft: float | None = None,
+                     gen_seconds: float | None = None) -> None:
+        """Take one `usage` event: {"prompt_tokens", "cached_tokens", ...}.
+
+        Backends that do not report speeds get them measured here: prefill from the time to
+        the first token (`ttft`, fresh prompt tokens only), decode over `gen_seconds`.
+        """
         prompt = usage.get("prompt_tokens") or 0
-        self.context_used = prompt + (usage.get("completion_tokens") or 0)
-        if usage.get("prefill_tps") is not None:
-            self.prefill_tps = usage["prefill_tps"]
-        if usage.get("decode_tps") is not None:
-            self.decode_tps = usage["decode_tps"]
+        cached = usage.get("cached_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        self.context_used = prompt + completion
+        prefill, decode = usage.get("prefill_tps"), usage.get("decode_tps")
+        if prefill is None and ttft and prompt > cached:
+            prefill = (prompt - cached) / ttft
+        if decode is None and gen_seconds and completion > 1:
+            decode = completion / gen_seconds
+        if prefill is not None:
+            self.prefill_tps = prefill
+        if decode is not None:
+            self.decode_tps = decode
         if prompt:
-            self.cache_reuse = (usage.get("cached_tokens") or 0) / prompt
+            self.cache_reuse = cached / prompt
