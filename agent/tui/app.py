@@ -204,6 +204,10 @@ class FlashcodeApp(App):
 
     def on_spec_ready(self, message: SpecReady) -> None:
         self.busy, self.status.state = False, "idle"
+        if self.interrupting:  # Ctrl-C while rewriting: drop the request
+            self.interrupting = False
+            self.transcript.add_notice("Cancelled before work started.")
+            return
         if message.spec is None:
             self.transcript.add_notice(f"Rewriting failed ({message.error}); sending your "
                                        "words as they are.", "error")

@@ -281,3 +281,21 @@ def test_status_bar_measures_speeds_the_backend_does_not_report():
     bar.record_usage({"prompt_tokens": 10, "completion_tokens": 5, "prefill_tps": 9000.0,
                       "decode_tps": 80.0}, ttft=1.0, gen_seconds=1.0)
     assert bar.prefill_tps == 9000.0 and bar.decode_tps == 80.0  # reported numbers win
+
+
+async def test_ctrl_c_while_rewriting_cancels_the_request(make_app):
+    gate = threading.Event()
+
+    def slow_rewrite(text):
+        gate.wait(10)
+        return "Goal: never shown"
+    model = ScriptedModel([])
+    app = make_app(model, rewrite_on=True, rewrite=slow_rewrite)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "do something")
+        await wait_for(pilot, lambda: app.status.state == "rewriting")
+        await pilot.press("ctrl+c")
+        gate.set()
+        await wait_for(pilot, lambda: "Cancelled before work started." in notices(app))
+        assert not isinstance(app.screen, TaskSpecScreen) and not app.busy
+    assert model.prompts == []
