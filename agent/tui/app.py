@@ -309,7 +309,8 @@ class FlashcodeApp(App):
         self.transcript.add_tool_call(event["id"], event["name"], event["arguments"])
 
     def _event_tool_result(self, event: dict) -> None:
-        self.transcript.finish_tool_call(event["id"], event["ok"], event["content"])
+        self.transcript.finish_tool_call(event["id"], event["ok"], event["content"],
+                                         event.get("output"))
         self._asked_at = time.monotonic()  # the next request follows the last result
 
     def _event_format_error(self, event: dict) -> None:
@@ -342,7 +343,7 @@ class FlashcodeApp(App):
     # --- review ----------------------------------------------------------------------------
 
     def show_diff(self, files) -> DiffView:
-        view = DiffView(files, dark=self.current_theme.dark)
+        view = DiffView(files)
         self.transcript.add_widget(view)
         return view
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from agent import checkpoints
 from agent.completion import SLASH_COMMANDS
 from agent.hunks import parse
+from agent.tui.widgets.diff_view import HunkView
 
 if TYPE_CHECKING:
     from agent.tui.app import FlashcodeApp
@@ -122,6 +123,8 @@ def _clear(app: FlashcodeApp, arg: str) -> None:
 def _theme(app: FlashcodeApp, arg: str) -> None:
     light = arg == "light" if arg in ("dark", "light") else app.current_theme.dark  # toggle
     app.theme = "textual-light" if light else "textual-dark"
+    for view in app.query(HunkView):
+        view.refresh()  # its colours come from the theme at render time
 
 
 def _quit(app: FlashcodeApp, arg: str) -> None:

@@ -299,3 +299,14 @@ async def test_ctrl_c_while_rewriting_cancels_the_request(make_app):
         await wait_for(pilot, lambda: "Cancelled before work started." in notices(app))
         assert not isinstance(app.screen, TaskSpecScreen) and not app.busy
     assert model.prompts == []
+
+
+async def test_a_real_shell_call_shows_its_exit_status(make_app):
+    model = ScriptedModel([call("shell", command="echo partial; exit 3"), say("It failed.")])
+    app = make_app(model, settings={"approval": "full-auto"})
+    async with app.run_test(size=(90, 30)) as pilot:
+        await send(pilot, "run it")
+        await wait_for(pilot, lambda: not app.busy and answers(app))
+        panel = app.query_one(ToolPanel)
+        assert panel.status == "failed" and panel.exit_note == " · exit 3"
+        assert "exit 3" in str(panel.header.render()) and "partial" in panel.output

@@ -50,10 +50,10 @@ class HunkView(Static, can_focus=True):
         Binding("space", "toggle", "toggle"),
     ]
 
-    def __init__(self, file_index: int, hunk_index: int, path: str, hunk: Hunk, dark: bool):
+    def __init__(self, file_index: int, hunk_index: int, path: str, hunk: Hunk):
         super().__init__(id=f"hunk-{file_index}-{hunk_index}", classes="hunk accept")
         self.key = (file_index, hunk_index)
-        self.path, self.hunk, self.dark = path, hunk, dark
+        self.path, self.hunk = path, hunk
         self.decision = "accept"
         self.locked = False
 
@@ -62,7 +62,7 @@ class HunkView(Static, can_focus=True):
         label, style = badge[self.decision]
         head = Text.assemble((label, style), (f"{self.path}  ", "bold"),
                              (f"+{self.hunk.added} -{self.hunk.removed}\n", "dim"))
-        return head + highlight_hunk(self.path, self.hunk, self.dark)
+        return head + highlight_hunk(self.path, self.hunk, self.app.current_theme.dark)
 
     def action_decide(self, decision: str) -> None:
         if not self.locked:
@@ -82,9 +82,9 @@ class DiffView(Vertical):
             super().__init__()
             self.view, self.rejected = view, rejected
 
-    def __init__(self, files: list[FileDiff], dark: bool = True, **kw):
+    def __init__(self, files: list[FileDiff], **kw):
         super().__init__(classes="diff", **kw)
-        self.files, self.dark = files, dark
+        self.files = files
         self.settled = False
 
     def compose(self):
@@ -96,7 +96,7 @@ class DiffView(Vertical):
             if f.is_binary_or_meta:
                 yield Static(Text(f"{f.path}: {' '.join(f.head[1:3])}"), classes="diff-meta")
             for hi, hunk in enumerate(f.hunks):
-                yield HunkView(fi, hi, f.path, hunk, self.dark)
+                yield HunkView(fi, hi, f.path, hunk)
         with Horizontal(classes="diff-buttons"):
             yield Button("Apply decisions", id="apply-hunks", variant="primary")
             yield Button("Reject all", id="reject-all", variant="error")

@@ -22,6 +22,7 @@ class ToolPanel(Vertical):
         self.tool_name, self.arguments = name, arguments
         self.status = "running"
         self.output = ""
+        self.exit_note = ""  # " · exit 1", " · timed out": from the tool's result data
         self.header = Static(self._header_text(), classes="tool-header")
 
     def compose(self):
@@ -29,10 +30,19 @@ class ToolPanel(Vertical):
 
     def _header_text(self) -> Text:
         mark = {"running": "⋯", "ok": "✓", "failed": "✗"}[self.status]
-        return Text.assemble((f"{mark} ", "bold"), call_summary(self.tool_name, self.arguments))
+        return Text.assemble((f"{mark} ", "bold"), call_summary(self.tool_name, self.arguments),
+                             (self.exit_note, "bold"))
 
-    def finish(self, ok: bool, content: str) -> None:
-        self.status = "ok" if ok else "failed"
+    def finish(self, ok: bool, content: str, output: dict | None = None) -> None:
+        """`output` is the tool's result as data; a command's exit code shows in the header."""
+        output = output if isinstance(output, dict) else {}
+        code = output.get("exit_code")
+        if output.get("timed_out"):
+            self.exit_note = " · timed out"
+        elif isinstance(code, int):
+            self.exit_note = f" · exit {code}"
+        failed = not ok or output.get("timed_out") or code not in (None, 0)
+        self.status = "failed" if failed else "ok"
         self.output = content
         self.set_classes(f"tool {self.status}")
         self.header.update(self._header_text())

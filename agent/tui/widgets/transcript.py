@@ -90,10 +90,11 @@ class Transcript(VerticalScroll):
         self.panels[call_id] = panel
         return panel
 
-    def finish_tool_call(self, call_id: str, ok: bool, content: str) -> None:
+    def finish_tool_call(self, call_id: str, ok: bool, content: str,
+                         output: dict | None = None) -> None:
         panel = self.panels.get(call_id)
         if panel is not None:
-            panel.finish(ok, content)
+            panel.finish(ok, content, output)
 
     def add_widget(self, widget: Widget) -> Widget:
         self.end_stream()
