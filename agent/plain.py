@@ -157,7 +157,10 @@ class PlainUI:
 
     def turn(self, text: str) -> None:
         self._shown_calls.clear()
-        result = self.conv.run_turn(text, self.ask, self.on_event)
+        task = self.task_for(text)
+        if task is None:
+            return
+        result = self.conv.run_turn(task, self.ask, self.on_event)
         self._end_line()
         if not isinstance(result.exit, Submitted):
             self.say(result.exit.message, "yellow")
@@ -165,6 +168,23 @@ class PlainUI:
             n = sum(max(len(f.hunks), 1) for f in result.files)
             self.say(f"Changed {len(result.files)} file(s), {n} hunk(s): /diff reviews them "
                      "hunk by hunk, /undo reverts the turn.", "dim")
+
+    def task_for(self, request: str) -> str | None:
+        """The request, or its task spec when rewriting is on and the user accepts it."""
+        if not self.conv.settings.rewrite:
+            return request
+        try:
+            spec = self.conv.rewrite(request)
+        except Exception as exc:  # any failure: the request goes as typed
+            self.say(f"(rewriting failed: {exc}; sending your words as they are)", "dim")
+            return request
+        self.say("Task spec:", "bold")
+        self.say(spec)
+        try:
+            answer = self.read("[a]ccept / [s]kip (send my words) / [c]ancel: ").strip().lower()
+        except EOFError:
+            return None
+        return {"a": spec, "": spec, "s": request}.get(answer[:1])
 
     def command(self, line: str) -> str | None:
         name, _, arg = line.partition(" ")
@@ -183,7 +203,9 @@ class PlainUI:
         self.say(f"{m.name}, context window {m.context_window:,} tokens")
 
     def cmd_rewrite(self, arg: str) -> None:
-        self.say("The plain mode sends requests as typed (no task spec).")
+        settings = self.conv.settings
+        settings.rewrite = arg == "on" if arg in ("on", "off") else not settings.rewrite
+        self.say(f"Rewriting requests into a task spec: {'on' if settings.rewrite else 'off'}.")
 
     def cmd_diff(self, arg: str) -> None:
         if self.conv.last_before is None:

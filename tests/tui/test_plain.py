@@ -37,7 +37,8 @@ def lines(*items: str):
 def plain(git_repo, tmp_path, model, *answers, **settings):
     out = io.StringIO()
     read = lines(*answers)
-    code = run_plain(Settings(rewrite=False, **settings), git_repo, model,
+    settings.setdefault("rewrite", False)
+    code = run_plain(Settings(**settings), git_repo, model,
                      data_dir=tmp_path / "data", read=read, out=out)
     return code, out.getvalue(), read.asked
 
@@ -115,3 +116,16 @@ def test_real_flashcode_goes_plain_when_stdout_is_a_pipe(git_repo, tmp_path, iso
     sessions = list((tmp_path / "data" / "flashcode" / "sessions").rglob("*.jsonl"))
     assert len(sessions) == 1
     assert os.path.getsize(sessions[0]) > 0
+
+
+def test_task_spec_is_shown_and_accepted(git_repo, tmp_path):
+    spec = {"goal": "Explain README.md.", "context": ["README.md says hello"],
+            "constraints": [], "acceptance_criteria": ["an answer"],
+            "deliverable": "an answer", "questions": []}
+    model = ScriptedModel([say(json.dumps(spec)), say("It says hello.")])
+    code, out, asked = plain(git_repo, tmp_path, model, "what is the readme?", "a",
+                             "/rewrite", "second request, as typed", rewrite=True)
+    assert "Task spec:" in out and "Explain README.md." in out and "It says hello." in out
+    task = model.prompts[1][-1]["content"]
+    assert "what is the readme?" in task and "Explain README.md." in task
+    assert "Rewriting requests into a task spec: off." in out
