@@ -7,7 +7,9 @@ for a peer (a bare Textual app: one TextArea, one Static), it reports:
   - time to interactive: process start → the input's placeholder drawn on the terminal;
   - idle CPU: % of one core used over --idle-seconds with nothing happening (from /proc);
 and for flashcode only:
-  - streaming: time from Enter to the last word of a --chunks-delta answer on screen.
+  - streaming: time from Enter to the last word of a --chunks-delta answer on screen;
+  - paced streaming: an answer arriving at --rate tokens/s for five seconds: when its last
+    word is on screen (5 s is ideal) and the CPU the app used meanwhile.
 Ratios are flashcode / peer. Linux only (/proc, pty).
 """
 
@@ -120,10 +122,13 @@ def _repo(tmp: Path) -> Path:
     return repo
 
 
-def bench_flashcode(tmp: Path, idle_s: float, chunks: int) -> dict:
+def bench_flashcode(tmp: Path, idle_s: float, chunks: int, rate: float) -> dict:
     words = [f"w{i}" for i in range(chunks)]
+    paced = [f"p{i}" for i in range(int(rate * 5))]  # five seconds of tokens at `rate`/s
     script = tmp / "script.json"
-    script.write_text(json.dumps([{"stream": " ".join(words) + " THE-END", "chunks": chunks}]))
+    script.write_text(json.dumps([
+        {"stream": " ".join(words) + " THE-END", "chunks": chunks},
+        {"stream": " ".join(paced) + " PACED-END", "chunks": len(paced), "delay": 1 / rate}]))
     argv = [sys.executable, "-m", "tests.tui.scripted_main", str(script), "--endpoint",
             "http://127.0.0.1:9/v1", "--model-name", "scripted", "--no-rewrite",
             "-C", str(_repo(tmp))]
@@ -136,10 +141,15 @@ def bench_flashcode(tmp: Path, idle_s: float, chunks: int) -> dict:
         term.wait_for("THE-END", timeout=120)
         stream = time.monotonic() - t0
         idle_after = term.idle_cpu(min(idle_s, 5.0))
+        c0, t0 = term.cpu_seconds(), time.monotonic()
+        term.send("paced please\r")
+        term.wait_for("PACED-END", timeout=120)
+        paced_s = time.monotonic() - t0
+        paced_cpu = 100 * (term.cpu_seconds() - c0) / paced_s
     finally:
         term.close()
     return {"tti_s": tti, "idle_cpu_pct": idle, "stream_s": stream,
-            "idle_after_stream_pct": idle_after}
+            "idle_after_stream_pct": idle_after, "paced_s": paced_s, "paced_cpu_pct": paced_cpu}
 
 
 def bench_peer(tmp: Path, idle_s: float) -> dict:
@@ -156,12 +166,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--idle-seconds", type=float, default=10.0)
     ap.add_argument("--chunks", type=int, default=2000, help="deltas in the streamed answer")
+    ap.add_argument("--rate", type=float, default=100.0,
+                    help="tokens per second of the paced answer (five seconds of it)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "peer").mkdir()
         peer = bench_peer(tmp / "peer", args.idle_seconds)
-        ours = bench_flashcode(tmp, args.idle_seconds, args.chunks)
+        ours = bench_flashcode(tmp, args.idle_seconds, args.chunks, args.rate)
     print(f"time to interactive   flashcode {ours['tti_s']:.2f} s   bare textual "
           f"{peer['tti_s']:.2f} s   ratio {ours['tti_s'] / peer['tti_s']:.2f}")
     print(f"idle CPU over {args.idle_seconds:.0f} s  flashcode {ours['idle_cpu_pct']:.2f}% "
@@ -169,6 +181,8 @@ def main() -> int:
     print(f"streaming {args.chunks} deltas: on screen in {ours['stream_s']:.2f} s "
           f"({args.chunks / ours['stream_s']:.0f} deltas/s); idle afterwards "
           f"{ours['idle_after_stream_pct']:.2f}% of a core")
+    print(f"paced answer, {args.rate:.0f} tok/s for 5 s: on screen {ours['paced_s']:.2f} s after "
+          f"Enter (ideal 5.00), {ours['paced_cpu_pct']:.1f}% of a core while streaming")
     return 0
 
 

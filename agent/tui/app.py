@@ -1,12 +1,12 @@
 """The flashcode app: transcript, input and status bar around one `Conversation`.
 
 Threads: the agent runs in a thread worker (`_turn_thread`); it reports through messages
-(`AgentEvent`, `TurnFinished`, `ApprovalRequested`) that the app handles on the UI thread.
+(`AgentEvents`, `TurnFinished`, `ApprovalRequested`) that the app handles on the UI thread.
 Approvals block the worker on a Future that the modal's answer completes. Ctrl-C interrupts
 the running turn; a second Ctrl-C (or one while idle) quits.
 
-Streaming text is coalesced: deltas collect in `_pending` and are written together at most
-every FLUSH_SECONDS, and no timer runs while nothing streams, so an idle app draws nothing.
+Events queue in an `Inbox` and are drawn in batches, at most every FLUSH_SECONDS; no timer
+runs while nothing streams, so an idle app draws nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from agent.model import LanguageModel, ToolCall
 from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
 from agent.tui import commands
+from agent.tui.inbox import Inbox
 from agent.tui.messages import (
-    AgentEvent,
+    AgentEvents,
     ApprovalRequested,
     LoadProgress,
     ModelReady,
@@ -71,9 +72,9 @@ class FlashcodeApp(App):
         self.busy = False
         self.interrupting = False
         self._answer: Future | None = None  # the approval the worker waits for
-        self._pending: list[tuple[str, str]] = []  # (event type, text) not yet drawn
+        self.inbox = Inbox(lambda: self.post_message(AgentEvents()))
         self._flush_timer = None
-        self._asked_at = self._first_at = None  # monotonic times of a request, its 1st token
+        self._last_drain = 0.0
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -224,16 +225,15 @@ class FlashcodeApp(App):
         self.transcript.add_user(text)
         self.busy, self.interrupting = True, False
         self.status.state = "working"
-        self._asked_at, self._first_at = time.monotonic(), None
+        self.inbox.start_request()
         self._turn_thread(text)
 
     # --- the agent's thread ----------------------------------------------------------------
 
     @work(thread=True, group="agent")
     def _turn_thread(self, text: str) -> None:
-        on_event = lambda event: self.post_message(AgentEvent(event))
         try:
-            result = self.conversation.run_turn(text, self._ask, on_event)
+            result = self.conversation.run_turn(text, self._ask, self.inbox.put)
         except Exception as exc:  # a bug must not leave the app stuck in "working"
             self.post_message(TurnFailed(f"{type(exc).__name__}: {exc}"))
             return
@@ -251,51 +251,43 @@ class FlashcodeApp(App):
             raise KeyboardInterrupt  # the loop turns this into an Interrupted exit
         return result
 
-    def on_approval_requested(self, message: ApprovalRequested) -> None:
+    async def on_approval_requested(self, message: ApprovalRequested) -> None:
         def answered(result: str | None) -> None:
             if not message.answer.done():
                 message.answer.set_result(result or "no")
+        await self._flush()  # the call's panel first, then the question
         if message.answer.done():
             return
         self.push_screen(ApprovalScreen(message.call, message.effect), answered)
 
     # --- events from the agent -------------------------------------------------------------
 
-    async def on_agent_event(self, message: AgentEvent) -> None:
-        event = message.event
-        kind = event["type"]
-        if kind in ("text_delta", "reasoning_delta"):
-            self._first_at = self._first_at or time.monotonic()
-            self._pending.append((kind, event["text"]))
-            if self._flush_timer is None:
-                self._flush_timer = self.set_timer(FLUSH_SECONDS, self._flush)
-            return
-        await self._flush()
-        handler = getattr(self, f"_event_{kind}", None)
-        if handler is not None:
-            handler(event)
+    async def on_agent_events(self, message: AgentEvents) -> None:
+        if self._flush_timer is not None:
+            return  # a drain is already due
+        wait = FLUSH_SECONDS - (time.monotonic() - self._last_drain)
+        if wait > 0:
+            self._flush_timer = self.set_timer(wait, self._flush)
+        else:
+            await self._flush()
 
     async def _flush(self) -> None:
+        """Draw everything the agent reported so far, in order."""
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
-        pending, self._pending = self._pending, []
-        runs: list[tuple[str, str]] = []
-        for kind, text in pending:  # join neighbours of the same kind: one append each
-            if runs and runs[-1][0] == kind:
-                runs[-1] = (kind, runs[-1][1] + text)
-            else:
-                runs.append((kind, text))
-        for kind, text in runs:
+        self._last_drain = time.monotonic()
+        for event in self.inbox.take():
+            kind = event["type"]
             if kind == "text_delta":
-                await self.transcript.append_answer(text)
-            else:
-                await self.transcript.append_reasoning(text)
+                await self.transcript.append_answer(event["text"])
+            elif kind == "reasoning_delta":
+                await self.transcript.append_reasoning(event["text"])
+            elif handler := getattr(self, f"_event_{kind}", None):
+                handler(event)
 
     def _event_usage(self, event: dict) -> None:
-        now, asked, first = time.monotonic(), self._asked_at, self._first_at
-        ttft = first - asked if asked and first else None
-        self.status.record_usage(event, ttft, now - first if first else None)
+        self.status.record_usage(event, event.get("ttft"), event.get("gen_seconds"))
         self.status.cost = self.conversation.agent.tally.cost()
         stats = getattr(self.model, "stats", None)
         if callable(stats):
@@ -303,7 +295,6 @@ class FlashcodeApp(App):
 
     def _event_assistant(self, event: dict) -> None:
         self.transcript.end_stream()
-        self._asked_at, self._first_at = time.monotonic(), None  # the next request starts
 
     def _event_tool_call(self, event: dict) -> None:
         self.transcript.add_tool_call(event["id"], event["name"], event["arguments"])
@@ -311,7 +302,6 @@ class FlashcodeApp(App):
     def _event_tool_result(self, event: dict) -> None:
         self.transcript.finish_tool_call(event["id"], event["ok"], event["content"],
                                          event.get("output"))
-        self._asked_at = time.monotonic()  # the next request follows the last result
 
     def _event_format_error(self, event: dict) -> None:
         self.transcript.add_notice(f"Malformed tool call: {event['reason']}", "error")

@@ -14,12 +14,9 @@ from agent.conversation import TurnResult
 from agent.model import ToolCall
 
 
-class AgentEvent(Message):
-    """One event from the agent loop: {"type": "text_delta", "text": ...} and the like."""
-
-    def __init__(self, event: dict):
-        super().__init__()
-        self.event = event
+class AgentEvents(Message):
+    """The agent queued events in the app's Inbox ({"type": "text_delta", ...} and the like):
+    take them. One is posted per batch, not per event."""
 
 
 class TurnFinished(Message):

@@ -3,7 +3,7 @@
     python -m tests.tui.scripted_main SCRIPT.json [flashcode flags...]
 
 SCRIPT.json is a list of replies: {"say": text, "reasoning"?: text},
-{"stream": text, "chunks": n} (the text streamed in n deltas), or
+{"stream": text, "chunks": n, "delay"?: seconds} (n deltas, paced), or
 {"call": tool, "args": {...}}; {"tools": true} as the first item also registers the test
 tools `_write_file` and `_run`. Everything else (argument parsing, settings, the front-end
 choice, the app or the plain mode, sessions) is the code a user runs.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from agent import cli, interactive
@@ -24,16 +25,25 @@ from tests.tui import testtools
 def _replies(items: list[dict]) -> list:
     out = []
     for item in items:
-        if "stream" in item:  # {"stream": text, "chunks": n}: the text in n deltas
+        if "stream" in item:  # {"stream": text, "chunks": n, "delay"?: s}
             text, n = item["stream"], max(int(item.get("chunks", 1)), 1)
             step = max(len(text) // n, 1)
-            out.append([TextDelta(text[i:i + step]) for i in range(0, len(text), step)]
-                       + [Done("stop")])
+            parts = [TextDelta(text[i:i + step]) for i in range(0, len(text), step)]
+            out.append(_paced(parts, float(item.get("delay", 0))))
         elif "say" in item:
             out.append(say(item["say"], item.get("reasoning", "")))
         elif "call" in item:
             out.append(call(item["call"], **item.get("args", {})))
     return out
+
+
+def _paced(deltas: list, delay: float):
+    """The deltas with `delay` seconds before each, like tokens from a real model."""
+    for delta in deltas:
+        if delay:
+            time.sleep(delay)
+        yield delta
+    yield Done("stop")
 
 
 def main(argv: list[str]) -> int:

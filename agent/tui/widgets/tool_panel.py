@@ -24,9 +24,12 @@ class ToolPanel(Vertical):
         self.output = ""
         self.exit_note = ""  # " · exit 1", " · timed out": from the tool's result data
         self.header = Static(self._header_text(), classes="tool-header")
+        self._composed = False
 
     def compose(self):
+        self._composed = True
         yield self.header
+        yield from self._result_widgets()  # when the result came before the panel was drawn
 
     def _header_text(self) -> Text:
         mark = {"running": "⋯", "ok": "✓", "failed": "✗"}[self.status]
@@ -46,11 +49,18 @@ class ToolPanel(Vertical):
         self.output = content
         self.set_classes(f"tool {self.status}")
         self.header.update(self._header_text())
-        lines = content.splitlines()
+        if self._composed:
+            self.mount_all(self._result_widgets())
+
+    def _result_widgets(self) -> list:
+        """The first lines of the output, and the rest behind a collapsible."""
+        lines = self.output.splitlines()
+        out = []
         if lines:
-            self.mount(Static(Text("\n".join(lines[:PREVIEW_LINES])), classes="tool-preview"))
+            out.append(Static(Text("\n".join(lines[:PREVIEW_LINES])), classes="tool-preview"))
         if len(lines) > PREVIEW_LINES:
             rest = lines[PREVIEW_LINES:MAX_SHOWN_LINES]
             more = f"{len(lines) - PREVIEW_LINES} more lines"
-            self.mount(Collapsible(Static(Text("\n".join(rest)), classes="tool-more-text"),
+            out.append(Collapsible(Static(Text("\n".join(rest)), classes="tool-more-text"),
                                    title=more, collapsed=True, classes="tool-more"))
+        return out
