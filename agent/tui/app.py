@@ -324,6 +324,8 @@ class FlashcodeApp(App):
         self._idle()
 
     def _idle(self) -> None:
+        # A last look once the final blocks are laid out: the answer's end stays in view.
+        self.set_timer(0.2, self.transcript.follow)
         self.busy = self.interrupting = False
         self._answer = None
         self.status.state = "idle"

@@ -3,7 +3,7 @@
     python -m tests.tui.scripted_main SCRIPT.json [flashcode flags...]
 
 SCRIPT.json is a list of replies: {"say": text, "reasoning"?: text},
-{"stream": text, "chunks": n, "delay"?: seconds} (n deltas, paced), or
+{"stream": [delta, ...], "delay"?: seconds} (text deltas, paced), or
 {"call": tool, "args": {...}}; {"tools": true} as the first item also registers the test
 tools `_write_file` and `_run`. Everything else (argument parsing, settings, the front-end
 choice, the app or the plain mode, sessions) is the code a user runs.
@@ -25,10 +25,8 @@ from tests.tui import testtools
 def _replies(items: list[dict]) -> list:
     out = []
     for item in items:
-        if "stream" in item:  # {"stream": text, "chunks": n, "delay"?: s}
-            text, n = item["stream"], max(int(item.get("chunks", 1)), 1)
-            step = max(len(text) // n, 1)
-            parts = [TextDelta(text[i:i + step]) for i in range(0, len(text), step)]
+        if "stream" in item:  # {"stream": [delta, ...], "delay"?: s}
+            parts = [TextDelta(text) for text in item["stream"]]
             out.append(_paced(parts, float(item.get("delay", 0))))
         elif "say" in item:
             out.append(say(item["say"], item.get("reasoning", "")))

@@ -310,3 +310,28 @@ async def test_a_real_shell_call_shows_its_exit_status(make_app):
         panel = app.query_one(ToolPanel)
         assert panel.status == "failed" and panel.exit_note == " · exit 3"
         assert "exit 3" in str(panel.header.render()) and "partial" in panel.output
+
+
+async def test_transcript_follows_new_text_until_the_user_scrolls_up(make_app):
+    gate = threading.Event()
+
+    def long_reply():
+        yield TextDelta(" ".join(f"a{i}" for i in range(600)))
+        gate.wait(10)
+        yield TextDelta(" " + " ".join(f"b{i}" for i in range(600)) + " END")
+        yield Done("stop")
+    app = make_app(ScriptedModel([long_reply()]))
+    async with app.run_test(size=(60, 16)) as pilot:
+        transcript = app.transcript
+        await send(pilot, "long answer")
+        await wait_for(pilot, lambda: "a599" in answers(app))
+        await pilot.pause(0.1)
+        assert transcript.max_scroll_y > 0 and transcript.is_vertical_scroll_end
+        transcript.action_page_up()  # the user reads back
+        gate.set()
+        await wait_for(pilot, lambda: not app.busy)
+        await pilot.pause(0.3)
+        assert transcript.scroll_y < transcript.max_scroll_y - 10  # not yanked to the end
+        transcript.action_scroll_end()
+        await pilot.pause(0.1)
+        assert not transcript.user_scrolled and transcript.is_vertical_scroll_end

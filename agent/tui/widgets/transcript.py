@@ -47,12 +47,42 @@ class Transcript(VerticalScroll):
         self.current_answer: Answer | None = None
         self.current_reasoning: Reasoning | None = None
         self.panels: dict[str, ToolPanel] = {}
+        self.user_scrolled = False
+
+    # Following the newest content: on unless the user scrolled up (mouse wheel or keys),
+    # and on again once they scroll back to the end. (Textual's anchor() left a streamed
+    # answer drawn from its top now and then in a real terminal; bench/tui.py caught it.)
+
+    def on_mouse_scroll_up(self) -> None:
+        self.user_scrolled = True
+
+    def on_mouse_scroll_down(self) -> None:
+        self.call_after_refresh(self._maybe_resume)
+
+    def action_scroll_up(self) -> None:
+        self.user_scrolled = True
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self.user_scrolled = True
+        super().action_page_up()
+
+    def action_scroll_end(self) -> None:
+        self.user_scrolled = False
+        super().action_scroll_end()
+
+    def _maybe_resume(self) -> None:
+        if self.is_vertical_scroll_end:
+            self.user_scrolled = False
+
+    def follow(self) -> None:
+        """Keep the newest content in view (after the next layout), unless scrolled away."""
+        if not self.user_scrolled:
+            self.scroll_end(animate=False)  # runs after refresh: the new height is known
 
     def _add(self, widget: Widget) -> Widget:
-        follow = self.is_vertical_scroll_end or self.max_scroll_y == 0
         self.mount(widget)
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+        self.follow()
         return widget
 
     def add_user(self, text: str) -> None:
@@ -67,15 +97,14 @@ class Transcript(VerticalScroll):
         if self.current_reasoning is None:
             self.current_reasoning = self._add(Reasoning())
         self.current_reasoning.append(text)
+        self.follow()
 
     async def append_answer(self, text: str) -> None:
         if self.current_answer is None:
             self.current_answer = Answer(classes="answer")
             await self.mount(self.current_answer)  # Markdown appends only once mounted
-        follow = self.is_vertical_scroll_end
         await self.current_answer.append(text)
-        if follow:
-            self.scroll_end(animate=False)
+        self.follow()
 
     def end_stream(self) -> None:
         """The reply in flight is complete: the next text starts a new block."""
