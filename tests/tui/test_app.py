@@ -333,5 +333,5 @@ async def test_transcript_follows_new_text_until_the_user_scrolls_up(make_app):
         await pilot.pause(0.3)
         assert transcript.scroll_y < transcript.max_scroll_y - 10  # not yanked to the end
         transcript.action_scroll_end()
-        await pilot.pause(0.1)
-        assert not transcript.user_scrolled and transcript.is_vertical_scroll_end
+        await wait_for(pilot, lambda: transcript.is_vertical_scroll_end)
+        assert not transcript.user_scrolled
