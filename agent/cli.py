@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flashcode", description=DESCRIPTION,
         epilog=EXAMPLES + "\n" + exitcodes.epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # else `engine logits --mode` is read as an abbreviated `--model`
     )
     parser.add_argument("--version", action="version", version=f"flashcode {_version()}")
     _add_model_flags(parser)
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(handler=_run_interactive)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_cmd_fix, _cmd_propose, _cmd_exec, _cmd_serve, _cmd_bench, _cmd_engine,
-                _cmd_doctor, _cmd_undo, _cmd_review, _cmd_proposals, _cmd_tool):
+                _cmd_doctor, _cmd_tool, _cmd_undo, _cmd_review, _cmd_proposals):
         add(sub)
     return parser
 
@@ -117,14 +118,20 @@ def _cmd_propose(sub) -> None:
 
 def _cmd_exec(sub) -> None:
     p = _subparser(sub, "exec", "run one prompt headlessly and print the answer",
-                   "Run PROMPT through the agent without the app. With --json, print one JSON "
-                   "event per line (text, tool calls, results, usage).")
+                   "Run PROMPT through the agent without the app: progress on stderr, the\n"
+                   "answer on stdout. With --json, print one JSON event per line (assistant\n"
+                   "turns, tool calls and results, usage, then a result). PROMPT goes as given\n"
+                   "(no task-spec rewrite), and nothing is asked: an action the --approval mode\n"
+                   "would ask about stops the run with exit code 3. Each run is a session\n"
+                   "(--resume/--continue add to one; --model replay:SESSION.jsonl replays one).")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--json", action="store_true", help="JSON events, one per line")
     p.add_argument("--resume", nargs="?", const="", metavar="ID", default=argparse.SUPPRESS,
                    help="add PROMPT to a session (the latest if no ID is given)")
     p.add_argument("--continue", dest="continue_", action="store_true",
                    default=argparse.SUPPRESS, help="add PROMPT to the most recent session")
+    p.add_argument("--fork", metavar="ID[:N]", default=argparse.SUPPRESS,
+                   help="add PROMPT to a copy of session ID (of its first N messages)")
     _add_model_flags(p)
     _add_agent_flags(p)
     p.set_defaults(handler=_run_exec)
@@ -138,7 +145,7 @@ def _run_exec(args: argparse.Namespace) -> int:
     cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
     return run_exec(load_settings_for(args), args.prompt, cwd, as_json=args.json,
                     resume=getattr(args, "resume", None),
-                    cont=getattr(args, "continue_", False))
+                    cont=getattr(args, "continue_", False), fork=getattr(args, "fork", None))
 
 
 def _cmd_serve(sub) -> None:
@@ -167,16 +174,23 @@ def _cmd_engine(sub) -> None:
     mk.add_argument("out", metavar="OUT")
     mk.add_argument("--preset", default="tiny", help="config preset (default: tiny)")
     mk.add_argument("--seed", type=int, default=0)
-    mk.set_defaults(handler=_not_yet("engine make-tiny", 3))
+    mk.set_defaults(handler=lambda a: _engine_command("make_tiny", a.out, a.preset, a.seed))
     lg = esub.add_parser("logits", help="save full-sequence logits [T, vocab] as float32 .npy")
     lg.add_argument("--model", metavar="DIR", required=True)
     lg.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
     lg.add_argument("--mode", choices=["reference", "official"], default="official")
     lg.add_argument("--out", metavar="F.npy", required=True)
-    lg.set_defaults(handler=_not_yet("engine logits", 3))
+    lg.set_defaults(handler=lambda a: _engine_command("logits", a.model, a.tokens, a.mode, a.out))
     ins = esub.add_parser("inspect", help="print config, layer pattern and parameter bytes")
     ins.add_argument("dir", metavar="DIR")
-    ins.set_defaults(handler=_not_yet("engine inspect", 3))
+    ins.set_defaults(handler=lambda a: _engine_command("inspect", a.dir))
+
+
+def _engine_command(name: str, *args) -> int:
+    """Run engine.commands.<name> (imports torch, so only when asked for)."""
+    from engine import commands
+
+    return getattr(commands, name)(*args)
 
 
 def _cmd_doctor(sub) -> None:

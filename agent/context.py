@@ -26,15 +26,20 @@ INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md")
 
 def estimate_tokens(messages: list[Message]) -> int:
     """A rough count (about 3.5 characters a token for code and English) for unsent text."""
-    return int(sum(len(json.dumps(m, ensure_ascii=False)) for m in messages) / 3.5) + 1
+    chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages)
+    return -(-chars * 2 // 7)  # ceil(chars / 3.5)
+
+
+def too_long(text: str, max_lines: int = 400, max_chars: int = 30_000) -> bool:
+    return len(text) > max_chars or len(text.splitlines()) > max_lines
 
 
 def truncate(text: str, spill_dir: Path, root: Path, max_lines: int = 400,
              max_chars: int = 30_000) -> str:
     """`text` if it is short; else its head and tail around a note naming the spill file."""
-    lines = text.splitlines()
-    if len(lines) <= max_lines and len(text) <= max_chars:
+    if not too_long(text, max_lines, max_chars):
         return text
+    lines = text.splitlines()
     spill_dir.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(text.encode()).hexdigest()[:16] + ".txt"
     spill = spill_dir / name

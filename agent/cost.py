@@ -48,7 +48,8 @@ class Tally:
     def line(self) -> str:
         """One line for the end of a task, e.g. `12,345 tokens (1,200 cached), $0.0021`."""
         cached = sum(u.cached_tokens for u in self.by_model.values())
-        text = f"{self.total_tokens:,} tokens ({cached:,} cached) in {self.calls} model calls"
+        calls = f"{self.calls} model call" + ("" if self.calls == 1 else "s")
+        text = f"{self.total_tokens:,} tokens ({cached:,} cached) in {calls}"
         if self.cost():
             text += f", ${self.cost():.4f}"
         return text

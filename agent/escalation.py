@@ -48,7 +48,7 @@ class EscalatingModel:
     task: str = ""  # a label for the log: session id or task text
     failures: int = 0
     escalated: bool = False
-    _events: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # this task's log records
 
     @property
     def current(self) -> LanguageModel:
@@ -92,7 +92,7 @@ class EscalatingModel:
     def _write(self, kind: str, **data) -> None:
         record = {"time": time.time(), "kind": kind, "task": self.task,
                   "model": self.current.name, **data}
-        self._events.append(record)
+        self.events.append(record)
         path = self.log or log_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:

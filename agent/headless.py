@@ -22,6 +22,7 @@ from typing import TextIO
 from agent import exitcodes
 from agent.approval import Policy
 from agent.config import Settings
+from agent.context import discover_instructions
 from agent.cost import Tally
 from agent.escalation import EscalatingModel
 from agent.loop import Agent, Limits
@@ -39,8 +40,15 @@ def repo_root(cwd: Path) -> Path:
     return Path(out.stdout.strip()) if out.returncode == 0 else cwd.resolve()
 
 
-def open_session(root: Path, model_name: str, resume: str | None, cont: bool) -> Session:
-    """A new session, or the one --resume ID / --continue names (the latest for '')."""
+def open_session(root: Path, model_name: str, resume: str | None, cont: bool,
+                 fork: str | None = None) -> Session:
+    """A new session; the one --resume ID / --continue names (the latest for ''); or a fork:
+    a new session starting with the first N messages of session ID (`ID:N`; all without N)."""
+    if fork is not None:
+        sid, _, at = fork.partition(":")
+        if at and not at.isdigit():
+            raise SessionError(f"--fork {fork}: write ID or ID:N, N a message count.")
+        return Session.load(find_session(root, sid or None)).fork(int(at) if at else None)
     if resume is None and not cont:
         return Session.create(root, model_name)
     return Session.load(find_session(root, resume or None))
@@ -67,10 +75,15 @@ def agent_for(settings: Settings, model, root: Path, session: Session) -> Agent:
 
 
 def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
-             resume: str | None = None, cont: bool = False,
+             resume: str | None = None, cont: bool = False, fork: str | None = None,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from agent.backends import make_model
 
+    try:
+        Policy.from_settings(settings.approval, settings.allow, settings.deny)
+    except ValueError as exc:  # a bad allow/deny rule: say so before anything is created
+        print(f"flashcode exec: configuration error: {exc}", file=err)
+        return exitcodes.USAGE
     try:
         model = make_model(settings)
     except BackendError as exc:
@@ -78,7 +91,7 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
         return exitcodes.BACKEND_UNAVAILABLE
     root = repo_root(cwd)
     try:
-        session = open_session(root, model.name, resume, cont)
+        session = open_session(root, model.name, resume, cont, fork)
     except SessionError as exc:
         print(f"flashcode exec: {exc}", file=err)
         return exitcodes.USAGE
@@ -89,12 +102,15 @@ def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
     if isinstance(model, EscalatingModel):
         agent.on_event = lambda event: (emit(event), model.observe(event))
     emit({"type": "session", "id": session.id, "path": str(session.path)})
-    result = agent.run(prompt)
+    result = agent.run(prompt, instructions=discover_instructions(root, cwd))
+    escalations = [e for e in getattr(model, "events", []) if e["kind"] == "escalation"]
     emit({"type": "result", "status": result.status, "message": result.message,
           "exit_code": result.code, "session": str(session.path),
-          "usage": agent.tally.summary()})
+          "usage": agent.tally.summary(), "escalations": escalations})
     if not as_json:
         print(result.message, file=out)
+        for e in escalations:
+            print(f"escalated to {e['model']}: {e['reason']}", file=err)
         print(f"[{result.status}] {agent.tally.line()}; session {session.path}", file=err)
     return result.code
 

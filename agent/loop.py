@@ -27,7 +27,16 @@ from agent.exits import (  # noqa: F401  (callers may import every exit from her
     Submitted,
     check_limits,
 )
-from agent.model import LanguageModel, ReasoningDelta, Reply, TextDelta, ToolCall, Usage
+from agent.model import (
+    Cancelled,
+    LanguageModel,
+    ReasoningDelta,
+    Reply,
+    TextDelta,
+    ToolCall,
+    Usage,
+    pump,
+)
 from agent.model import event_dict as _event_dict
 from agent.session import Session
 from tools.base import ToolContext
@@ -54,7 +63,7 @@ class Agent:
 
     def run(self, task: str | None = None, instructions: str | None = None) -> AgentExit:
         """Add `task` (if any) to the conversation and work until an exit; returns the exit."""
-        self._started = time.monotonic()
+        self._started, self.steps = time.monotonic(), 0  # limits count per task
         self._stop.clear()
         self.tools = toolrun.tool_specs() if self.tools is None else self.tools
         if not self.session.messages:
@@ -75,7 +84,8 @@ class Agent:
         return result
 
     def interrupt(self) -> None:
-        """Stop cleanly at the next event or between tool calls (safe from another thread)."""
+        """Stop cleanly within a moment during generation, or between tool calls (safe from
+        another thread: the TUI's worker)."""
         self._stop.set()
 
     def step(self) -> None:
@@ -86,13 +96,13 @@ class Agent:
                             timing={"seconds": round(reply.elapsed, 3)},
                             format_errors=[vars(e) for e in reply.format_errors] or None)
         self.on_event({"type": "assistant", **reply.message()})
+        for i, call in enumerate(reply.tool_calls):  # the well-formed ones, even beside bad ones
+            self._run_tool(call, reply.tool_calls[i + 1:])
         if reply.format_errors:
             return self._format_error(reply)
         self._format_errors = 0
         if not reply.tool_calls:
             raise Submitted(reply.text)
-        for i, call in enumerate(reply.tool_calls):
-            self._run_tool(call, reply.tool_calls[i + 1:])
 
     def _check_limits(self, mid_reply: bool = False) -> None:
         check_limits(self.limits, self.steps, self.tally, time.monotonic() - self._started,
@@ -101,26 +111,26 @@ class Agent:
     def _query(self) -> Reply:
         self._maybe_compact()
         reply, started = Reply(), time.monotonic()
-        events = iter(())
         try:
             events = self.model.stream(list(self.session.messages), self.tools,
                                        thinking=self.thinking)
-            for event in events:
+            for event in pump(events, self._stop):
                 reply.add(event)
                 if isinstance(event, ReasoningDelta | TextDelta | Usage):
                     self.on_event(_event_dict(event))
                 if self._stop.is_set():
                     raise Interrupted("Interrupted by the user during generation.")
                 self._check_limits(mid_reply=True)
+        except Cancelled:
+            raise Interrupted("Interrupted by the user during generation.") from None
         except (AgentExit, KeyboardInterrupt):
             raise
         except Exception as exc:  # a broken stream ends the task cleanly, never mid-write
             raise ModelFailed.because(exc) from exc
-        finally:
-            getattr(events, "close", lambda: None)()  # stop generating now
         if reply.usage:
             self.tally.add(self.model.name, reply.usage)
-            self._tokens.update(len(self.session.messages), reply.usage.prompt_tokens,
+            # the count covers the prompt and this reply, which is appended next
+            self._tokens.update(len(self.session.messages) + 1, reply.usage.prompt_tokens,
                                 reply.usage.completion_tokens)
         reply.elapsed = time.monotonic() - started
         return reply

@@ -14,7 +14,9 @@ A backend streams, in order: ReasoningDelta* TextDelta* (ToolCall | FormatError)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,6 +68,10 @@ Event = ReasoningDelta | TextDelta | ToolCall | FormatError | Usage | Done
 
 class BackendError(Exception):
     """The backend failed; the message says what to do about it."""
+
+
+class Cancelled(Exception):
+    """`pump` stopped waiting for the model because the stop flag was set."""
 
 
 class BackendUnavailable(BackendError):
@@ -171,3 +177,51 @@ def event_dict(event: Event) -> dict:
     kind = {ReasoningDelta: "reasoning_delta", TextDelta: "text_delta", ToolCall: "tool_call",
             FormatError: "format_error", Usage: "usage", Done: "done"}[type(event)]
     return {"type": kind, **asdict(event)}
+
+
+_END = object()
+
+
+def pump(events: Iterable[Event], stop: threading.Event, poll: float = 0.1) -> Iterator[Event]:
+    """`events`, iterated in a worker thread, so that the consumer can give up at once when
+    `stop` is set (raising Cancelled) even while the backend blocks on a slow read. The worker
+    then stops at its next event and closes the stream (the engine stops generating)."""
+    q: queue.Queue = queue.Queue(maxsize=64)  # bounded: an endless stream cannot run ahead
+    gone = threading.Event()  # the consumer left: the worker should stop
+
+    def put(item) -> None:
+        while not gone.is_set():
+            try:
+                return q.put(item, timeout=poll)
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        it = iter(events)
+        try:
+            for event in it:
+                if gone.is_set():
+                    break
+                put((event, None))
+            put((_END, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((_END, exc))
+        finally:
+            getattr(it, "close", lambda: None)()
+
+    threading.Thread(target=work, daemon=True, name="model-stream").start()
+    try:
+        while True:
+            try:
+                item, exc = q.get(timeout=poll)
+            except queue.Empty:
+                if stop.is_set():
+                    raise Cancelled() from None
+                continue
+            if exc is not None:
+                raise exc
+            if item is _END:
+                return
+            yield item
+    finally:
+        gone.set()

@@ -91,6 +91,7 @@ class Session:
         """A new session holding this one's first `at` messages (all by default)."""
         at = len(self.messages) if at is None else at
         meta = self.records[0] if self.records else {}
+        base = base if base is not None else self.path.parent.parent.parent
         child = Session.create(self.root, meta.get("model", ""), base,
                                parent={"id": self.id, "at": at})
         for msg in self.messages[:at]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 import prompts
 from agent import approval, context
 from agent.model import ToolCall
-from tools import base
+from tools import base, specs
 
 # ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
 Asker = Callable[[ToolCall, str], str]
@@ -39,9 +39,7 @@ class Outcome:
 
 def tool_specs() -> list[dict]:
     """OpenAI function specs for every registered tool (tools.specs; `_name` tools are hidden)."""
-    from tools.specs import tool_specs as specs
-
-    return specs()
+    return specs.tool_specs()
 
 
 def format_result(result: BaseModel) -> str:
@@ -99,7 +97,11 @@ def _execute(call: ToolCall, ctx: base.ToolContext) -> Outcome:
     except Exception as exc:  # a tool bug must not end the task; the model can work around it
         return Outcome(_error(call.name, f"the tool crashed ({type(exc).__name__}: {exc})"),
                        False)
-    text = context.truncate(format_result(result), ctx.spill_dir, ctx.root)
+    text = format_result(result)
+    if context.too_long(text):
+        from tools.shell import spill_dir  # creates it, kept out of `git status`
+
+        text = context.truncate(text, spill_dir(ctx), ctx.root)
     return Outcome(text, True, result.model_dump(mode="json"))
 
 

@@ -25,6 +25,7 @@ class FakeReply:
     reasoning: str = ""
     tool_calls: list[tuple[str, str]] = field(default_factory=list)
     usage: tuple[int, int, int] = (100, 10, 0)  # prompt, completion, cached
+    chunk_delay: float = 0.0  # seconds between chunks (a slow stream)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class FakeOpenAIServer:
         self.tokenize = tokenize  # serve /tokenize (vLLM): one token per 4 characters
         self.requests: list[dict] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False  # a slow stream must not hold up the test's end
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def __enter__(self) -> FakeOpenAIServer:
@@ -115,7 +118,7 @@ class FakeOpenAIServer:
                     entry = server._next(body) if server.script else FakeReply("late")
                 if isinstance(entry, HTTPFailure):
                     return self._json(entry.status, {"error": {"message": entry.message}})
-                self._stream(sse_chunks(entry, body.get("model", "")))
+                self._stream(sse_chunks(entry, body.get("model", "")), entry.chunk_delay)
 
             def _json(self, status, payload):
                 data = json.dumps(payload).encode()
@@ -125,13 +128,17 @@ class FakeOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, chunks):
+            def _stream(self, chunks, delay):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                for chunk in chunks:
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client hung up (cancelled)
 
         return Handler

@@ -11,6 +11,7 @@ All text here is LF-only (the caller normalises CRLF before and restores it afte
 from __future__ import annotations
 
 import difflib
+import heapq
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,7 +146,31 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
             starts.append(_lineno(text, at))
             at = text.find(old, at + 1)
         raise _ambiguous(starts, "exact")
+    unnumbered = _strip_line_numbers(old, new)
+    if unnumbered is not None:
+        try:
+            found = plan(text, *unnumbered[:2], replace_all)
+            if found.first_line == unnumbered[2]:  # the numbers say where; they must agree
+                return Plan(found.text, f"line-numbers+{found.tier}", found.count,
+                            found.first_line)
+        except ToolError:
+            pass  # explain the failure in terms of what the model sent
     return _plan_lines(text, old, new, replace_all)
+
+
+_NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
+
+
+def _strip_line_numbers(old: str, new: str) -> tuple[str, str, int] | None:
+    """(old, new, first number) without the line numbers copied from `read` output, if every
+    line of `old` carries one and they count up by one; None otherwise."""
+    old_l = _split(old)
+    numbers = [int(m.group().strip()) if (m := _NUMBERED.match(x)) else None for x in old_l]
+    if None in numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    strip = lambda s: "".join(_NUMBERED.sub("", x, count=1)
+                              for x in s.splitlines(keepends=True))
+    return strip(old), strip(new), numbers[0]
 
 
 def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
@@ -161,6 +186,9 @@ def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
     elided = _plan_elision(lines, old_l, new_l)
     if elided is not None:
         return Plan(_apply(lines, elided, text), "elision", 1, elided[0].start + 1)
+    stale = _plan_stale(lines, old_l, new_l)
+    if stale is not None:
+        return Plan(_apply(lines, [stale], text), "stale-line", 1, stale.start + 1)
     raise _not_found(text, lines, old_l, new)
 
 
@@ -215,11 +243,69 @@ def _unique_from(lines: list[str], seg: list[str], lo: int) -> tuple[int, int, s
     return None
 
 
+STALE_MIN_LINES = 4  # with fewer lines, "all but one line match" says too little
+STALE_MIN_SIMILARITY = 0.6
+
+
+def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]) -> Replacement | None:
+    """One context line of `old` is out of date (the file's line was changed since the model
+    saw it): apply when every other line matches at exactly one place, the odd line still
+    resembles the file's, and `new` keeps it unchanged, so the edit does not touch it; the
+    file's current line is kept."""
+    n = len(old_l)
+    if n < STALE_MIN_LINES:
+        return None
+    hits = _all_but_one(lines, old_l)
+    if len(hits) != 1:
+        return None
+    i, k = hits[0]
+    new_k = _context_index(old_l, new_l, k)
+    ratio = difflib.SequenceMatcher(None, lines[i + k].strip(), old_l[k].strip()).ratio()
+    if new_k is None or ratio < STALE_MIN_SIMILARITY:
+        return None
+    others = [j for j in range(n) if j != k]
+    delta = _block_delta([lines[i + j] for j in others], [old_l[j] for j in others],
+                         lambda s: ascii_punct(s).rstrip())
+    if delta is None:
+        return None
+    rep = _replacement(lines, i, delta, old_l, new_l, "unicode")
+    rep.lines[new_k] = lines[i + k]
+    return rep
+
+
+def _all_but_one(lines: list[str], old_l: list[str]) -> list[tuple[int, int]]:
+    """[(start, index of the one differing line)] over the file, comparing trimmed ASCII."""
+    norm_file = [ascii_punct(x).strip() for x in lines]
+    want = [ascii_punct(x).strip() for x in old_l]
+    n, hits = len(want), []
+    for i in range(len(lines) - n + 1):
+        miss = -1
+        for k in range(n):
+            if norm_file[i + k] != want[k]:
+                if miss >= 0:
+                    break
+                miss = k
+        else:
+            if miss >= 0:
+                hits.append((i, miss))
+    return hits
+
+
+def _context_index(old_l: list[str], new_l: list[str], k: int) -> int | None:
+    """Where old line k sits in `new` if the edit leaves it as context, else None."""
+    sm = difflib.SequenceMatcher(None, old_l, new_l, autojunk=False)
+    for tag, a0, a1, b0, _ in sm.get_opcodes():
+        if tag == "equal" and a0 <= k < a1:
+            return b0 + (k - a0)
+    return None
+
+
 def _not_found(text: str, lines: list[str], old_l: list[str], new: str) -> ToolError:
-    if new.strip() and new in text:
-        at = _lineno(text, text.index(new))
+    present = _already_present(lines, new)
+    if present is not None:
         return ToolError(f"`old` was not found, but the replacement is already present at line "
-                         f"{at}: this change seems to be made already. `read` the file to check.")
+                         f"{present}: this change seems to be made already. `read` the file to "
+                         "check.")
     best = closest(lines, old_l)
     if best is None:
         return ToolError("`old` was not found in the file. `read` the file and copy the lines "
@@ -232,17 +318,43 @@ def _not_found(text: str, lines: list[str], old_l: list[str], new: str) -> ToolE
                      "have changed).")
 
 
+def _already_present(lines: list[str], new: str) -> int | None:
+    """1-based line where `new` sits as whole lines (indentation aside), if it says enough to
+    tell: a few characters like `x` are everywhere and prove nothing."""
+    new_l = _split(new)
+    while new_l and not new_l[-1].strip():
+        new_l.pop()
+    if not new_l or len(new.strip()) < 8:
+        return None
+    found = _line_matches(lines, new_l, str.rstrip, True)
+    return found[0][0] + 1 if len(found) == 1 else None
+
+
+def _grams(line: str) -> frozenset[str]:
+    s = line.strip()
+    return frozenset(s[i:i + 3] for i in range(max(len(s) - 2, 1)))
+
+
 def closest(lines: list[str], old_l: list[str]) -> tuple[int, float] | None:
-    n, target = len(old_l), "\n".join(s.strip() for s in old_l)
+    """(start index, similarity) of the window of the file most like `old`, if any is close.
+    Windows are ranked cheaply by per-line trigram overlap, then the best few are compared
+    exactly (difflib), so a long file costs O(lines × len(old)) set operations."""
+    n = len(old_l)
+    if not n or not lines:
+        return None
+    og, fg = [_grams(x) for x in old_l], [_grams(x) for x in lines]
+    scored = []
+    for i in range(max(len(lines) - n + 1, 1)):
+        total = 0.0
+        for k in range(min(n, len(lines) - i)):
+            a, b = fg[i + k], og[k]
+            total += len(a & b) / len(a | b) if (a or b) else 1.0
+        scored.append((total, -i))
+    target = "\n".join(x.strip() for x in old_l)
     best: tuple[int, float] | None = None
-    for i in range(0, max(len(lines) - n + 1, 1)):
-        window = "\n".join(s.strip() for s in lines[i:i + n])
-        sm = difflib.SequenceMatcher(None, window, target, autojunk=False)
-        if best is not None and sm.real_quick_ratio() <= best[1]:
-            continue
-        if best is not None and sm.quick_ratio() <= best[1]:
-            continue
-        ratio = sm.ratio()
+    for _, neg_i in heapq.nlargest(8, scored):
+        window = "\n".join(x.strip() for x in lines[-neg_i:-neg_i + n])
+        ratio = difflib.SequenceMatcher(None, window, target, autojunk=False).ratio()
         if best is None or ratio > best[1]:
-            best = (i, ratio)
-    return best if best and best[1] >= 0.5 else None
+            best = (-neg_i, ratio)
+    return best if best and best[1] >= 0.6 else None

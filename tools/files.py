@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from tools.base import ToolContext, ToolError, register
 from tools.textio import read_text, stamp
-from tools.walk import Ignore, walk_files
+from tools.walk import Ignore, inside, walk_files
 
 MAX_LINE_CHARS = 2000  # a minified line is cut, not returned whole
 
@@ -61,7 +61,8 @@ def read(ctx: ToolContext, args: ReadArgs) -> ReadResult:
         size += len(numbered) + 1
     ctx.read_stamps[ctx.rel(path)] = stamp(path)
     return ReadResult(path=ctx.rel(path), content="\n".join(out), start_line=args.start_line,
-                      end_line=n, total_lines=total, truncated=n < (args.end_line or total),
+                      end_line=n, total_lines=total,
+                      truncated=n < min(args.end_line or total, total),
                       encoding=decoded.encoding,
                       line_endings="CRLF" if decoded.newline == "\r\n" else "LF")
 
@@ -94,7 +95,7 @@ def _list_into(ctx: ToolContext, here: Path, depth: int, ignore: Ignore, out: li
     for child in sorted(here.iterdir(), key=lambda p: p.name):
         rel = child.relative_to(ctx.root).as_posix()
         is_dir = child.is_dir() and not child.is_symlink()
-        if ignore.ignored(rel, is_dir):
+        if ignore.ignored(rel, is_dir) or (child.is_symlink() and not inside(child, ctx.root)):
             continue
         if len(out) >= cap:
             return True

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tools.base import ToolContext, ToolError, register
+from tools.state import private_dir
 
 ReadOp = Literal["status", "diff", "log", "show", "blame", "branch", "worktree"]
 ChangeOp = Literal["commit", "branch", "worktree"]
@@ -25,7 +26,8 @@ class GitArgs(BaseModel):
     rev: str | None = Field(None, description="revision: diff against it, log from it, show it")
     staged: bool = Field(False, description="diff: the staged changes instead of the worktree")
     n: int = Field(20, ge=1, le=1000, description="log: most commits")
-    lines: tuple[int, int] | None = Field(None, description="blame: first and last line")
+    lines: list[int] | None = Field(None, min_length=2, max_length=2,
+                                    description="blame: [first line, last line]")
     message: str | None = Field(None, description="commit: the message")
     all_tracked: bool = Field(False, description="commit: include every change to tracked files")
     name: str | None = Field(None, description="branch/worktree: the new branch to create")
@@ -130,7 +132,10 @@ def _worktree(ctx, repo, args: GitArgs) -> tuple[str, Any]:
     if args.name is None:
         return _run(repo, "worktree", "list"), None
     _check_new_branch(repo, args.name)
-    where = ctx.resolve(args.paths[0] if args.paths else f".flashcode/worktrees/{args.name}")
+    if args.paths:
+        where = ctx.resolve(args.paths[0])
+    else:
+        where = ctx.resolve(private_dir(ctx.root, "worktrees") / args.name)
     if where.exists():
         raise ToolError(f"'{ctx.rel(where)}' already exists; choose another worktree path.")
     _run(repo, "worktree", "add", "-b", args.name, str(where), *_safe_rev(args.start_point))

@@ -159,6 +159,9 @@ class _FileDiff:
     chunks: list[Chunk] = field(default_factory=list)
     new_final_newline: bool = True
     rename: tuple[str, str] | None = None
+    created: bool = False  # "new file mode": an empty new file has no ---/+++ lines
+    deleted: bool = False
+    headers: bool = False  # its ---/+++ lines were seen
 
 
 def parse_unified(text: str) -> list[Op]:
@@ -170,6 +173,13 @@ def parse_unified(text: str) -> list[Op]:
         if line.startswith("diff --git "):
             current = _FileDiff()
             files.append(current)
+            m = re.match(r"^diff --git (\S+) (\S+)$", line)
+            if m:
+                current.old, current.new = _strip_prefix(m.group(1)), _strip_prefix(m.group(2))
+        elif line.startswith("new file mode") and current:
+            current.created = True
+        elif line.startswith("deleted file mode") and current:
+            current.deleted = True
         elif line.startswith("rename from ") and current:
             current.rename = (line[12:], current.rename[1] if current.rename else "")
         elif line.startswith("rename to ") and current and current.rename:
@@ -178,16 +188,18 @@ def parse_unified(text: str) -> list[Op]:
             raise PatchParseError("Binary diffs are not supported; change binary files another "
                                   "way.")
         elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            if current is None or current.chunks or current.new is not None:
+            if current is None or current.chunks or current.headers:
                 current = _FileDiff()
                 files.append(current)
             current.old, current.new = _strip_prefix(line[4:]), _strip_prefix(lines[i + 1][4:])
+            current.headers = True
             i += 1
         elif line.startswith("@@") and current is not None:
             i = _parse_hunk(lines, i, current)
             continue
         i += 1
-    return [_to_op(f) for f in files if f.chunks or f.rename or f.old != f.new]
+    return [_to_op(f) for f in files
+            if f.chunks or f.rename or f.created or f.deleted or f.old != f.new]
 
 
 def _parse_hunk(lines: list[str], i: int, fd: _FileDiff) -> int:
@@ -229,6 +241,10 @@ def _parse_hunk(lines: list[str], i: int, fd: _FileDiff) -> int:
 
 
 def _to_op(fd: _FileDiff) -> Op:
+    if fd.created and fd.new is not None:
+        fd.old = None
+    if fd.deleted and fd.old is not None:
+        return DeleteOp(fd.old)
     if fd.old is None and fd.new is not None:
         content = "\n".join(line for c in fd.chunks for line in c.new)
         return AddOp(fd.new, content + ("\n" if fd.new_final_newline and content else ""))

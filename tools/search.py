@@ -55,7 +55,16 @@ def search(ctx: ToolContext, args: SearchArgs) -> SearchResult:
     use_rg = args.engine == "ripgrep" or (args.engine == "auto" and shutil.which("rg"))
     if args.engine == "ripgrep" and not shutil.which("rg"):
         raise ToolError("ripgrep (rg) is not installed; use engine 'auto' or 'python'.")
-    found = _ripgrep(ctx, start, args) if use_rg else _python(ctx, start, regex, args)
+    found = None
+    if use_rg:
+        try:
+            found = _ripgrep(ctx, start, args)
+        except ToolError:
+            if args.engine == "ripgrep":
+                raise
+            use_rg = False  # e.g. a look-around that Rust's regex lacks: Python's re has it
+    if found is None:
+        found = _python(ctx, start, regex, args)
     found.sort(key=lambda m: (m.path, m.line))
     return SearchResult(matches=found[:args.max_results], truncated=len(found) > args.max_results,
                         engine="ripgrep" if use_rg else "python")
@@ -87,6 +96,8 @@ def _python(ctx: ToolContext, start: Path, regex: re.Pattern, args: SearchArgs) 
     for path in walk_files(ctx.root, start):
         if start.is_dir() and not _globbed(path.relative_to(start).as_posix(), args.glob):
             continue
+        if path.is_symlink() and path != start:
+            continue  # ripgrep does not follow links either
         try:
             data = path.read_bytes()
         except OSError:

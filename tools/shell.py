@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from tools import sandbox
 from tools.base import ToolContext, ToolError, register
+from tools.state import DIRNAME, private_dir
 
 GRACE_S = 2.0  # between SIGTERM and SIGKILL
 
@@ -47,26 +48,12 @@ class ShellResult(BaseModel):
 
 
 def spill_dir(ctx: ToolContext) -> Path:
-    """ctx.spill_dir, created, with `.flashcode/` kept out of `git status`."""
+    """ctx.spill_dir, created; under .flashcode/ it is kept out of `git status`."""
     assert ctx.spill_dir is not None
+    if ctx.root / DIRNAME in ctx.spill_dir.parents:
+        private_dir(ctx.root)
     ctx.spill_dir.mkdir(parents=True, exist_ok=True)
-    exclude = _info_exclude(ctx.root)
-    if exclude is not None:
-        lines = exclude.read_text().splitlines() if exclude.exists() else []
-        if ".flashcode/" not in lines:
-            exclude.parent.mkdir(parents=True, exist_ok=True)
-            with exclude.open("a") as f:
-                f.write(("\n" if lines and lines[-1] else "") + ".flashcode/\n")
     return ctx.spill_dir
-
-
-def _info_exclude(root: Path) -> Path | None:
-    proc = subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=root,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None  # not a git repository
-    path = Path(proc.stdout.strip())
-    return path if path.is_absolute() else root / path
 
 
 def run_command(ctx: ToolContext, argv: list[str], cwd: Path, timeout_s: float,

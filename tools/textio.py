@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tools.base import ToolError
 
+MAX_TEXT_BYTES = 32 * 1024 * 1024  # bigger files are data or logs: search or slice them instead
 SNIFF = 8192  # bytes looked at to call a file binary (same idea as git's NUL check)
 _BOMS = [(codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
          (codecs.BOM_UTF16_BE, "utf-16-be")]
@@ -71,6 +72,10 @@ def read_text(path: Path, what: str) -> Decoded:
         raise ToolError(f"'{what}' is a directory. Use `list` to see what it holds.")
     if not path.exists():
         raise ToolError(f"'{what}' does not exist. Use `list` or `glob` to find the right path.")
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise ToolError(f"'{what}' is {size / 2**20:.0f} MiB, too big to load as text. Use "
+                        "`search` to find the part you need, or `shell` with head/tail/sed.")
     data = path.read_bytes()
     if is_binary(data):
         raise ToolError(f"'{what}' is a binary file ({len(data)} bytes); it cannot be read or "

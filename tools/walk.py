@@ -57,18 +57,35 @@ class Ignore:
 
 
 def walk_files(root: Path, start: Path, ignore: Ignore | None = None) -> Iterator[Path]:
-    """Files under `start` (absolute, inside `root`), not ignored, in sorted path order."""
+    """Files under `start` (absolute, inside `root`), not ignored, in the order of their path
+    strings (so the first N are the same N a sort of every path would give)."""
     ignore = ignore or Ignore(root)
     if start.is_file():
         yield start
         return
-    for dirpath, dirnames, filenames in os.walk(start):
-        here = Path(dirpath)
-        rel_here = here.relative_to(root).as_posix()
-        prefix = "" if rel_here == "." else rel_here + "/"
-        dirnames[:] = sorted(d for d in dirnames
-                             if not (here / d).is_symlink()
-                             and not ignore.ignored(prefix + d, True))
-        for name in sorted(filenames):
-            if not ignore.ignored(prefix + name, False):
-                yield here / name
+    rel = start.relative_to(root).as_posix()
+    yield from _walk(root, start, "" if rel == "." else rel + "/", ignore)
+
+
+def _walk(root: Path, here: Path, prefix: str, ignore: Ignore) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(here))
+    except OSError:
+        return
+    # "b/" sorts after "b.py", as the full paths "x/b/..." and "x/b.py" do
+    keyed = sorted((e.name + ("/" if e.is_dir(follow_symlinks=False) else ""), e)
+                   for e in entries)
+    for key, entry in keyed:
+        path = here / entry.name
+        if key.endswith("/"):
+            if not ignore.ignored(prefix + entry.name, True):
+                yield from _walk(root, path, prefix + key, ignore)
+        elif entry.is_symlink() and not inside(path, root):
+            continue  # a link leading out of the repository is not part of it
+        elif entry.is_file() and not ignore.ignored(prefix + entry.name, False):
+            yield path
+
+
+def inside(path: Path, root: Path) -> bool:
+    target = path.resolve()
+    return target == root or root in target.parents

@@ -104,3 +104,14 @@ def test_instructions_reach_the_system_prompt(git_repo, tmp_path):
     agent = Agent(model, ToolContext(git_repo), Session.create(git_repo, "m", base=tmp_path))
     agent.run("hi")
     assert "Always run `make check`." in model.prompts[0][0]["content"]
+
+
+def test_token_count_is_anchored_on_reported_usage():
+    msgs = [{"role": "user", "content": "x" * 3500}]
+    count = context.TokenCount()
+    assert count.of(msgs) == context.estimate_tokens(msgs)  # nothing reported yet
+    msgs.append({"role": "assistant", "content": "ok"})
+    count.update(2, prompt_tokens=1000, completion_tokens=2)
+    assert count.of(msgs) == 1002  # exact: nothing added since
+    msgs.append({"role": "tool", "tool_call_id": "a", "content": "y" * 350})
+    assert 1002 + 100 <= count.of(msgs) <= 1002 + 130

@@ -102,3 +102,4 @@ def test_exec_escalates_to_an_endpoint_and_logs_it(git_repo, isolated_env, tmp_p
     log = read_log(tmp_path / "data" / "flashcode" / "escalations.jsonl")
     assert [r["kind"] for r in log] == ["failure", "failure", "escalation"]
     assert log[-1]["task"] == events[0]["id"]
+    assert events[-1]["escalations"][0]["model"] == "deepseek-v4-pro"

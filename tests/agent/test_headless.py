@@ -154,3 +154,42 @@ def test_exec_with_a_local_checkpoint_and_no_engine_says_to_use_an_endpoint(env,
     out = run_flashcode("exec", "hi", "--model", str(ckpt), "-C", str(tmp_path), env=env)
     assert out.returncode == exitcodes.BACKEND_UNAVAILABLE
     assert "in-process engine is not available" in out.stderr and "--endpoint" in out.stderr
+
+
+def test_exec_includes_agents_md_down_to_the_working_directory(buggy_repo, env, tmp_path):
+    (buggy_repo / "AGENTS.md").write_text("Root rule: run pytest.")
+    (buggy_repo / "pkg").mkdir()
+    (buggy_repo / "pkg" / "AGENTS.md").write_text("Pkg rule: no new deps.")
+    model = write_recording(tmp_path / "rec.jsonl", [turn("ok")])
+    out, events = exec_json(buggy_repo / "pkg", model, env)
+    assert out.returncode == 0, out.stderr
+    system = json.loads(open(events[0]["path"]).readlines()[1])["message"]["content"]
+    assert "Root rule: run pytest." in system and "Pkg rule: no new deps." in system
+    assert str(buggy_repo) in system  # the repository root, not the subdirectory
+
+
+def test_a_bad_approval_rule_is_a_usage_error(buggy_repo, env, tmp_path):
+    model = write_recording(tmp_path / "rec.jsonl", [turn("ok")])
+    (buggy_repo / ".flashcode.toml").write_text('allow = ["shell("]\n')
+    out = run_flashcode("exec", "x", "--model", model, "-C", str(buggy_repo), env=env)
+    assert out.returncode == exitcodes.USAGE and "bad approval rule" in out.stderr
+
+
+def test_exec_fork_starts_a_new_session_from_part_of_an_old_one(buggy_repo, env, tmp_path):
+    first = write_recording(tmp_path / "a.jsonl", FIX_TURNS[:1] + [turn("calc subtracts")])
+    out, events = exec_json(buggy_repo, first, env)
+    parent_id = events[0]["id"]
+    second = write_recording(tmp_path / "b.jsonl", [turn("forked answer")])
+    out2 = run_flashcode("exec", "try another way", "--json", "--model", second, "--fork",
+                         f"{parent_id}:2", "-C", str(buggy_repo), env=env)
+    assert out2.returncode == 0, out2.stderr
+    events2 = [json.loads(x) for x in out2.stdout.splitlines()]
+    assert events2[0]["id"] != parent_id and events2[-1]["message"] == "forked answer"
+    log = [json.loads(x) for x in open(events2[0]["path"])]
+    assert log[0]["parent"] == {"id": parent_id, "at": 2}
+    msgs = [r["message"] for r in log if r["type"] == "message"]
+    assert [m["role"] for m in msgs] == ["system", "user", "user", "assistant"]
+    assert msgs[1]["content"] == "fix the failing test in test_calc.py"
+    bad = run_flashcode("exec", "x", "--model", second, "--fork", "nope", "-C", str(buggy_repo),
+                        env=env)
+    assert bad.returncode == exitcodes.USAGE and "nope" in bad.stderr

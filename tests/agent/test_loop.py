@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import pytest
@@ -114,7 +115,7 @@ def test_malformed_calls_get_a_format_error_then_the_loop_stops(git_repo, tmp_pa
     result = agent.run("read")
     assert isinstance(result, loop.FormatErrorLimit) and "3 malformed" in result.message
     feedback = [m["content"] for m in model.prompts[1] if m["role"] == "user"][-1]
-    assert "not valid JSON" in feedback and "no tool was run" in feedback
+    assert "not valid JSON" in feedback and "was not run" in feedback
     assert "must be a JSON object" in model.prompts[2][-1]["content"]
 
 
@@ -231,6 +232,9 @@ def test_long_output_is_truncated_and_spilled(git_repo, tmp_path, test_tools):
     assert "lines omitted" in content and len(content) < 2000 * 2
     spill = content.split("the full output is in ")[1].split(":")[0]
     assert (git_repo / spill).read_text().count("x\n") == 1000
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=git_repo, text=True,
+                            capture_output=True).stdout
+    assert ".flashcode" not in status  # spill files stay out of the user's git status
 
 
 def test_ctrl_c_during_generation_leaves_the_conversation_as_it_was(git_repo, tmp_path):
@@ -242,3 +246,32 @@ def test_ctrl_c_during_generation_leaves_the_conversation_as_it_was(git_repo, tm
     assert Session.load(agent.session.path).messages == agent.session.messages
     agent.model = ScriptedModel([say("carry on")])
     assert isinstance(agent.run("continue"), loop.Submitted)
+
+
+def test_good_calls_beside_a_malformed_one_run_and_the_bad_one_is_reported(git_repo, tmp_path):
+    mixed = [*call("list", path=".")[:-1], *malformed("read", "{")]
+    model = ScriptedModel([mixed, say("ok")])
+    agent = make_agent(git_repo, model, tmp_path)
+    assert isinstance(agent.run("x"), loop.Submitted)
+    assert roles(agent) == ["system", "user", "assistant", "tool", "user", "assistant"]
+    assert "README.md" in agent.session.messages[3]["content"]
+    assert "was not run" in agent.session.messages[4]["content"]
+
+
+def test_the_step_limit_counts_per_task(git_repo, tmp_path):
+    model = ScriptedModel([call("list", path="."), say("one"), call("list", path="."),
+                           say("two")])
+    agent = make_agent(git_repo, model, tmp_path, limits=Limits(max_steps=2))
+    assert agent.run("first").message == "one"
+    assert agent.run("second").message == "two"
+
+
+def test_exact_sampled_tokens_are_logged_when_the_backend_gives_them(git_repo, tmp_path):
+    from agent.model import Done, TextDelta
+
+    model = ScriptedModel([[TextDelta("hi"), Done("stop", tokens=[101, 7, 2])]])
+    agent = make_agent(git_repo, model, tmp_path)
+    agent.run("x")
+    record = [r for r in read_records(agent.session.path) if r["type"] == "message"][-1]
+    assert record["message"] == {"role": "assistant", "content": "hi"}
+    assert record["tokens"] == [101, 7, 2]

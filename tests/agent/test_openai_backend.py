@@ -159,3 +159,23 @@ def test_window_and_exact_counts_come_from_the_server_when_it_offers_them():
         assert estimate != 100 and 100 <= estimate <= 140
         assert model._tokenize_ok is False  # not asked again
     assert OpenAIModel("http://127.0.0.1:9/v1", "m", window=4096).context_window == 4096
+
+
+def test_interrupt_aborts_a_blocked_stream(git_repo, tmp_path):
+    import threading
+
+    from agent.loop import Agent, Interrupted
+    from agent.session import Session
+    from tools.base import ToolContext
+
+    slow = FakeReply(text="a very slow answer indeed", chunk_delay=5.0)
+    with FakeOpenAIServer([slow]) as server:
+        agent = Agent(model_for(server), ToolContext(git_repo),
+                      Session.create(git_repo, "m", base=tmp_path))
+        threading.Timer(0.5, agent.interrupt).start()
+        started = time.monotonic()
+        result = agent.run("hi")
+        elapsed = time.monotonic() - started
+    assert isinstance(result, Interrupted)
+    assert elapsed < 2  # did not wait for the next chunk, 5 s away
+    assert [m["role"] for m in agent.session.messages] == ["system", "user"]

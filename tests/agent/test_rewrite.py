@@ -14,6 +14,7 @@ from agent.rewrite import (
     TaskSpec,
     gather_facts,
     parse_spec,
+    prepare_task,
     rewrite,
     task_message,
 )
@@ -91,3 +92,25 @@ def test_the_task_message_keeps_the_request_verbatim():
     text = task_message("fix add, please!", TaskSpec(**SPEC))
     assert text.startswith("fix add, please!\n")
     assert "Goal: add() returns the sum" in text and "- pytest passes" in text
+
+
+def test_prepare_task_shows_the_spec_and_uses_the_reviewed_version(py_repo):
+    seen = []
+
+    def review(spec):
+        seen.append(spec)
+        return spec.model_copy(update={"goal": "edited goal"})
+
+    model = ScriptedModel([say(json.dumps(SPEC))])
+    text, spec = prepare_task(model, "fix add", py_repo, review)
+    assert seen == [TaskSpec(**SPEC)] and spec.goal == "edited goal"
+    assert text.startswith("fix add\n") and "Goal: edited goal" in text
+
+
+def test_prepare_task_can_be_skipped_or_fall_back(py_repo):
+    assert prepare_task(ScriptedModel([]), "fix add", py_repo, lambda s: s,
+                        enabled=False) == ("fix add", None)
+    skip = ScriptedModel([say(json.dumps(SPEC))])
+    assert prepare_task(skip, "fix add", py_repo, lambda s: None) == ("fix add", None)
+    broken = ScriptedModel([say("nope"), say("still nope")])
+    assert prepare_task(broken, "fix add", py_repo, lambda s: s) == ("fix add", None)

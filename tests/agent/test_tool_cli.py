@@ -51,3 +51,15 @@ def test_edit_through_the_cli_changes_the_file(git_repo):
     assert r.returncode == 0, r.stdout
     assert "+goodbye" in json.loads(r.stdout)["diff"]
     assert (git_repo / "README.md").read_text() == "goodbye\n"
+
+
+def test_tool_specs_are_function_schemas():
+    from tools.specs import tool_specs
+
+    specs = tool_specs()
+    assert [s["function"]["name"] for s in specs] == sorted(
+        n for n in all_tools() if not n.startswith("_"))
+    for spec in specs:
+        fn = spec["function"]
+        assert spec["type"] == "function" and fn["description"]
+        assert fn["parameters"]["type"] == "object" and "$defs" not in fn["parameters"]

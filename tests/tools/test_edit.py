@@ -140,3 +140,45 @@ def test_fuzzy_ambiguity_is_refused(git_repo):
     with pytest.raises(ToolError, match="2 places"):
         call("edit", {"path": "d.py", "old": "  x = 1  \n", "new": "x = 2\n"},
              ToolContext(git_repo))
+
+
+def test_stale_context_line_keeps_the_files_line(ctx, git_repo):
+    (git_repo / "m.py").write_text(SRC.replace("print(msg)", "print(msg, flush=True)"))
+    old = "def greet(name):\n    msg = 'hello ' + name\n    print(msg)\n    return msg\n"
+    new = "def greet(name):\n    msg = 'hi ' + name\n    print(msg)\n    return msg\n"
+    r = _edit(ctx, old=old, new=new)
+    assert r.match == "stale-line"
+    assert (git_repo / "m.py").read_text().startswith(
+        "def greet(name):\n    msg = 'hi ' + name\n    print(msg, flush=True)\n    return msg\n")
+
+
+def test_stale_line_that_the_edit_changes_is_refused(ctx, git_repo):
+    (git_repo / "m.py").write_text(SRC.replace("print(msg)", "print(msg, flush=True)"))
+    old = "def greet(name):\n    msg = 'hello ' + name\n    print(msg)\n    return msg\n"
+    new = "def greet(name):\n    msg = 'hello ' + name\n    log(msg)\n    return msg\n"
+    with pytest.raises(ToolError, match="Did you mean lines 1–4"):
+        _edit(ctx, old=old, new=new)
+
+
+def test_line_numbers_copied_from_read_are_ignored(ctx, git_repo):
+    shown = call("read", {"path": "m.py", "start_line": 2, "end_line": 3}, ctx).content
+    new = shown.replace("print(msg)", "log(msg)")
+    r = _edit(ctx, old=shown, new=new)
+    assert r.match == "line-numbers+exact"
+    assert (git_repo / "m.py").read_text() == SRC.replace("print(msg)", "log(msg)")
+
+
+def test_line_numbers_must_agree_with_the_place(git_repo):
+    (git_repo / "t.tsv").write_text("id\tname\n1\tx\n2\ty\n3\tx\n")
+    ctx = ToolContext(git_repo)
+    with pytest.raises(ToolError):  # "x" at line 7 does not exist: no guessing
+        call("edit", {"path": "t.tsv", "old": "     7\tx\n", "new": "     7\tz\n"}, ctx)
+    r = call("edit", {"path": "t.tsv", "old": "     4\t3\tx\n", "new": "     4\t3\tz\n"}, ctx)
+    assert r.match == "line-numbers+exact"
+    assert (git_repo / "t.tsv").read_text() == "id\tname\n1\tx\n2\ty\n3\tz\n"
+
+
+def test_a_short_new_text_is_not_taken_as_already_present(ctx):
+    with pytest.raises(ToolError) as e:
+        _edit(ctx, old="    nothing like this\n", new="msg\n")
+    assert "already present" not in str(e.value)

@@ -26,6 +26,8 @@ def test_read_range_and_caps(ctx, git_repo):
     (git_repo / "big.txt").write_text("".join(f"line {i}\n" for i in range(1, 1001)))
     r = call("read", {"path": "big.txt", "start_line": 10, "end_line": 12}, ctx)
     assert r.content.splitlines()[0] == "    10\tline 10" and r.end_line == 12
+    r = call("read", {"path": "big.txt", "start_line": 999, "end_line": 5000}, ctx)
+    assert (r.end_line, r.truncated) == (1000, False)
     r = call("read", {"path": "big.txt", "max_lines": 5}, ctx)
     assert r.end_line == 5 and r.truncated
     r = call("read", {"path": "big.txt", "max_bytes": 200}, ctx)
@@ -97,3 +99,12 @@ def test_info_exclude_is_respected(ctx, git_repo):
     (git_repo / "secret.txt").write_text("")
     (git_repo / ".git" / "info" / "exclude").write_text("secret.txt\n")
     assert "secret.txt" not in call("glob", {"pattern": "*"}, ctx).files
+
+
+def test_huge_file_is_refused_with_advice(ctx, git_repo, monkeypatch):
+    import tools.textio
+
+    monkeypatch.setattr(tools.textio, "MAX_TEXT_BYTES", 1000)
+    (git_repo / "log.txt").write_text("x" * 2000)
+    with pytest.raises(ToolError, match="too big to load as text. Use `search`"):
+        call("read", {"path": "log.txt"}, ctx)

@@ -81,6 +81,7 @@ def test_branch_and_worktree_create_never_overwrite(ctx, git_repo):
     assert r.data["path"] == ".flashcode/worktrees/wt1"
     assert (git_repo / ".flashcode" / "worktrees" / "wt1" / "a.py").exists()
     assert "wt1" in call("git", {"op": "worktree"}, ctx).output
+    assert _git(git_repo, "status", "--porcelain") == ""  # .flashcode/ is excluded
 
 
 def test_option_injection_is_refused(ctx):

@@ -103,13 +103,15 @@ def test_unified_diff_from_git(git_repo):
     (git_repo / "f.txt").write_text(changed)
     (git_repo / "gone.txt").unlink()
     (git_repo / "added.txt").write_text("fresh\n")
+    (git_repo / "empty.txt").write_text("")
     subprocess.run(["git", "add", "-A"], cwd=git_repo, check=True)
     diff = subprocess.run(["git", "diff", "--cached"], cwd=git_repo, check=True,
                           capture_output=True, text=True).stdout
     subprocess.run(["git", "reset", "-q", "--hard"], cwd=git_repo, check=True)
     r = call("apply_patch", {"patch": diff}, ToolContext(git_repo))
     assert {(c.path, c.action) for c in r.changes} == {
-        ("f.txt", "update"), ("gone.txt", "delete"), ("added.txt", "add")}
+        ("f.txt", "update"), ("gone.txt", "delete"), ("added.txt", "add"), ("empty.txt", "add")}
+    assert (git_repo / "empty.txt").read_text() == ""
     assert (git_repo / "f.txt").read_text() == changed
     assert not (git_repo / "gone.txt").exists()
     assert (git_repo / "added.txt").read_text() == "fresh\n"
@@ -141,3 +143,27 @@ def test_escaping_paths_are_refused(git_repo, path):
 def test_garbage_is_refused(git_repo):
     with pytest.raises(ToolError, match="Begin Patch"):
         call("apply_patch", {"patch": "please change foo to bar"}, ToolContext(git_repo))
+
+
+def test_refuses_a_file_changed_since_read(git_repo):
+    ctx = ToolContext(git_repo)
+    (git_repo / "a.txt").write_text("one\n")
+    call("read", {"path": "a.txt"}, ctx)
+    (git_repo / "a.txt").write_text("one\ntwo\n")
+    patch = "*** Begin Patch\n*** Update File: a.txt\n-one\n+ONE\n*** End Patch"
+    with pytest.raises(ToolError, match="changed since you last read it"):
+        call("apply_patch", {"patch": patch}, ctx)
+    call("read", {"path": "a.txt"}, ctx)
+    call("apply_patch", {"patch": patch}, ctx)
+    assert (git_repo / "a.txt").read_text() == "ONE\ntwo\n"
+
+
+def test_heredoc_wrapper_and_scope_line(git_repo):
+    (git_repo / "s.py").write_text("class A:\n    def f(self):\n        return 1\n\n"
+                                   "class B:\n    def f(self):\n        return 1\n")
+    patch = ("apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: s.py\n@@ class B:\n"
+             "     def f(self):\n-        return 1\n+        return 2\n*** End Patch\nEOF\n")
+    call("apply_patch", {"patch": patch}, ToolContext(git_repo))
+    assert (git_repo / "s.py").read_text().endswith("class B:\n    def f(self):\n"
+                                                    "        return 2\n")
+    assert "class A:\n    def f(self):\n        return 1\n" in (git_repo / "s.py").read_text()

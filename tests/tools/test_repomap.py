@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -46,11 +47,18 @@ SAMPLES = {
 def test_extract_each_language(lang):
     src, defs, refs = SAMPLES[lang]
     tags = extract(src.encode(), lang)
-    got_defs = {name for name, _, _ in tags.defs}
+    got_defs = {d[0] for d in tags.defs}
     assert defs <= got_defs, (lang, got_defs)
     assert refs <= set(tags.refs), (lang, tags.refs)
-    for name, row, text in tags.defs:
+    for name, row, text, parent in tags.defs:
         assert name in text and text == src.split("\n")[row].rstrip()
+        assert parent < len(tags.defs)
+
+
+def test_methods_know_their_class():
+    src = "class A:\n    def f(self):\n        pass\n\ndef g():\n    pass\n"
+    tags = extract(src.encode(), "python")
+    assert [(n, parent) for n, _, _, parent in tags.defs] == [("A", -1), ("f", 0), ("g", -1)]
 
 
 def _project(repo):
@@ -93,6 +101,8 @@ def test_cache_reparses_only_changed_files(git_repo):
     assert r.parsed == 1 and "brand_new_function" in r.map
     (git_repo / ".flashcode" / "cache" / "repomap.pkl").write_bytes(b"garbage")
     assert call("repomap", {}, ctx).parsed == 4  # a broken cache is rebuilt
+    assert ".flashcode" not in subprocess.run(["git", "status", "--porcelain"], cwd=git_repo,
+                                              capture_output=True, text=True).stdout
 
 
 def test_escape_is_refused(git_repo):
@@ -100,3 +110,15 @@ def test_escape_is_refused(git_repo):
         call("repomap", {"path": ".."}, ToolContext(git_repo))
     with pytest.raises(PathOutsideRepoError):
         call("repomap", {"files": ["/etc/passwd"]}, ToolContext(git_repo))
+
+
+def test_process_pool_gives_the_same_tags(tmp_path):
+    from tools.repomap.cache import POOL_THRESHOLD, TagCache
+
+    rels = []
+    for i in range(POOL_THRESHOLD + 10):
+        (tmp_path / f"m{i}.py").write_text(f"def f{i}():\n    return g{i + 1}()\n")
+        rels.append(f"m{i}.py")
+    serial = TagCache(None, workers=1).tags(tmp_path, rels)
+    pooled = TagCache(None, workers=2).tags(tmp_path, rels)
+    assert pooled == serial and serial["m3.py"].refs == {"g4": 1}

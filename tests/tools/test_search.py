@@ -66,3 +66,17 @@ def test_bad_regex_and_escape(ctx):
         call("search", {"pattern": "(unclosed"}, ctx)
     with pytest.raises(PathOutsideRepoError):
         call("search", {"pattern": "x", "path": "../"}, ctx)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_truncation_keeps_the_first_paths_in_sorted_order(git_repo, engine):
+    for rel in ["a/z.py", "a/b/c.py", "a/b.py", "a/b/a.py"]:
+        (git_repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (git_repo / rel).write_text("needle\n")
+    r = _run(ToolContext(git_repo), engine, pattern="needle", max_results=3)
+    assert [m.path for m in r.matches] == ["a/b.py", "a/b/a.py", "a/b/c.py"] and r.truncated
+
+
+def test_auto_falls_back_when_ripgrep_rejects_the_regex(ctx):
+    r = call("search", {"pattern": r"alpha(?=\()"}, ctx)  # look-ahead: Python only
+    assert r.engine == "python" and len(r.matches) >= 3

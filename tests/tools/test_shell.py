@@ -50,11 +50,12 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
-def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo):
+@pytest.mark.parametrize("mode", ["off"] + (["on"] if HAS_BWRAP else []))
+def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo, mode):
     cmd = ("trap '' TERM; (trap '' TERM; sleep 60) & echo $! > child.pid; echo started; "
            "while true; do sleep 0.1; done")
     t0 = time.monotonic()
-    r = call("shell", {"command": cmd, "timeout_s": 1}, ctx)
+    r = call("shell", {"command": cmd, "timeout_s": 1, "sandbox": mode}, ctx)
     elapsed = time.monotonic() - t0
     assert r.timed_out and r.exit_code is None and "started" in r.output
     assert "killed after 1 s timeout" in r.output

@@ -1,6 +1,7 @@
 """Definitions and references of one source file, via tree-sitter queries.
 
-FileTags.defs: [(name, line 0-based, the line's text)], in file order;
+FileTags.defs: [(name, line 0-based, the line's text, index of the enclosing definition or -1)],
+in file order (a method's parent is its class, so the outline can show where it lives);
 FileTags.refs: {name: how many times it is used}.
 """
 
@@ -18,7 +19,7 @@ MAX_LINE = 120  # characters of a definition line kept for the outline
 
 @dataclass
 class FileTags:
-    defs: list[tuple[str, int, str]] = field(default_factory=list)
+    defs: list[tuple[str, int, str, int]] = field(default_factory=list)
     refs: dict[str, int] = field(default_factory=dict)
 
 
@@ -46,13 +47,19 @@ def extract(data: bytes, lang: str) -> FileTags:
     lines = data.split(b"\n")
     tags = FileTags()
     seen: set[int] = set()  # a name node matched by two patterns is one definition
+    open_defs: list[tuple[int, int]] = []  # (end byte, index) of definitions still open
     for node in sorted(captures.get("def", []), key=lambda n: n.start_byte):
         if node.start_byte in seen:
             continue
         seen.add(node.start_byte)
+        while open_defs and open_defs[-1][0] <= node.start_byte:
+            open_defs.pop()
         row = node.start_point[0]
         text = lines[row].decode("utf-8", errors="replace").rstrip()[:MAX_LINE]
-        tags.defs.append((node.text.decode("utf-8", errors="replace"), row, text))
+        parent = open_defs[-1][1] if open_defs else -1
+        tags.defs.append((node.text.decode("utf-8", errors="replace"), row, text, parent))
+        whole = node.parent if node.parent is not None else node  # the definition's node
+        open_defs.append((whole.end_byte, len(tags.defs) - 1))
     for node in captures.get("ref", []):
         if node.start_byte not in seen:
             name = node.text.decode("utf-8", errors="replace")

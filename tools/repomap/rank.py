@@ -43,31 +43,39 @@ def _name_weight(name: str, in_play: set[str], n_definers: int) -> float:
     return w
 
 
-def rank(tags: dict[str, FileTags], focus_files: set[str], focus_names: set[str]) -> Ranked:
+def _def_pairs(tags: dict[str, FileTags], files: list[str]):
+    """Name ids and unique (name, file) definition pairs, sorted by name id then file."""
+    import numpy as np
+
+    nidx: dict[str, int] = {}
+    dn, df = [], []
+    for i, f in enumerate(files):
+        for name, *_ in tags[f].defs:
+            dn.append(nidx.setdefault(name, len(nidx)))
+            df.append(i)
+    width = max(len(files), 1)
+    pairs = np.unique(np.array(dn, dtype=np.int64) * width + np.array(df, dtype=np.int64))
+    return nidx, pairs // width, pairs % width
+
+
+def rank(tags: dict[str, FileTags], focus_files: set[str], focus_names: set[str],
+         limit: int | None = None) -> Ranked:
+    """Definitions by score, best first; only the best `limit` when given (the map can show
+    no more definitions than its token budget, so callers pass about that)."""
     import numpy as np
 
     files = sorted(tags)
-    fidx = {f: i for i, f in enumerate(files)}
-    definers: dict[str, list[int]] = {}
-    for f in files:
-        for name, _, _ in tags[f].defs:
-            definers.setdefault(name, []).append(fidx[f])
-    names = sorted(n for n in definers)
-    nidx = {n: i for i, n in enumerate(names)}
-    def_name, def_file = [], []
-    for n in names:
-        for fi in sorted(set(definers[n])):
-            def_name.append(nidx[n])
-            def_file.append(fi)
-    ndef = np.bincount(np.array(def_name, dtype=np.int64), minlength=len(names))
+    nidx, dn, df = _def_pairs(tags, files)
+    names = list(nidx)
+    ndef = np.bincount(dn, minlength=len(names))
     ref_file, ref_name, ref_w = _ref_triples(tags, files, nidx, ndef, focus_files, focus_names)
-    r = _pagerank(len(files), len(names), ref_file, ref_name, ref_w,
-                  np.array(def_name, dtype=np.int64), np.array(def_file, dtype=np.int64),
-                  ndef, _personalization(files, focus_files))
+    r = _pagerank(len(files), len(names), ref_file, ref_name, ref_w, dn, df, ndef,
+                  _personalization(files, focus_files))
     flow = _name_flow(r, ref_file, ref_name, ref_w, ndef, len(files), len(names))
-    scored = [(float(flow[n]), files[f], names[n]) for n, f in zip(def_name, def_file,
-                                                                     strict=True)]
-    scored.sort(key=lambda t: (-t[0], t[1], t[2]))
+    score = flow[dn]
+    order = np.lexsort((dn, df, -score)) if len(dn) else dn  # ties: by file, then name
+    top = order[:limit].tolist() if limit is not None else order.tolist()
+    scored = [(float(score[k]), files[df[k]], names[dn[k]]) for k in top]
     return Ranked(scored, {f: float(r[i]) for i, f in enumerate(files)})
 
 
@@ -75,15 +83,18 @@ def _ref_triples(tags, files, nidx, ndef, focus_files, focus_names):
     import numpy as np
 
     rf, rn, rw = [], [], []
+    weight: dict[int, float] = {}  # per name: it does not depend on the file using it
     for i, f in enumerate(files):
         boost = 50.0 if f in focus_files else 1.0
         for name, count in tags[f].refs.items():
             n = nidx.get(name)
             if n is not None:
+                w = weight.get(n)
+                if w is None:
+                    w = weight[n] = _name_weight(name, focus_names, int(ndef[n]))
                 rf.append(i)
                 rn.append(n)
-                rw.append(boost * _name_weight(name, focus_names, int(ndef[n]))
-                          * math.sqrt(count))
+                rw.append(boost * w * math.sqrt(count))
     return (np.array(rf, dtype=np.int64), np.array(rn, dtype=np.int64),
             np.array(rw, dtype=np.float64))
 

@@ -26,7 +26,13 @@ def render(chosen: list[tuple[str, str]], tags: dict[str, FileTags]) -> str:
 
 
 def _file_block(path: str, names: set[str], tags: FileTags) -> str:
-    rows = sorted({(row, text) for name, row, text in tags.defs if name in names})
+    keep: set[int] = set()
+    for i, d in enumerate(tags.defs):
+        if d[0] in names:
+            while i >= 0 and i not in keep:  # the definition and the ones around it
+                keep.add(i)
+                i = tags.defs[i][3]
+    rows = sorted({(tags.defs[i][1], tags.defs[i][2]) for i in keep})
     out, last = [f"{path}:\n"], -1
     for row, text in rows:
         if row != last + 1:

@@ -12,6 +12,7 @@ from tools.repomap.cache import TagCache
 from tools.repomap.extract import language_of
 from tools.repomap.fit import estimate_tokens, fit
 from tools.repomap.rank import rank
+from tools.state import private_dir
 from tools.walk import walk_files
 
 
@@ -40,7 +41,7 @@ def build_map(ctx: ToolContext, args: RepomapArgs, cache: TagCache | None = None
     start = ctx.resolve(args.path, must_exist=True)
     rels = [p.relative_to(ctx.root).as_posix() for p in walk_files(ctx.root, start)
             if language_of(p) is not None]
-    cache = cache or TagCache(ctx.root / ".flashcode" / "cache" / "repomap.pkl")
+    cache = cache or TagCache(private_dir(ctx.root, "cache") / "repomap.pkl")
     parsed_before = cache.parsed
     tags = cache.tags(ctx.root, rels)
     cache.save()
@@ -48,7 +49,9 @@ def build_map(ctx: ToolContext, args: RepomapArgs, cache: TagCache | None = None
     names = set(args.names)
     for f in focus:  # words of the files' names are in play too (aider's heuristic)
         names.update(w for w in re.split(r"[^A-Za-z0-9_]+", f) if len(w) > 2)
-    ranked = rank(tags, focus, names)
+    # a definition renders to at least one token, so more than max_tokens never fit
+    in_focus = sum(len(tags[f].defs) for f in focus if f in tags)
+    ranked = rank(tags, focus, names, limit=args.max_tokens + in_focus)
     chosen = [(f, n) for _, f, n in ranked.defs if f not in focus]
     text, shown = fit(chosen, tags, args.max_tokens)
     return RepomapResult(map=text, files_total=len(rels), definitions_shown=shown,

@@ -1,0 +1,87 @@
+"""Linear layers whose weights stay in the checkpoint's format (FP8 + block scales, packed
+MXFP4 + scales, or plain floats) and are dequantized per use on the reference path."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine import quant
+from engine.numerics import Numerics
+
+PLAIN = "bf16"  # unquantized; a loaded checkpoint may bring float32 or bfloat16
+
+
+def weight_shapes(fmt: str, out_f: int, in_f: int, lead: tuple[int, ...] = ()):
+    """(weight shape, weight dtype, scale shape or None) of one weight in format `fmt`."""
+    if fmt == "fp8":
+        return (*lead, out_f, in_f), torch.float8_e4m3fn, (*lead, *quant.fp8_scale_shape(
+            out_f, in_f))
+    if fmt == "fp4":
+        return (*lead, out_f, in_f // 2), torch.int8, (*lead, out_f, in_f // 32)
+    return (*lead, out_f, in_f), torch.bfloat16, None
+
+
+def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Any format -> float32 weight of the logical shape."""
+    if fmt == "fp8":
+        return quant.dequant_fp8_weight(w, scale)
+    if fmt == "fp4":
+        return quant.dequant_fp4_weight(w, scale)
+    return w.float()
+
+
+def gemm(x: torch.Tensor, w: torch.Tensor, fmt: str, act_fp8: bool) -> torch.Tensor:
+    """y = x·wᵀ with `w` already dequantized; the official path rounds x to FP8 first when the
+    stored weight is FP8/FP4 (the release's fp8_gemm/fp4_gemm quantize their input)."""
+    if act_fp8 and fmt in ("fp8", "fp4"):
+        x = quant.fp8_roundtrip(x, 128)
+    return F.linear(x, w.to(x.dtype))
+
+
+class Linear(nn.Module):
+    """`weight` (and `scale` when quantized) exactly as the checkpoint names them."""
+
+    def __init__(self, in_f: int, out_f: int, fmt: str, numerics: Numerics):
+        super().__init__()
+        self.in_features, self.out_features, self.fmt, self.numerics = in_f, out_f, fmt, numerics
+        wshape, wdtype, sshape = weight_shapes(fmt, out_f, in_f)
+        self.weight = nn.Parameter(torch.empty(wshape, dtype=wdtype), requires_grad=False)
+        if sshape is not None:
+            self.scale = nn.Parameter(torch.empty(sshape, dtype=torch.float8_e8m0fnu),
+                                      requires_grad=False)
+        else:
+            self.scale = None
+
+    def dequantized(self) -> torch.Tensor:
+        return dequant(self.fmt, self.weight, self.scale)
+
+    def forward(self, x: torch.Tensor, act_quant: bool = True) -> torch.Tensor:
+        return gemm(x, self.dequantized(), self.fmt, act_quant and self.numerics.act_fp8)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}->{self.out_features}, {self.fmt}"
+
+
+def init_linear_(lin: Linear, gen: torch.Generator, std: float | None = None) -> None:
+    """Random weights (N(0, 1/in) by default), quantized into the layer's format."""
+    std = std if std is not None else 1 / math.sqrt(lin.in_features)
+    w = torch.randn(lin.out_features, lin.in_features, generator=gen) * std
+    set_weight_(lin.weight, lin.scale, lin.fmt, w)
+
+
+def set_weight_(weight: nn.Parameter, scale: nn.Parameter | None, fmt: str,
+                w: torch.Tensor) -> None:
+    """Store float `w` [..., out, in] into a parameter pair of format `fmt`."""
+    if fmt == "fp8":
+        q, s = quant.quantize_fp8_weight(w)
+    elif fmt == "fp4":
+        q, s = quant.quantize_fp4_weight(w)
+    else:
+        q, s = w.to(weight.dtype), None
+    weight.data = q
+    if scale is not None:
+        scale.data = s

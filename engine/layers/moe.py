@@ -1,0 +1,128 @@
+"""V4 MoE: sqrt-softplus affinities; hash routing (tid2eid) in the first layers, top-k on
+affinity + bias (selection only) after; weights normalised and scaled; routed experts with a
+clamped SwiGLU; one shared expert.
+
+Routed experts are stacked: w1/w3 [E, I, D], w2 [E, D, I] in the checkpoint's format (FP4
+packed [E, out, in/2] + scales [E, out, in/32]); the loader fills expert e's slice.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.layers.linear import Linear, dequant, gemm, weight_shapes
+from engine.numerics import Numerics
+
+
+def route_scores(logits: torch.Tensor, func: str) -> torch.Tensor:
+    if func == "sqrtsoftplus":
+        return F.softplus(logits).sqrt()
+    if func == "sigmoid":
+        return logits.sigmoid()
+    return logits.softmax(-1)
+
+
+def route(scores: torch.Tensor, ids: torch.Tensor, scale: float) -> torch.Tensor:
+    """Weights of the chosen experts: s[E] / Σ s[E] · route_scale.  [S, E] -> [S, k]."""
+    w = scores.gather(1, ids)
+    return w / (w.sum(-1, keepdim=True) + 1e-20) * scale
+
+
+def swiglu(a: torch.Tensor, b: torch.Tensor, limit: float) -> torch.Tensor:
+    """silu(min(a, L)) · clamp(b, −L, L); no clamp when limit is 0."""
+    if limit:
+        a, b = a.clamp(max=limit), b.clamp(-limit, limit)
+    return F.silu(a) * b
+
+
+class Gate(nn.Module):
+    """`weight` [E, D]; `bias` [E] (score-routed) or `tid2eid` [vocab, k] (hash-routed)."""
+
+    def __init__(self, cfg: ModelConfig, hashed: bool, numerics: Numerics):
+        super().__init__()
+        self.cfg, self.hashed = cfg, hashed
+        self.weight = nn.Parameter(torch.zeros(cfg.n_routed_experts, cfg.dim,
+                                               dtype=torch.bfloat16), requires_grad=False)
+        if hashed:
+            self.tid2eid = nn.Parameter(torch.zeros(cfg.vocab_size, cfg.n_activated_experts,
+                                                    dtype=torch.int64), requires_grad=False)
+        else:
+            self.bias = nn.Parameter(torch.zeros(cfg.n_routed_experts), requires_grad=False)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor):
+        """x [S, D] -> (expert ids [S, k], weights [S, k])."""
+        scores = route_scores(x.float() @ self.weight.float().t(), self.cfg.score_func)
+        if self.hashed:
+            ids = self.tid2eid[tokens].long()
+        else:
+            ids = (scores + self.bias.float()).topk(self.cfg.n_activated_experts, -1).indices
+        return ids, route(scores, ids, self.cfg.route_scale)
+
+
+class Experts(nn.Module):
+    """Stacked routed experts: `w1`, `w2`, `w3` each with `.weight` (and `.scale`)."""
+
+    def __init__(self, cfg: ModelConfig, numerics: Numerics):
+        super().__init__()
+        self.fmt, self.numerics, self.limit = cfg.expert_dtype, numerics, cfg.swiglu_limit
+        e, d, i = cfg.n_routed_experts, cfg.dim, cfg.moe_inter_dim
+        for name, (o, n) in {"w1": (i, d), "w2": (d, i), "w3": (i, d)}.items():
+            ws, wd, ss = weight_shapes(self.fmt, o, n, (e,))
+            self.register_parameter(f"{name}_weight", nn.Parameter(torch.empty(ws, dtype=wd),
+                                                                   requires_grad=False))
+            scale = None if ss is None else nn.Parameter(
+                torch.empty(ss, dtype=torch.float8_e8m0fnu), requires_grad=False)
+            self.register_parameter(f"{name}_scale", scale)
+
+    def weight(self, name: str, e: int) -> torch.Tensor:
+        """Expert e's `name` weight, dequantized to float32 [out, in]."""
+        s = getattr(self, f"{name}_scale")
+        return dequant(self.fmt, getattr(self, f"{name}_weight")[e], None if s is None else s[e])
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
+        out = torch.zeros(x.shape, dtype=torch.float32)
+        aq = self.numerics.act_fp8
+        for e in ids.unique().tolist():
+            tok, slot = (ids == e).nonzero(as_tuple=True)
+            xe, we = x[tok], weights[tok, slot].unsqueeze(-1)
+            h = swiglu(gemm(xe, self.weight("w1", e), self.fmt, aq),
+                       gemm(xe, self.weight("w3", e), self.fmt, aq), self.limit)
+            if self.numerics.weight_before_w2:
+                y = gemm((h * we).to(x.dtype), self.weight("w2", e), self.fmt, aq)
+            else:
+                y = gemm(h.to(x.dtype), self.weight("w2", e), self.fmt, aq) * we
+            out.index_add_(0, tok, y.float())
+        return out
+
+
+class SharedExpert(nn.Module):
+    def __init__(self, cfg: ModelConfig, numerics: Numerics):
+        super().__init__()
+        f, d, i = cfg.weight_dtype, cfg.dim, cfg.moe_inter_dim * cfg.n_shared_experts
+        self.w1, self.w2, self.w3 = (Linear(d, i, f, numerics), Linear(i, d, f, numerics),
+                                     Linear(d, i, f, numerics))
+        self.numerics, self.limit = numerics, cfg.swiglu_limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        limit = self.limit if self.numerics.shared_clamp else 0.0
+        return self.w2(swiglu(self.w1(x), self.w3(x), limit))
+
+
+class MoE(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, numerics: Numerics):
+        super().__init__()
+        self.gate = Gate(cfg, cfg.is_hash(layer), numerics)
+        self.experts = Experts(cfg, numerics)
+        self.shared_experts = SharedExpert(cfg, numerics) if cfg.n_shared_experts else None
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        ids, w = self.gate(x, tokens)
+        y = self.experts(x, ids, w)
+        if self.shared_experts is not None:
+            y = y + self.shared_experts(x).float()
+        return y.to(x.dtype)
+

@@ -1,0 +1,112 @@
+"""Per-sequence incremental state, one `LayerState` per block (main layers, then MTP).
+
+What a block must remember between calls (spec §3.1):
+  window      [W, d] ring of raw kv rows (after norm, RoPE, QAT); slot = position mod W
+  comp        the main compressor (CSA/HCA): emitted rows [n, d] plus the open window
+  index       the indexer's compressor (CSA): emitted keys [n, di] plus its open window
+A later issue builds a paged cache with prefix reuse on these; `copy` and `truncate` are the
+operations it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+
+@dataclass
+class CompressorState:
+    """Tokens of the not-yet-closed window and, for overlapping (CSA) compressors, the first
+    channel half of the last closed window, which the next entry pools over too."""
+    ratio: int
+    tail_kv: torch.Tensor      # [n_tail < ratio, coff·d] fp32
+    tail_gate: torch.Tensor    # [n_tail, coff·d] fp32, ape already added
+    rows: torch.Tensor         # [n_entries, d] emitted entries
+    prev_kv: torch.Tensor | None = None    # CSA: [ratio, d]
+    prev_gate: torch.Tensor | None = None  # CSA: [ratio, d]
+
+    @classmethod
+    def empty(cls, ratio: int, width: int, out_dim: int, device=None) -> CompressorState:
+        z = torch.zeros(0, width, device=device)
+        return cls(ratio, z, z.clone(), torch.zeros(0, out_dim, device=device))
+
+    def truncate(self, old_pos: int, new_pos: int) -> None:
+        """Forget tokens new_pos..old_pos-1. Pooled windows cannot be reopened (their raw
+        rows are gone), so no window may have closed after new_pos."""
+        if old_pos // self.ratio != new_pos // self.ratio:
+            raise ValueError(f"cannot truncate from {old_pos} to {new_pos}: a ratio-{self.ratio}"
+                             " window closed in between; prefill again from a copy instead")
+        keep = new_pos - new_pos // self.ratio * self.ratio
+        self.tail_kv, self.tail_gate = self.tail_kv[:keep], self.tail_gate[:keep]
+
+    def copy(self) -> CompressorState:
+        c = lambda t: None if t is None else t.clone()
+        return replace(self, tail_kv=c(self.tail_kv), tail_gate=c(self.tail_gate),
+                       rows=c(self.rows), prev_kv=c(self.prev_kv), prev_gate=c(self.prev_gate))
+
+
+@dataclass
+class LayerState:
+    window_size: int
+    pos: int = 0                                   # tokens seen by this block
+    window: torch.Tensor | None = None             # [W, d] ring
+    comp: CompressorState | None = None
+    index: CompressorState | None = None
+
+    def window_rows(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last min(pos, W-1) rows [n, dim] in position order, and their positions [n]."""
+        n = min(self.pos, self.window_size - 1)
+        pos = torch.arange(self.pos - n, self.pos)
+        if self.window is None or n == 0:
+            return torch.zeros(0, dim), pos
+        return self.window[pos % self.window_size], pos
+
+    def push_window(self, kv: torch.Tensor) -> None:
+        """Append rows for positions pos..pos+S-1 (only the last W can matter)."""
+        if self.window is None:
+            self.window = kv.new_zeros(self.window_size, kv.shape[1])
+        s = kv.shape[0]
+        keep = min(s, self.window_size)
+        slots = torch.arange(self.pos + s - keep, self.pos + s) % self.window_size
+        self.window[slots] = kv[-keep:]
+        self.pos += s
+
+    def truncate(self, n: int) -> None:
+        """Roll back to the first n tokens (e.g. rejected speculative tokens). The ring keeps
+        the last W rows, so the window can go back one token; compressors see `truncate`."""
+        if not 0 <= n <= self.pos:
+            raise ValueError(f"cannot truncate to {n}: the state holds {self.pos} tokens")
+        if self.pos - n > 1 and n > 0:
+            raise ValueError(f"cannot truncate from {self.pos} to {n}: the window ring keeps "
+                             f"only {self.window_size} rows; prefill again from a copy instead")
+        for c in (self.comp, self.index):
+            if c is not None:
+                c.truncate(self.pos, n)
+        self.pos = n
+
+    def copy(self) -> LayerState:
+        return LayerState(self.window_size, self.pos,
+                          None if self.window is None else self.window.clone(),
+                          None if self.comp is None else self.comp.copy(),
+                          None if self.index is None else self.index.copy())
+
+
+@dataclass
+class ModelState:
+    layers: list[LayerState] = field(default_factory=list)
+    mtp: list[LayerState] = field(default_factory=list)
+
+    @property
+    def pos(self) -> int:
+        return self.layers[0].pos if self.layers else 0
+
+    def truncate(self, n: int) -> None:
+        """Roll every main block back to n tokens (all or nothing)."""
+        probe = [s.copy() for s in self.layers]
+        for s in probe:
+            s.truncate(n)
+        self.layers = probe
+
+    def copy(self) -> ModelState:
+        return ModelState([s.copy() for s in self.layers], [s.copy() for s in self.mtp])
