@@ -7,12 +7,14 @@ Modes (by a tool's effect: read / write / exec):
     full-auto  everything → allow
 Rules override the mode, deny first: "shell" (every call of a tool), "shell(git status*)"
 (shell commands matching a glob), "edit(src/*)" (file tools whose path matches).
+`protected` paths (a `fix` run's files with uncommitted user changes) are refused to the file
+tools whatever the mode; see `agent.toolrun`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
@@ -56,6 +58,8 @@ class Policy:
     mode: str = "ask"
     allow: tuple[Rule, ...] = ()
     deny: tuple[Rule, ...] = ()
+    # repository-relative paths the file tools must not write (the user's uncommitted work)
+    protected: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, mode: str, allow: list[str] = (), deny: list[str] = ()) -> Policy:
@@ -88,4 +92,4 @@ def allow_always(policy: Policy, tool: str, args: dict[str, Any] | None = None) 
     """The policy after the user answers "always" for this tool (and command, if any)."""
     subject = subject_of(args or {})
     pattern = None if subject is None or tool not in ("shell",) else subject
-    return Policy(policy.mode, (*policy.allow, Rule(tool, pattern)), policy.deny)
+    return replace(policy, allow=(*policy.allow, Rule(tool, pattern)))

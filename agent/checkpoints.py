@@ -2,7 +2,10 @@
 
 A checkpoint is a commit object whose tree is the working tree as it was (tracked files plus
 untracked files that .gitignore does not exclude), chained under the private ref
-`refs/flashcode/checkpoints`. It is built through a temporary index file, so the user's index,
+`refs/flashcode/checkpoints` (in a linked worktree, the per-worktree
+`refs/worktree/flashcode/checkpoints`, so a proposal's worktree never mixes its checkpoints
+into the main one's and `flashcode undo` there can only go back to states of that tree). It
+is built through a temporary index file, so the user's index,
 stash, HEAD and branches are never touched. Restoring writes files through another temporary
 index and deletes files the checkpoint did not have; before it does, it takes a checkpoint of
 the present state, so an undo can itself be undone.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REF = "refs/flashcode/checkpoints"
+WORKTREE_REF = "refs/worktree/flashcode/checkpoints"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
@@ -60,42 +64,64 @@ def _git(repo: Path, *args: str, env: dict[str, str] | None = None,
     return proc.stdout
 
 
-def _snapshot_tree(repo: Path) -> str:
-    """The tree of the working tree as it is now, via a throwaway index."""
+def ref(repo: Path) -> str:
+    """The checkpoint ref of this working tree: REF, or WORKTREE_REF in a linked worktree."""
+    git_dir, common = _git(Path(repo), "rev-parse", "--git-dir", "--git-common-dir").split("\n")[:2]
+    same = (Path(repo) / git_dir).resolve() == (Path(repo) / common).resolve()
+    return REF if same else WORKTREE_REF
+
+
+def snapshot(repo: Path) -> str:
+    """The tree of the working tree as it is now, via a throwaway index (no ref, no commit)."""
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
         user_index = repo / _git(repo, "rev-parse", "--git-path", "index").strip()
         if user_index.is_file():
             shutil.copyfile(user_index, index)  # a copy: its stat cache keeps `add -A` fast
         env = {"GIT_INDEX_FILE": str(index)}
-        _git(repo, "add", "-A", "--", ".", ":(exclude).flashcode", env=env)
+        _git(repo, "add", "-A", env=env)
+        if (repo / ".flashcode").exists():  # flashcode's own files (spill, caches) stay out;
+            # an ":(exclude)" pathspec would make `add` fail once .flashcode is git-ignored
+            _git(repo, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", ".flashcode",
+                 env=env)
         return _git(repo, "write-tree", env=env).strip()
 
 
-def create(repo: Path, label: str) -> Checkpoint:
-    """Record the working tree now. Cheap when nothing changed (git stores each blob once)."""
+def create(repo: Path, label: str, reuse: bool = False) -> Checkpoint:
+    """Record the working tree now. Cheap when nothing changed (git stores each blob once);
+    with `reuse`, an unchanged tree returns the newest checkpoint instead of adding one."""
     repo = Path(repo)
-    tree = _snapshot_tree(repo)
-    args = ["commit-tree", tree, "-m", label]
-    if _has_ref(repo):
-        args[2:2] = ["-p", _git(repo, "rev-parse", REF).strip()]
+    tree = snapshot(repo)
+    name = ref(repo)
+    newest = _newest(repo, name)
+    if reuse and newest and newest[1] == tree:
+        return Checkpoint(newest[0], tree, newest[3], float(newest[2]))
+    args = ["commit-tree", tree, "-m", label] + (["-p", newest[0]] if newest else [])
     ident = {"GIT_AUTHOR_NAME": "flashcode", "GIT_AUTHOR_EMAIL": "flashcode@localhost",
              "GIT_COMMITTER_NAME": "flashcode", "GIT_COMMITTER_EMAIL": "flashcode@localhost"}
     commit = _git(repo, *args, env=ident).strip()
-    _git(repo, "update-ref", "-m", label, REF, commit)
+    _git(repo, "update-ref", "-m", label, name, commit)
     return Checkpoint(commit, tree, label, time.time())
 
 
-def _has_ref(repo: Path) -> bool:
-    return subprocess.run(["git", "rev-parse", "-q", "--verify", REF], cwd=repo,
+def _newest(repo: Path, name: str) -> list[str] | None:
+    """[commit, tree, time, label] of the newest checkpoint under `name`, or None."""
+    proc = subprocess.run(["git", "log", "-1", "--format=%H%x00%T%x00%ct%x00%s", name, "--"],
+                          cwd=repo, capture_output=True, text=True)
+    return proc.stdout.rstrip("\n").split("\0", 3) if proc.returncode == 0 else None
+
+
+def _has_ref(repo: Path, name: str) -> bool:
+    return subprocess.run(["git", "rev-parse", "-q", "--verify", name], cwd=repo,
                           capture_output=True).returncode == 0
 
 
 def history(repo: Path, limit: int = 50) -> list[Checkpoint]:
     """Checkpoints, newest first."""
-    if not _has_ref(Path(repo)):
+    name = ref(Path(repo))
+    if not _has_ref(Path(repo), name):
         return []
-    out = _git(Path(repo), "log", f"-{limit}", "--format=%H%x00%T%x00%ct%x00%s", REF)
+    out = _git(Path(repo), "log", f"-{limit}", "--format=%H%x00%T%x00%ct%x00%s", name)
     result = []
     for line in out.splitlines():
         commit, tree, ts, label = line.split("\0", 3)
@@ -123,11 +149,7 @@ def restore(repo: Path, target: Checkpoint) -> Restored:
     """Make the working tree's files equal the checkpoint's; the index and HEAD stay as they are."""
     repo = Path(repo)
     safety = create(repo, f"before restoring {target.commit[:10]}")
-    diff = _git(repo, "diff-tree", "-r", "--no-renames", "--name-status", safety.tree, target.tree)
-    changes = []
-    for line in diff.splitlines():
-        status, path = line.split("\t", 1)
-        changes.append((status[0], path))
+    changes = changed(repo, safety.tree, target.tree)
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         _git(repo, "read-tree", target.tree, env=env)
@@ -138,6 +160,17 @@ def restore(repo: Path, target: Checkpoint) -> Restored:
         if status == "D":
             _remove(repo, path)
     return Restored(target, safety, changes)
+
+
+def changed(repo: Path, old_tree: str, new_tree: str) -> list[tuple[str, str]]:
+    """(status A/M/D/T, path) for each file that differs between two trees, in path order."""
+    out = _git(Path(repo), "diff-tree", "-r", "--no-renames", "--name-status", old_tree, new_tree)
+    return [(line[0], line.split("\t", 1)[1]) for line in out.splitlines()]
+
+
+def diff(repo: Path, old_tree: str, new_tree: str) -> str:
+    """The unified diff between two trees (e.g. a checkpoint's and `snapshot()`)."""
+    return _git(Path(repo), "diff", "--no-color", "--no-renames", old_tree, new_tree)
 
 
 def _remove(repo: Path, rel: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from agent import exitcodes
 
@@ -93,27 +93,57 @@ def _subparser(sub, name: str, help_: str, description: str) -> argparse.Argumen
 
 def _cmd_fix(sub) -> None:
     p = _subparser(sub, "fix", "fix a problem headlessly, verify it, apply it",
-                   "Work on TASK until it is done and verified (the test command passes), then "
-                   "apply the change to the working tree. Files with uncommitted changes of yours "
-                   "are left alone unless you allow it.")
+                   "Work on TASK until it is done and verified, then leave the change in the "
+                   "working tree.\nVerified: the test command (--test, else detected) exits 0; "
+                   "with no test command,\nthe agent's last check (tests tool or shell command) "
+                   "after its last edit exited 0.\nAnything short of verified puts the working "
+                   "tree back as it was (a checkpoint taken\nat the start). Files with "
+                   "uncommitted changes of yours are not edited or committed\nunless "
+                   "--allow-dirty. Nothing is asked: without --yes, an action the --approval "
+                   "mode\nwould ask about stops the run (exit 3).")
     p.add_argument("task", metavar="TASK", help="what to fix, in your words")
     p.add_argument("--test", metavar="CMD", help="test command that must pass (default: detected)")
     p.add_argument("--yes", action="store_true", help="approve every action the policy would ask")
     p.add_argument("--json", action="store_true", help="JSON events, one per line, then a summary")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="let the agent change files that have uncommitted changes of yours")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("fix", 10))
+    p.set_defaults(handler=_run_fix)
+
+
+def _run_fix(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.fix import run_fix
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_fix(load_settings_for(args), args.task, cwd, test=args.test, yes=args.yes,
+                   as_json=args.json, allow_dirty=args.allow_dirty)
 
 
 def _cmd_propose(sub) -> None:
     p = _subparser(sub, "propose", "work on a task in a separate git worktree and branch",
                    "Work on TASK in a new worktree on branch flashcode/<slug>, never touching your "
                    "working tree, index, stash or current branch. Produces commits, a .patch file "
-                   "and a summary for `flashcode review`.")
+                   "and a summary for `flashcode review`. File edits there are allowed under the "
+                   "default approval mode (they cannot reach your files); shell commands still "
+                   "need --yes or --approval full-auto.")
     p.add_argument("task", metavar="TASK")
+    p.add_argument("--yes", action="store_true", help="approve every action the policy would ask")
+    p.add_argument("--json", action="store_true", help="JSON events, one per line, then a summary")
     _add_model_flags(p)
     _add_agent_flags(p)
-    p.set_defaults(handler=_not_yet("propose", 10))
+    p.set_defaults(handler=_run_propose)
+
+
+def _run_propose(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent.propose import run_propose
+
+    cwd = Path(args.cwd) if getattr(args, "cwd", None) else Path.cwd()
+    return run_propose(load_settings_for(args), args.task, cwd, yes=args.yes, as_json=args.json)
 
 
 def _cmd_exec(sub) -> None:
@@ -154,16 +184,47 @@ def _cmd_serve(sub) -> None:
     p.add_argument("--model", metavar="DIR", default=argparse.SUPPRESS,
                    help="checkpoint directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.set_defaults(handler=_not_yet("serve", 5))
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
+    p.add_argument("--context-window", type=int, metavar="N",
+                   help="refuse prompts longer than N tokens (default: the model's)")
+    p.add_argument("--name", metavar="NAME", help="model id to report (default: DIR's name)")
+
+    def handler(a: argparse.Namespace) -> int:
+        if not getattr(a, "model", None):
+            p.error("give the checkpoint: --model DIR")
+        from engine.server import main
+
+        return main(a.model, a.host, a.port, a.context_window, a.name)
+
+    p.set_defaults(handler=handler)
 
 
 def _cmd_bench(sub) -> None:
     p = _subparser(sub, "bench", "run a benchmark from bench/ and print ratios against a peer",
-                   "Benchmarks compare flashcode with a peer measured in the same run.")
-    p.add_argument("name", nargs="?", choices=["engine", "kernels", "repomap", "edits"],
+                   "Benchmarks compare flashcode with a peer measured in the same run: engine "
+                   "(vs transformers), kernels (vs PyTorch twins and the roofline; needs CUDA), "
+                   "repomap and edits (vs Aider, installed into bench/out by the bench), tui. "
+                   "Arguments after NAME go to the benchmark; try `flashcode bench NAME --help`.")
+    p.add_argument("name", choices=["engine", "kernels", "repomap", "edits", "tui"],
                    help="which benchmark")
-    p.set_defaults(handler=_not_yet("bench", 6))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / f"{args.name}.py"
+    if not script.parent.is_dir():
+        print(f"flashcode bench: {script.parent} is not here: benchmarks run from a source "
+              "checkout (git clone, then scripts/run bench NAME).", file=sys.stderr)
+        return exitcodes.NOT_IMPLEMENTED
+    if not script.is_file():
+        print(f"flashcode bench {args.name}: not available yet in this build. Nothing was done.",
+              file=sys.stderr)
+        return exitcodes.NOT_IMPLEMENTED
+    return subprocess.call([sys.executable, str(script), *args.args])
 
 
 def _cmd_engine(sub) -> None:
@@ -281,14 +342,6 @@ def _cmd_tool(sub) -> None:
         return tool_cli.run_tool(args.name, args.args, args.directory)
 
     p.set_defaults(handler=handler)
-
-
-def _not_yet(command: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"flashcode {command}: not available yet in this build (planned; tracked as issue "
-              f"#{issue}). Nothing was done.", file=sys.stderr)
-        return exitcodes.NOT_IMPLEMENTED
-    return handler
 
 
 def _flags(args: argparse.Namespace) -> dict:

@@ -65,6 +65,7 @@ class Agent:
         """Add `task` (if any) to the conversation and work until an exit; returns the exit."""
         self._started, self.steps = time.monotonic(), 0  # limits count per task
         self._stop.clear()
+        self.ctx.cancel.clear()
         self.tools = toolrun.tool_specs() if self.tools is None else self.tools
         if not self.session.messages:
             self.session.append({"role": "system", "content": context.system_message(
@@ -85,8 +86,9 @@ class Agent:
 
     def interrupt(self) -> None:
         """Stop cleanly within a moment during generation, or between tool calls (safe from
-        another thread: the TUI's worker)."""
+        another thread: the TUI's worker). A running tool is cancelled too."""
         self._stop.set()
+        self.ctx.cancel.set()
 
     def step(self) -> None:
         self._check_limits()

@@ -1,7 +1,10 @@
 """The bridge from the loop to tools/: tool specs for the model, and running one call.
 
-`run_call` asks the approval policy, runs the tool through `tools.base.call`, and turns its
-result or error into the text the model reads, truncated with the full text spilled to a file.
+`run_call` asks the approval policy, refuses writes to the policy's protected paths, takes a
+checkpoint of the working tree before every call that can write (effect "write" or "exec", see
+agent.checkpoints; skipped outside a git repository), runs the tool through `tools.base.call`,
+and turns its result or error into the text the model reads, truncated with the full text
+spilled to a file.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 import prompts
-from agent import approval, context
+from agent import approval, checkpoints, context
 from agent.model import ToolCall
-from tools import base, specs
+from tools import base, patch_parse, specs
 
 # ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
 Asker = Callable[[ToolCall, str], str]
@@ -84,7 +87,56 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
         return Outcome(text, False), policy
+    hit = protected_hit(call, ctx, policy.protected) if tool.effect == "write" else []
+    if hit:
+        text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
+        return Outcome(text.strip(), False), policy
+    problem = checkpoint_before(call, tool.effect, ctx)
+    if problem:
+        return Outcome(problem, False), policy
     return _execute(call, ctx), policy
+
+
+def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext) -> str | None:
+    """Record the working tree before a call that can write; the model's error text if that
+    fails (the call is then not run). Outside a git repository there is nothing to record to."""
+    if effect == "read" or not (ctx.root / ".git").exists():
+        return None
+    subject = approval.subject_of(call.arguments) or ", ".join(_named_paths(call))
+    label = f"before {call.name}: {subject}".strip().rstrip(":")
+    try:
+        checkpoints.create(ctx.root, " ".join(label.split())[:120], reuse=True)
+    except checkpoints.CheckpointError as exc:
+        return prompts.render("agent/checkpoint_failed.md.j2", tool=call.name,
+                              error=str(exc)).strip()
+    return None
+
+
+def protected_hit(call: ToolCall, ctx: base.ToolContext, protected: frozenset[str]) -> list[str]:
+    """The protected paths this write call would change (all of them for a commit, which
+    could take the user's staged work along)."""
+    if not protected:
+        return []
+    if call.name == "git_change":
+        return sorted(protected) if call.arguments.get("op") == "commit" else []
+    named = []
+    for raw in _named_paths(call):
+        try:
+            named.append(ctx.rel(ctx.resolve(raw)))
+        except base.ToolError:  # outside the repo: the tool itself says so
+            continue
+    return sorted(set(named) & protected)
+
+
+def _named_paths(call: ToolCall) -> list[str]:
+    args = call.arguments
+    if call.name == "apply_patch" and isinstance(args.get("patch"), str):
+        try:
+            ops = patch_parse.parse(args["patch"])
+        except base.ToolError:  # malformed: the tool reports it and writes nothing
+            return []
+        return [p for op in ops for p in (op.path, getattr(op, "move_to", None)) if p]
+    return [args[k] for k in ("path", "file") if isinstance(args.get(k), str)]
 
 
 def _execute(call: ToolCall, ctx: base.ToolContext) -> Outcome:

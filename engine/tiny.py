@@ -20,6 +20,7 @@ from engine.config import preset as get_preset
 from engine.layers.linear import Linear, init_linear_, set_weight_
 from engine.layers.moe import Experts, Gate
 from engine.model import Transformer
+from engine.tokenizer import write_tiny_tokenizer
 
 
 def random_model(cfg: ModelConfig, seed: int = 0, mode: str = "official") -> Transformer:
@@ -109,9 +110,7 @@ def write_checkpoint(model: Transformer, out: Path, shards: int = 2) -> None:
 def make_tiny(out: Path, preset: str = "tiny", seed: int = 0) -> Path:
     cfg = get_preset(preset)
     write_checkpoint(random_model(cfg, seed), Path(out))
-    # TODO(merge): the tokenizer lives on another branch; the lead wires it here:
-    # from engine.tokenizer import write_tiny_tokenizer
-    # write_tiny_tokenizer(Path(out), cfg.vocab_size)
+    write_tiny_tokenizer(Path(out), cfg.vocab_size)  # real BPE + V4 specials, ids < vocab
     return Path(out)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ class ToolContext:
     # path (relative to root) -> (mtime_ns, size) when the agent last read it; `edit` refuses a
     # file that changed since, so the model never edits text it has not seen.
     read_stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # set from another thread (the TUI's Ctrl-C) to stop a running tool; long-running tools
+    # poll it and raise KeyboardInterrupt after cleaning up.
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

@@ -134,18 +134,20 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
     if old == "":
         raise ToolError("`old` is empty. Quote the exact lines to replace (use `read` first); "
                         "to create a file use apply_patch with `*** Add File`.")
+    if not old.strip():
+        raise ToolError("`old` is only whitespace, which could match almost anywhere. Include "
+                        "the neighbouring lines with real text.")
     if old == new:
         raise ToolError("`old` and `new` are the same, so there is nothing to change.")
-    count = text.count(old)
-    if count == 1 or (count > 1 and replace_all):
-        first = _lineno(text, text.index(old))
-        return Plan(text.replace(old, new), "exact", count, first)
-    if count > 1:
-        starts, at = [], text.find(old)
-        while at != -1:
-            starts.append(_lineno(text, at))
-            at = text.find(old, at + 1)
-        raise _ambiguous(starts, "exact")
+    hits = _exact_hits(text, old, overlapping=not replace_all)
+    if len(hits) == 1 or (hits and replace_all):
+        out, last = [], 0
+        for at in hits:
+            out += [text[last:at], new]
+            last = at + len(old)
+        return Plan("".join(out) + text[last:], "exact", len(hits), _lineno(text, hits[0]))
+    if len(hits) > 1:
+        raise _ambiguous([_lineno(text, at) for at in hits], "exact")
     unnumbered = _strip_line_numbers(old, new)
     if unnumbered is not None:
         try:
@@ -156,6 +158,22 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
         except ToolError:
             pass  # explain the failure in terms of what the model sent
     return _plan_lines(text, old, new, replace_all)
+
+
+def _exact_hits(text: str, old: str, overlapping: bool = False) -> list[int]:
+    """Offsets where `old` occurs, leaving out those where an `old` that starts with
+    whitespace lands inside a line's indentation ("  x = 1" inside "    x = 1"): that is
+    indentation drift, which the line tiers judge with the whole lines. Uniqueness is judged
+    with `overlapping` hits ("a\na\n" occurs twice in "xa\na\na\n"); replacing uses
+    non-overlapping ones."""
+    hits, at = [], text.find(old)
+    while at != -1:
+        line_start = text.rfind("\n", 0, at) + 1
+        inside_indent = at > line_start and not text[line_start:at].strip()
+        if not (inside_indent and old[0] in " \t"):
+            hits.append(at)
+        at = text.find(old, at + (1 if overlapping else len(old)))
+    return hits
 
 
 _NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
@@ -198,6 +216,11 @@ def _replacement(lines: list[str], i: int, delta: int, old_l: list[str], new_l: 
     out = [_shift(x, delta, _indent_unit(block)) for x in new_l] if delta else list(new_l)
     if tier == "unicode" and not any(ascii_punct(x) != x for x in block):
         out = [ascii_punct(x) for x in out]  # the file writes ASCII; keep it so
+    # lines the edit leaves alone keep the file's exact text (its spaces, quotes, indentation)
+    sm = difflib.SequenceMatcher(None, old_l, new_l, autojunk=False)
+    for tag, a0, a1, b0, b1 in sm.get_opcodes():
+        if tag == "equal":
+            out[b0:b1] = block[a0:a1]
     return Replacement(i, i + len(old_l), out)
 
 

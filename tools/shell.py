@@ -65,15 +65,30 @@ def run_command(ctx: ToolContext, argv: list[str], cwd: Path, timeout_s: float,
         proc = subprocess.Popen(sandbox.wrap(argv, mode, ctx.root, cwd), cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-        timed_out = False
         try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = _wait(proc, timeout_s, ctx.cancel)
+        except KeyboardInterrupt:  # Ctrl-C, or ctx.cancel: the command must not outlive it
             _kill_group(proc)
-        _signal_group(proc.pid, signal.SIGKILL)  # children left running in the background
+            raise
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)  # children left running in the background
     code = None if timed_out else proc.returncode
     return code, timed_out, Path(out_name), time.monotonic() - start
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float, cancel) -> bool:
+    """Wait for the command; True if it timed out (and was killed). Polls `cancel`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            proc.wait(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+            return False
+        except subprocess.TimeoutExpired:
+            if cancel.is_set():
+                raise KeyboardInterrupt from None
+            if time.monotonic() >= deadline:
+                _kill_group(proc)
+                return True
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -1,12 +1,12 @@
 """`--model DIR`: the in-process DeepSeek-V4 engine, imported lazily (torch loads only here).
 
-The engine's surface (engine/api.py, not in this build yet) is expected to be:
-    Engine.load(path, kernels=..., device_map=...) -> Engine
+The engine's surface (engine/api.py):
+    Engine.load(path, kernels=..., device_map=..., context_window=...) -> Engine
     engine.stream(messages, tools, thinking=..., max_tokens=..., response_format=...)
         yields engine.events: ReasoningDelta, TextDelta, ToolCallStarted, ToolCallArgDelta,
         ToolCallFinished(index, name, arguments, raw), FormatError(raw, reason),
         Usage(prompt_tokens, cached_tokens, generated_tokens, prefill_tps, decode_tps),
-        Done(finish_reason[, tokens])
+        Done(finish_reason, tokens)
     engine.count_tokens(messages, tools) -> int;  engine.context_window -> int
 `EngineModel` maps those events to the agent's own (by class name: no engine import here).
 """
@@ -14,6 +14,7 @@ The engine's surface (engine/api.py, not in this build yet) is expected to be:
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from agent.model import (
     Event,
     FormatError,
     ReasoningDelta,
+    Reply,
     TextDelta,
     ToolCall,
     Usage,
@@ -39,14 +41,26 @@ def load(settings) -> EngineModel:
         engine_cls = importlib.import_module("engine.api").Engine
     except (ImportError, AttributeError):
         raise BackendUnavailable(NOT_AVAILABLE) from None
-    engine = engine_cls.load(settings.model, kernels=settings.kernels,
-                             device_map=settings.device_map)
+    try:
+        engine = engine_cls.load(settings.model, kernels=settings.kernels,
+                                 device_map=settings.device_map,
+                                 context_window=settings.context_window)
+    except (OSError, ValueError, RuntimeError) as exc:  # no weights, bad config, wrong tokenizer
+        raise BackendUnavailable(f"cannot load the checkpoint {settings.model}: {exc}") from None
     return EngineModel(engine, f"local:{settings.model}", settings.context_window)
 
 
 class EngineModel:
+    """Remembers the token ids of the replies it produced (the last REMEMBER), and hands them
+    back with the same assistant message on later turns: the engine then splices the sampled
+    ids instead of re-tokenizing the text, so the new prompt extends the old one token for
+    token and its prefix is reused."""
+
+    REMEMBER = 64
+
     def __init__(self, engine: Any, name: str, window: int | None = None):
         self.engine, self.name, self._window = engine, name, window
+        self._sampled: dict[str, list[int]] = {}  # _turn_key(message) → ids
 
     @property
     def context_window(self) -> int:
@@ -57,11 +71,31 @@ class EngineModel:
 
     def stream(self, messages, tools, *, thinking=True, max_tokens=None,
                response_format=None) -> Iterator[Event]:
-        for event in self.engine.stream(messages, tools, thinking=thinking,
+        reply = Reply()
+        for event in self.engine.stream(self._with_ids(messages), tools, thinking=thinking,
                                         max_tokens=max_tokens, response_format=response_format):
             converted = convert(event)
             if converted is not None:
+                reply.add(converted)
                 yield converted
+        if reply.tokens:
+            self._sampled[_turn_key(reply.message())] = list(reply.tokens)
+            while len(self._sampled) > self.REMEMBER:
+                self._sampled.pop(next(iter(self._sampled)))
+
+    def _with_ids(self, messages: list[dict]) -> list[dict]:
+        out = []
+        for m in messages:
+            ids = self._sampled.get(_turn_key(m)) if m.get("role") == "assistant" else None
+            out.append({**m, "token_ids": ids} if ids and "token_ids" not in m else m)
+        return out
+
+
+def _turn_key(m: dict) -> str:
+    """An assistant message by what the model wrote (call ids and extra keys aside)."""
+    calls = [(c["function"]["name"], c["function"].get("arguments"))
+             for c in m.get("tool_calls") or []]
+    return json.dumps([m.get("content") or "", m.get("reasoning_content") or "", calls])
 
 
 def convert(event: Any) -> Event | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine import quant
 from engine.config import ModelConfig
+from engine.kernels import registry
+from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Linear
@@ -19,17 +20,6 @@ from engine.layers.norm import RMSNorm, rms
 from engine.layers.rope import apply_rope, inv_freq
 from engine.numerics import Numerics
 from engine.state import LayerState
-
-
-def sparse_attention(q: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor, sink: torch.Tensor,
-                     scale: float) -> torch.Tensor:
-    """o_h = Σ_i e^{s_i−M}·kv_i / (Σ_i e^{s_i−M} + e^{sink_h−M}), s = q·kv·scale over the rows
-    `mask` allows. q [S, H, d], kv [N, d], mask [S, N] bool, sink [H] -> [S, H, d]."""
-    s = torch.einsum("shd,nd->shn", q.float(), kv.float()) * scale
-    s = s.masked_fill(~mask.unsqueeze(1), float("-inf"))
-    sinks = sink.float().view(1, -1, 1).expand(s.shape[0], -1, 1)
-    p = torch.softmax(torch.cat((s, sinks), -1), dim=-1)[..., :-1]
-    return torch.einsum("shn,nd->shd", p, kv.float()).to(q.dtype)
 
 
 def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Tensor:
@@ -41,12 +31,6 @@ def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.
 def compressed_visible(q_pos: torch.Tensor, n: int, ratio: int) -> torch.Tensor:
     """[S, n]: entry j is closed for query t iff j < (t+1) // ratio."""
     return torch.arange(n)[None, :] < ((q_pos + 1) // ratio)[:, None]
-
-
-def kv_qat(kv: torch.Tensor, rope_dim: int) -> torch.Tensor:
-    """Official: FP8 round trip (64-wide blocks) of the nope dims; rope dims stay as they are."""
-    nope = quant.fp8_roundtrip(kv[..., :-rope_dim], 64)
-    return torch.cat((nope, kv[..., -rope_dim:]), -1)
 
 
 class Attention(nn.Module):
@@ -86,9 +70,13 @@ class Attention(nn.Module):
     def rope(self, x: torch.Tensor, pos: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         return apply_rope(x, pos, self.freqs, inverse)
 
-    def _qat_rope(self, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        rows = self.rope(rows, pos)
-        return kv_qat(rows, self.cfg.rope_head_dim) if self.numerics.kv_fp8 else rows
+    def _qat_rope(self, rows: torch.Tensor, pos: torch.Tensor,
+                  norm: torch.Tensor | None = None) -> torch.Tensor:
+        """(RMSNorm with weight `norm`,) RoPE and (official) the FP8 round trip of the nope
+        dims, fused in one kernel (engine/kernels/cache_insert.py)."""
+        op = registry.get("cache_insert.norm_rope", rows.device)
+        qblock = 64 if self.numerics.kv_fp8 else 0
+        return op(rows, norm, self.cfg.norm_eps, pos, self.freqs, qblock)
 
     def forward(self, x: torch.Tensor, st: LayerState) -> torch.Tensor:
         """x [S, D] normed sublayer input at positions st.pos.. -> [S, D]; updates st."""
@@ -97,15 +85,16 @@ class Attention(nn.Module):
         qr = self.q_norm(self.wq_a(x))
         q = rms(self.wq_b(qr).view(s, cfg.n_heads, cfg.head_dim), cfg.norm_eps)
         q = self.rope(q, pos)
-        kv = self._qat_rope(self.kv_norm(self.wkv(x)), pos)
+        kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.weight)
         prev, prev_pos = st.window_rows(cfg.head_dim)
         keys = torch.cat((prev.to(kv.dtype), kv))
         mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
         if self.ratio:
             keys, mask = self._compressed(x, qr, pos, st, keys, mask)
         st.push_window(kv)
-        o = sparse_attention(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5)
-        return self._project_out(self.rope(o, pos, inverse=True))
+        attend = registry.get("attention.sparse_attention", q.device)
+        o = attend(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5, (pos, self.freqs))
+        return self._project_out(o)
 
     def _compressed(self, x, qr, pos, st: LayerState, keys, mask):
         """Append this block's compressed rows to the keys, visible by causality (HCA) or by

@@ -11,27 +11,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.kernels import registry
 from engine.layers.linear import PLAIN, Linear
 from engine.layers.norm import RMSNorm
 from engine.numerics import Numerics
 from engine.state import CompressorState
 
 
-def pool_windows(kv: torch.Tensor, gate: torch.Tensor, ratio: int, overlap: bool,
-                 st: CompressorState) -> torch.Tensor:
-    """Feed new tokens' kv/gate [S, coff·d] (gate incl. ape) into the state; return the
-    pooled (pre-norm) entries of every window that closed, [n_new, d]. Updates `st`."""
+def close_windows(kv: torch.Tensor, gate: torch.Tensor, ratio: int, overlap: bool,
+                  st: CompressorState) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feed new tokens' kv/gate [S, coff·d] (gate incl. ape) into the state; return the slots
+    of every window that closed, kv and gate [n_new, m, d] (m = 2·ratio for CSA) for pooling
+    (engine/kernels/compressor.py). Updates `st`."""
     kv = torch.cat((st.tail_kv, kv.float()))
     gate = torch.cat((st.tail_gate, gate.float()))
     usable = kv.shape[0] // ratio * ratio
     st.tail_kv, st.tail_gate = kv[usable:], gate[usable:]
     n, width = usable // ratio, kv.shape[-1]
     if n == 0:
-        return kv.new_zeros(0, width // (2 if overlap else 1))
+        empty = kv.new_zeros(0, ratio * (2 if overlap else 1), width // (2 if overlap else 1))
+        return empty, empty
     kv, gate = kv[:usable].view(n, ratio, width), gate[:usable].view(n, ratio, width)
     if overlap:
         kv, gate = _overlap(kv, gate, st)
-    return (kv * torch.softmax(gate, dim=1)).sum(1)
+    return kv, gate
 
 
 def _overlap(kv: torch.Tensor, gate: torch.Tensor, st: CompressorState):
@@ -70,7 +73,8 @@ class Compressor(nn.Module):
         first = st.rows.shape[0]
         kv = self.wkv(x.float(), act_quant=False)
         gate = self.wgate(x.float(), act_quant=False) + self.ape.float()[pos % self.ratio]
-        pooled = pool_windows(kv, gate, self.ratio, self.overlap, st)
+        kv, gate = close_windows(kv, gate, self.ratio, self.overlap, st)
+        pooled = registry.get("compressor.pool", kv.device)(kv, gate)
         if pooled.shape[0]:
             rows = self.norm(pooled)
             rows = rope(rows, (first + torch.arange(rows.shape[0])) * self.ratio)

@@ -12,29 +12,13 @@ import torch
 from torch import nn
 
 from engine import quant
+from engine.kernels import registry
+from engine.kernels.indexer import index_scores_ref as index_scores  # noqa: F401
+from engine.kernels.indexer import topk_mask
 from engine.layers.compressor import Compressor
 from engine.layers.linear import PLAIN, Linear
 from engine.numerics import Numerics
 from engine.state import CompressorState
-
-
-def index_scores(q: torch.Tensor, keys: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """q [S, H, di], keys [N, di], w [S, H] (scales folded in) -> scores [S, N]."""
-    s = torch.relu(torch.einsum("shd,nd->shn", q.float(), keys.float()))
-    return (s * w.float().unsqueeze(-1)).sum(1)
-
-
-def topk_mask(scores: torch.Tensor, visible: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean [S, N]: the top-k visible entries per query (fewer when fewer are visible).
-    Equal scores are common (ReLU makes many exactly 0; FP4 keys collide), so ties break
-    towards the lower index, the same for a query whether it comes alone or in a chunk."""
-    n = scores.shape[1]
-    if n == 0:
-        return visible
-    scores = scores.masked_fill(~visible, float("-inf"))
-    idx = torch.sort(scores, dim=-1, descending=True, stable=True).indices[:, : min(k, n)]
-    sel = torch.zeros_like(visible).scatter_(1, idx, True)
-    return sel & visible
 
 
 class Indexer(nn.Module):
@@ -61,4 +45,5 @@ class Indexer(nn.Module):
         q = self._qat(rope(q, pos))
         w = self.weights_proj(x.float(), act_quant=False) * (self.heads ** -0.5
                                                              * self.head_dim ** -0.5)
-        return topk_mask(index_scores(q, st.rows, w), visible, self.topk)
+        scores = registry.get("indexer.index_scores", q.device)(q, st.rows, w)
+        return topk_mask(scores, visible, self.topk)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine import quant
+from engine.kernels import registry
+from engine.kernels.gemm_fp8 import dequant, gemm  # noqa: F401 - twins, used by moe.py
 from engine.numerics import Numerics
 
 PLAIN = "bf16"  # unquantized; a loaded checkpoint may bring float32 or bfloat16
@@ -23,23 +24,6 @@ def weight_shapes(fmt: str, out_f: int, in_f: int, lead: tuple[int, ...] = ()):
     if fmt == "fp4":
         return (*lead, out_f, in_f // 2), torch.int8, (*lead, out_f, in_f // 32)
     return (*lead, out_f, in_f), torch.bfloat16, None
-
-
-def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """Any format -> float32 weight of the logical shape."""
-    if fmt == "fp8":
-        return quant.dequant_fp8_weight(w, scale)
-    if fmt == "fp4":
-        return quant.dequant_fp4_weight(w, scale)
-    return w.float()
-
-
-def gemm(x: torch.Tensor, w: torch.Tensor, fmt: str, act_fp8: bool) -> torch.Tensor:
-    """y = x·wᵀ with `w` already dequantized; the official path rounds x to FP8 first when the
-    stored weight is FP8/FP4 (the release's fp8_gemm/fp4_gemm quantize their input)."""
-    if act_fp8 and fmt in ("fp8", "fp4"):
-        x = quant.fp8_roundtrip(x, 128)
-    return F.linear(x, w.to(x.dtype))
 
 
 class Linear(nn.Module):
@@ -60,7 +44,8 @@ class Linear(nn.Module):
         return dequant(self.fmt, self.weight, self.scale)
 
     def forward(self, x: torch.Tensor, act_quant: bool = True) -> torch.Tensor:
-        return gemm(x, self.dequantized(), self.fmt, act_quant and self.numerics.act_fp8)
+        op = registry.get("gemm_fp8.linear", x.device)
+        return op(x, self.weight, self.scale, self.fmt, act_quant and self.numerics.act_fp8)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}->{self.out_features}, {self.fmt}"

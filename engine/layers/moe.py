@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import ModelConfig
-from engine.layers.linear import Linear, dequant, gemm, weight_shapes
+from engine.kernels import registry
+from engine.kernels.moe_fp4 import swiglu
+from engine.layers.linear import Linear, dequant, weight_shapes
 from engine.numerics import Numerics
 
 
@@ -29,13 +31,6 @@ def route(scores: torch.Tensor, ids: torch.Tensor, scale: float) -> torch.Tensor
     """Weights of the chosen experts: s[E] / Σ s[E] · route_scale.  [S, E] -> [S, k]."""
     w = scores.gather(1, ids)
     return w / (w.sum(-1, keepdim=True) + 1e-20) * scale
-
-
-def swiglu(a: torch.Tensor, b: torch.Tensor, limit: float) -> torch.Tensor:
-    """silu(min(a, L)) · clamp(b, −L, L); no clamp when limit is 0."""
-    if limit:
-        a, b = a.clamp(max=limit), b.clamp(-limit, limit)
-    return F.silu(a) * b
 
 
 class Gate(nn.Module):
@@ -84,19 +79,11 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
-        out = torch.zeros(x.shape, dtype=torch.float32)
-        aq = self.numerics.act_fp8
-        for e in ids.unique().tolist():
-            tok, slot = (ids == e).nonzero(as_tuple=True)
-            xe, we = x[tok], weights[tok, slot].unsqueeze(-1)
-            h = swiglu(gemm(xe, self.weight("w1", e), self.fmt, aq),
-                       gemm(xe, self.weight("w3", e), self.fmt, aq), self.limit)
-            if self.numerics.weight_before_w2:
-                y = gemm((h * we).to(x.dtype), self.weight("w2", e), self.fmt, aq)
-            else:
-                y = gemm(h.to(x.dtype), self.weight("w2", e), self.fmt, aq) * we
-            out.index_add_(0, tok, y.float())
-        return out
+        w = {n: (getattr(self, f"{n}_weight"), getattr(self, f"{n}_scale"))
+             for n in ("w1", "w2", "w3")}
+        op = registry.get("moe_fp4.experts", x.device)
+        return op(x, ids, weights, w, self.fmt, self.numerics.act_fp8, self.limit,
+                  self.numerics.weight_before_w2)
 
 
 class SharedExpert(nn.Module):

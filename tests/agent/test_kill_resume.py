@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from agent.session import Session, read_records
 from tests.agent.test_headless import turn, write_recording
 from tests.conftest import REPO_ROOT, run_flashcode
@@ -94,9 +92,6 @@ def test_ctrl_c_stops_a_running_tool_cleanly(git_repo, isolated_env, tmp_path):
     assert msgs[-1]["role"] == "tool" and "interrupted by the user" in msgs[-1]["content"]
 
 
-@pytest.mark.xfail(reason="tools/shell.run_command does not kill its command's process group "
-                          "when KeyboardInterrupt arrives during wait (reported to the lead)",
-                   strict=False)
 def test_ctrl_c_also_stops_the_command_the_tool_started(git_repo, isolated_env, tmp_path):
     env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data"), "FLASHCODE_SANDBOX": "off",
            "PYTHONPATH": str(REPO_ROOT)}

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from engine.loader import load
+from engine.tokenizer import Tokenizer
 from tests.conftest import CONFORMANCE, run_flashcode
 
 
@@ -13,6 +14,10 @@ def test_make_tiny_then_logits_then_inspect(tmp_path):
     out = run_flashcode("engine", "make-tiny", str(tmp_path / "m"), "--seed", "5", timeout=120)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "m" / "config.json").is_file()
+    tok = Tokenizer.from_dir(tmp_path / "m")  # a real tokenizer with V4's special tokens
+    tok.check_vocab(1024)
+    assert tok.decode(tok.encode("def f(x):\n    return x")) == "def f(x):\n    return x"
+    assert max(tok.special.values()) < 1024 and {"user", "assistant", "dsml"} <= set(tok.special)
     out = run_flashcode("engine", "logits", "--model", str(tmp_path / "m"), "--tokens",
                         "5,7,11,13,17", "--mode", "reference", "--out", str(tmp_path / "l.npy"),
                         timeout=120)

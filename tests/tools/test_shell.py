@@ -111,3 +111,13 @@ def test_bubblewrap_sandbox(ctx, git_repo, tmp_path, http_server):
     plain = call("shell", {"command": f"{FETCH}{http_server} && echo net-on", "sandbox": "off"},
                  ctx)
     assert "net-on" in plain.output and plain.sandbox == "none"
+
+
+def test_cancel_from_another_thread_kills_the_command(git_repo):
+    ctx = ToolContext(git_repo, sandbox="off")
+    timer = threading.Timer(0.5, ctx.cancel.set)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        call("shell", {"command": "sleep 30"}, ctx)
+    assert time.monotonic() - started < 10

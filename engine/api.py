@@ -1,0 +1,149 @@
+"""`Engine`: the surface the agent and the server use.
+
+    engine = Engine.load("DIR")                      # config.json, shards, tokenizer.json
+    for ev in engine.stream(messages, tools, SamplingParams(temperature=0), max_tokens=64):
+        ...                                          # engine.events, ending Usage, Done
+    engine.count_tokens(messages, tools); engine.context_window; engine.stats
+
+`messages` are OpenAI-style dicts or engine.chat messages; `tools` OpenAI function specs.
+Keyword arguments override fields of `params` (the agent adapter passes thinking=,
+max_tokens=, response_format=). One sequence runs at a time: `stream` holds a lock while it
+generates, so concurrent callers queue (close or drop an abandoned stream to free it).
+`prepare` does the checks that can fail on bad input (PromptTooLong, ValueError) before any
+generation, so a server can answer them with a 400.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.chat import System, messages_from_openai
+from engine.constrain import ToolCallConstraint, _vocab
+from engine.events import Event, Usage
+from engine.generate import Generator
+from engine.json_mode import JsonReplyConstraint
+from engine.prefix import PrefixCache
+from engine.sampling import SamplingParams
+from engine.tokenizer import Tokenizer, encode_conversation
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class PromptTooLong(ValueError):
+    """The prompt (plus the tokens asked for) does not fit the context window."""
+
+
+@dataclass
+class Prepared:
+    """A checked request: prompt ids, tools, params and the reply's grammar mask."""
+    ids: list[int]
+    tools: list
+    params: SamplingParams
+    constraint: ToolCallConstraint | JsonReplyConstraint | None
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    last: Usage | None = None
+
+
+class Engine:
+    def __init__(self, model, tokenizer: Tokenizer, name: str = "flashcode",
+                 context_window: int | None = None, cache: PrefixCache | None = None) -> None:
+        tokenizer.check_vocab(model.cfg.vocab_size)
+        window = context_window or model.cfg.max_position_embeddings
+        if tokenizer.max_length:
+            window = min(window, tokenizer.max_length)
+        self.model, self.tok, self.name = model, tokenizer, name
+        self.gen = Generator(model, tokenizer, cache or PrefixCache(), window)
+        self.lock = threading.Lock()
+        self.stats = Stats()
+        _vocab(tokenizer)  # build the constraint's token trie now, not on the first request
+
+    @classmethod
+    def load(cls, path: str | Path, kernels: str = "auto", device_map: str | None = None,
+             mode: str = "official", dtype: torch.dtype | str = torch.float32,
+             context_window: int | None = None, name: str | None = None) -> Engine:
+        """Weights, config and tokenizer from a checkpoint directory. Only the plain-PyTorch
+        path exists in this build: kernels "auto"/"ref" run it; "triton" and a device_map
+        are refused with a message rather than silently ignored."""
+        from engine.loader import load as load_model
+
+        if kernels not in ("auto", "ref"):
+            raise ValueError(f"kernels={kernels!r}: this build has only the PyTorch path "
+                             "(use 'auto' or 'ref')")
+        if device_map not in (None, "", "auto", "cpu"):
+            raise ValueError(f"device_map={device_map!r}: this build runs on one CPU device")
+        path = Path(path).expanduser()
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        model = load_model(path, mode, dtype)
+        return cls(model, Tokenizer.from_dir(path), name or path.name, context_window)
+
+    @property
+    def context_window(self) -> int:
+        return self.gen.context_window
+
+    def encode(self, messages: list, tools: list | None, p: SamplingParams) -> list[int]:
+        if messages and isinstance(messages[0], dict):
+            messages = messages_from_openai(messages)
+        messages = list(messages)
+        if p.response_format:
+            if messages and isinstance(messages[0], System):
+                messages[0] = messages[0].model_copy(
+                    update={"response_format": p.response_format})
+            else:
+                messages.insert(0, System(response_format=p.response_format))
+        return encode_conversation(messages, self.tok, tools or None, p.thinking,
+                                   p.reasoning_effort)
+
+    def count_tokens(self, messages: list, tools: list | None = None) -> int:
+        return len(self.encode(messages, tools, SamplingParams()))
+
+    def prepare(self, messages: list, tools: list | None = None,
+                params: SamplingParams | None = None, **overrides: Any) -> Prepared:
+        """Validate and encode a request; raises PromptTooLong or ValueError on bad input."""
+        p = params or SamplingParams()
+        if overrides:
+            p = SamplingParams(**{**p.model_dump(), **overrides})
+        tools = list(tools or [])
+        if not tools and p.tool_choice not in ("auto", "none"):
+            raise ValueError(f"tool_choice {p.tool_choice!r} needs `tools`, and none were given")
+        ids = self.encode(messages, tools, p)
+        want = len(ids) + (p.max_tokens or 1)
+        if want > self.context_window:
+            raise PromptTooLong(
+                f"the prompt is {len(ids)} tokens"
+                + (f" and max_tokens is {p.max_tokens}" if p.max_tokens else "")
+                + f", but the model's context window is {self.context_window} tokens")
+        return Prepared(ids, tools, p, self.gen.constraint(tools, p))
+
+    def generate(self, req: Prepared) -> Iterator[Event]:
+        """Run a prepared request (waits for the sequence before it)."""
+        with self.lock:
+            for ev in self.gen.run(req.ids, req.tools, req.params, req.constraint):
+                if isinstance(ev, Usage):
+                    self._count(ev)
+                yield ev
+
+    def stream(self, messages: list, tools: list | None = None,
+               params: SamplingParams | None = None, **overrides: Any) -> Iterator[Event]:
+        """Events of one reply; see the module docstring."""
+        yield from self.generate(self.prepare(messages, tools, params, **overrides))
+
+    def _count(self, u: Usage) -> None:
+        s = self.stats
+        s.requests += 1
+        s.prompt_tokens += u.prompt_tokens
+        s.cached_tokens += u.cached_tokens
+        s.generated_tokens += u.generated_tokens
+        s.last = u

@@ -1,0 +1,1 @@
+"""Triton kernels, one file per op, each with its plain-PyTorch `_ref` twin; see registry."""

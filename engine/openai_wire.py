@@ -1,0 +1,197 @@
+"""OpenAI chat-completions wire format over the engine: request body → engine arguments, engine
+events → response JSON (whole or as `chat.completion.chunk`s).
+
+Thinking on/off, in any of the spellings clients use (first one present wins):
+    "thinking": true | false                       (flashcode)
+    "thinking": {"type": "enabled" | "disabled"}   (DeepSeek API)
+    "chat_template_kwargs": {"thinking": bool}     (vLLM / SGLang; also "enable_thinking")
+Default: on. `reasoning_effort` low|medium|high|max ("max" adds V4's preamble).
+Reasoning comes back as `reasoning_content`, tool calls as structured `tool_calls`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.chat import messages_from_openai
+from engine.events import (
+    Done,
+    FormatError,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    Usage,
+)
+from engine.sampling import SamplingParams
+
+
+class BadRequest(ValueError):
+    """Answered with HTTP 400 and OpenAI's error body."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.param, self.code = param, code
+
+
+class ChatRequest(BaseModel):
+    """The fields this server reads; others (user, penalties, …) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=1)
+    reasoning_effort: Literal["low", "medium", "high", "max"] | None = None
+    thinking: bool | dict[str, Any] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_functions(cls, tools):
+        for i, t in enumerate(tools or []):
+            fn = t.get("function") if isinstance(t, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': "
+                                 "{'name': ..., 'parameters': {...}}}")
+        return tools
+
+    def thinking_on(self) -> bool:
+        if isinstance(self.thinking, bool):
+            return self.thinking
+        if isinstance(self.thinking, dict) and "type" in self.thinking:
+            return self.thinking["type"] != "disabled"
+        kw = self.chat_template_kwargs or {}
+        for key in ("thinking", "enable_thinking"):
+            if key in kw:
+                return bool(kw[key])
+        return True
+
+    def params(self) -> SamplingParams:
+        picked = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                  "min_p": self.min_p, "seed": self.seed,
+                  "max_tokens": self.max_completion_tokens or self.max_tokens,
+                  "reasoning_effort": self.reasoning_effort,
+                  "response_format": self.response_format, "tool_choice": self.tool_choice}
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        return SamplingParams(**{k: v for k, v in picked.items() if v is not None},
+                              stop=stop, thinking=self.thinking_on())
+
+
+def parse_request(body: bytes) -> tuple[ChatRequest, list, SamplingParams]:
+    """(request, typed messages, params) or BadRequest saying what is wrong."""
+    try:
+        data = json.loads(body or b"")
+    except ValueError as e:
+        raise BadRequest(f"the request body is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    try:
+        req = ChatRequest.model_validate(data)
+        messages = messages_from_openai(req.messages)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise BadRequest(f"{loc}: {err['msg']}" if loc else err["msg"], loc or None) from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise BadRequest(f"messages: malformed message ({e})", "messages") from None
+    return req, messages, req.params()
+
+
+def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def usage_dict(u: Usage) -> dict:
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.generated_tokens,
+            "total_tokens": u.prompt_tokens + u.generated_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+            "prefill_tokens_per_second": round(u.prefill_tps, 2),
+            "decode_tokens_per_second": round(u.decode_tps, 2)}
+
+
+def _finish(reason: str) -> str:
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
+
+
+class Reply:
+    """Turns one reply's engine events into OpenAI JSON. `chunk(ev)` gives the stream chunks
+    an event makes; `whole()` the non-streaming response after the last event."""
+
+    def __init__(self, model: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created, self.model = int(time.time()), model
+        self.reasoning, self.content, self.calls = [], [], []
+        self.call_ids: dict[int, str] = {}
+        self.usage: Usage | None = None
+        self.finish = "stop"
+
+    def _base(self, obj: str) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
+
+    def _call_id(self, index: int) -> str:
+        return self.call_ids.setdefault(index, f"call_{uuid.uuid4().hex[:24]}")
+
+    def add(self, ev) -> dict | None:
+        """Record the event; the delta it makes for a stream chunk (None: nothing to send)."""
+        if isinstance(ev, ReasoningDelta):
+            self.reasoning.append(ev.text)
+            return {"reasoning_content": ev.text}
+        if isinstance(ev, TextDelta | FormatError):
+            text = ev.text if isinstance(ev, TextDelta) else ev.raw  # unparsed markup as text
+            self.content.append(text)
+            return {"content": text}
+        if isinstance(ev, ToolCallStarted):
+            return {"tool_calls": [{"index": ev.index, "id": self._call_id(ev.index),
+                                    "type": "function",
+                                    "function": {"name": ev.name, "arguments": ""}}]}
+        if isinstance(ev, ToolCallArgDelta):
+            return {"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]}
+        if isinstance(ev, ToolCallFinished):
+            self.calls.append({"id": self._call_id(ev.index), "type": "function",
+                               "function": {"name": ev.name, "arguments": json.dumps(
+                                   ev.arguments, ensure_ascii=False)}})
+        elif isinstance(ev, Usage):
+            self.usage = ev
+        elif isinstance(ev, Done):
+            self.finish = _finish(ev.finish_reason)
+        return None
+
+    def chunk(self, delta: dict, finish: str | None = None) -> dict:
+        return {**self._base("chat.completion.chunk"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                             "logprobs": None}]}
+
+    def usage_chunk(self) -> dict:
+        return {**self._base("chat.completion.chunk"), "choices": [],
+                "usage": usage_dict(self.usage) if self.usage else None}
+
+    def whole(self) -> dict:
+        msg: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
+        if self.reasoning:
+            msg["reasoning_content"] = "".join(self.reasoning)
+        if self.calls:
+            msg["tool_calls"] = self.calls
+        return {**self._base("chat.completion"),
+                "choices": [{"index": 0, "message": msg, "finish_reason": self.finish,
+                             "logprobs": None}],
+                "usage": usage_dict(self.usage) if self.usage else None}
