@@ -317,6 +317,7 @@ def _repo(args: argparse.Namespace):
 
     return Path(getattr(args, "cwd", "."))
 
+
 def _cmd_tool(sub) -> None:
     p = _subparser(sub, "tool", "run one repository tool and print its JSON result",
                    "Run a repository tool (read, search, edit, apply_patch, shell, git, tests, "
@@ -378,9 +379,13 @@ def _run_interactive(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return exitcodes.BACKEND_UNAVAILABLE
-    print("flashcode: the interactive app is not available yet in this build (planned; tracked "
-          "as issue #9). Nothing was done.", file=sys.stderr)
-    return exitcodes.NOT_IMPLEMENTED
+    from pathlib import Path
+
+    from agent.interactive import run
+
+    resume = args.resume if args.resume is not None else ("" if args.continue_ else None)
+    return run(settings, Path(getattr(args, "cwd", ".")).resolve(), plain=args.plain,
+               resume=resume)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,13 +83,19 @@ def select(files: list[FileDiff], accepted: set[tuple[int, int]]) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
-def apply(repo: Path, patch: str) -> None:
-    """Apply to the working tree only; check first so nothing is half-applied."""
+def apply(repo: Path, patch: str, reverse: bool = False) -> None:
+    """Apply to the working tree only; check first so nothing is half-applied.
+
+    `reverse=True` undoes the patch (`git apply -R`): how the TUI reverts a rejected hunk of
+    an edit the agent already made.
+    """
     if not patch.strip():
         return
+    flags = ["-R"] if reverse else []
     for extra in (["--check"], []):
-        proc = subprocess.run(["git", "apply", "--recount", "--whitespace=nowarn", *extra],
+        proc = subprocess.run(["git", "apply", "--recount", "--whitespace=nowarn", *flags, *extra],
                               cwd=repo, input=patch, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise HunkError(f"the accepted hunks do not apply to the working tree: "
+            verb = "revert" if reverse else "apply"
+            raise HunkError(f"the selected hunks do not {verb} cleanly in the working tree: "
                             f"{proc.stderr.strip()}. Nothing was changed.")

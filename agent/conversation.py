@@ -1,0 +1,191 @@
+"""One interactive session, front-end neutral: the app and the plain mode both drive this.
+
+It owns the agent, its session log and the checkpoints around each turn, and answers the
+slash commands that are not about the screen (/diff, /undo, /compact, /cost, /resume, ...).
+A turn runs on whatever thread calls `run_turn`; `interrupt` is safe from any other thread.
+
+Per-hunk review: a checkpoint is taken before each turn and after it; the turn's changes are
+the diff between the two trees. Rejecting a hunk reverts it in the working tree.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent import checkpoints, context, hunks
+from agent import rewrite as rewrite_mod
+from agent.config import Settings
+from agent.escalation import EscalatingModel
+from agent.exits import AgentExit
+from agent.headless import agent_for, with_escalation
+from agent.loop import Agent
+from agent.model import LanguageModel
+from agent.session import (
+    Session,
+    SessionError,
+    find_session,
+    list_sessions,
+    read_records,
+)
+from agent.toolrun import Asker
+
+
+@dataclass
+class TurnResult:
+    exit: AgentExit
+    diff: str = ""  # `git diff` of the files the turn changed ("" when none, or no git)
+    files: list[hunks.FileDiff] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    path: Path
+    first_request: str  # the first user message, one line
+    messages: int
+
+
+class Conversation:
+    def __init__(self, model: LanguageModel, root: Path, settings: Settings,
+                 session: Session | None = None, data_dir: Path | None = None):
+        self.settings, self.data_dir = settings, data_dir
+        self.root = Path(root).resolve()
+        session = session or Session.create(self.root, model.name, data_dir)
+        # With an escalation endpoint configured, /escalate (or failed tests) hands over.
+        self.model = with_escalation(settings, model, session.id)
+        self.agent = self._new_agent(session)
+        self.last_before: checkpoints.Checkpoint | None = None  # checkpoint before the last turn
+
+    def _new_agent(self, session: Session) -> Agent:
+        return agent_for(self.settings, self.model, self.root, session)
+
+    @property
+    def session(self) -> Session:
+        return self.agent.session
+
+    # --- turns -----------------------------------------------------------------------------
+
+    def run_turn(self, text: str, ask: Asker | None,
+                 on_event: Callable[[dict], None]) -> TurnResult:
+        """Run the agent on one request until it exits; the files it changed come back too."""
+        before = self._checkpoint("before turn")
+        self.last_before = before or self.last_before
+        agent = self.agent
+        agent.ask, agent.on_event, agent.steps = ask, on_event, 0
+        if isinstance(self.model, EscalatingModel):
+            agent.on_event = lambda event: (on_event(event), self.model.observe(event))
+        result = agent.run(text)
+        diff = self.diff_since(before) if before else ""
+        return TurnResult(result, diff, hunks.parse(diff))
+
+    def rewrite(self, request: str) -> str:
+        """The request rewritten as a task spec, as the editable text the agent will get."""
+        facts = rewrite_mod.gather_facts(self.root, request)
+        spec = rewrite_mod.rewrite(self.model, request, facts)
+        return rewrite_mod.task_message(request, spec)
+
+    def interrupt(self) -> None:
+        self.agent.interrupt()
+
+    def _checkpoint(self, label: str) -> checkpoints.Checkpoint | None:
+        if not (self.root / ".git").exists():
+            return None
+        try:
+            return checkpoints.create(self.root, f"flashcode {label} ({self.session.id})")
+        except checkpoints.CheckpointError:
+            return None  # e.g. a repository without commits or git missing: no review then
+
+    def diff_since(self, before: checkpoints.Checkpoint) -> str:
+        """Working-tree changes since `before`, new and deleted files included."""
+        after = self._checkpoint("after turn")
+        if after is None or after.tree == before.tree:
+            return ""
+        proc = subprocess.run(["git", "diff-tree", "-p", "--no-renames", "--no-color",
+                               before.tree, after.tree], cwd=self.root, capture_output=True,
+                              text=True)
+        return proc.stdout if proc.returncode == 0 else ""
+
+    # --- review ----------------------------------------------------------------------------
+
+    def reject_hunks(self, files: list[hunks.FileDiff], rejected: set[tuple[int, int]]) -> None:
+        """Revert the rejected (file, hunk) pairs in the working tree; all or nothing."""
+        hunks.apply(self.root, hunks.select(files, rejected), reverse=True)
+        if rejected:
+            self.session.event("hunks_rejected", hunks=sorted(rejected))
+
+    def undo(self) -> checkpoints.Restored:
+        """Restore the files to the checkpoint before the last turn."""
+        if self.last_before is None:
+            raise checkpoints.CheckpointError("No turn has changed anything yet.")
+        return checkpoints.restore(self.root, self.last_before)
+
+    # --- commands --------------------------------------------------------------------------
+
+    def compact(self) -> tuple[int, int]:
+        """Compact the conversation now; (messages before, after)."""
+        msgs = self.session.messages
+        before = len(msgs)
+        target = context.budget(self.model.context_window) // 2
+        count = lambda m: self.model.count_tokens(m, self.agent.tools or [])
+        compacted = context.compact(msgs, min(target, count(msgs) // 2), count)
+        msgs[:] = compacted
+        self.session.event("compaction", messages=compacted)
+        return before, len(compacted)
+
+    def escalate(self) -> bool:
+        """Hand the rest of the session to the escalation model; False when none is set."""
+        return isinstance(self.model, EscalatingModel) and \
+            self.model.escalate("the user asked (/escalate)")
+
+    def cost_line(self) -> str:
+        return self.agent.tally.line()
+
+    def context_used(self) -> int:
+        """Tokens the conversation takes now (exact as of the last reply, estimated since)."""
+        return self.agent._tokens.of(self.session.messages)
+
+    def sessions(self) -> list[SessionInfo]:
+        """This repository's sessions, newest first."""
+        return [session_info(p) for p in reversed(list_sessions(self.root, self.data_dir))]
+
+    def resume(self, session_id: str | None) -> Session:
+        """Switch to a recorded session (without an id: the latest other than this one)."""
+        if session_id:
+            path = find_session(self.root, session_id, self.data_dir)
+        else:
+            others = [p for p in list_sessions(self.root, self.data_dir)
+                      if p.stem != self.session.id]
+            if not others:
+                raise SessionError(f"no other session of {self.root} to resume.")
+            path = others[-1]
+        session = Session.load(path)
+        self.agent = self._new_agent(session)
+        return session
+
+    def clear(self) -> Session:
+        """Start a new, empty session (the old one stays on disk)."""
+        self.agent = self._new_agent(Session.create(self.root, self.model.name, self.data_dir))
+        return self.session
+
+
+def session_info(path: Path) -> SessionInfo:
+    records = read_records(path)
+    msgs = [r["message"] for r in records if r.get("type") == "message"]
+    first = next((m.get("content") or "" for m in msgs if m.get("role") == "user"), "")
+    return SessionInfo(path.stem, path, " ".join(first.split())[:80], len(msgs))
+
+
+def call_summary(name: str, arguments: dict) -> str:
+    """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
+    for key in ("command", "cmd", "path", "file", "pattern", "query"):
+        value = arguments.get(key)
+        if isinstance(value, list):
+            value = " ".join(map(str, value))
+        if isinstance(value, str):
+            return f"{name} {value}".splitlines()[0][:200]
+    args = json.dumps(arguments, ensure_ascii=False)
+    return f"{name} {args}"[:200]

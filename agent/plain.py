@@ -1,0 +1,325 @@
+"""`flashcode --plain`: the same session as the app, as a line interface (prompt_toolkit).
+
+Used when asked, and automatically when stdout is not a terminal. Answers stream as plain
+text, tool calls print one line each with the first lines of their output, approvals are
+y / a / n questions. On a terminal the prompt has history and completes /commands and @paths;
+with piped input it reads lines from stdin (and a y/n question reads the next line).
+
+The turn runs on the main thread, so Ctrl-C raises KeyboardInterrupt inside the agent, which
+ends the turn as Interrupted; Ctrl-C or Ctrl-D at the prompt quits.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer
+from prompt_toolkit.completion import Completion as PTCompletion
+from prompt_toolkit.history import InMemoryHistory
+
+from agent import checkpoints
+from agent.completion import (
+    SLASH_COMMANDS,
+    PathIndex,
+    append_history,
+    complete,
+    history_path,
+    read_history,
+)
+from agent.config import Settings
+from agent.conversation import Conversation, call_summary
+from agent.exits import Submitted
+from agent.hunks import parse
+from agent.model import LanguageModel, ToolCall
+from agent.session import Session, SessionError, find_session
+from agent.session import data_dir as default_data_dir
+
+PREVIEW_LINES = 6
+Reader = Callable[[str], str]  # prompt → line; raises EOFError at the end, KeyboardInterrupt
+
+
+class PlainUI:
+    def __init__(self, conversation: Conversation, read: Reader, out: TextIO,
+                 color: bool = False, history_file: Path | None = None):
+        self.conv, self.read, self.out, self.color = conversation, read, out, color
+        self.history_file = history_file
+        self._shown_calls: set[str] = set()
+        self._in_reasoning = False
+        self._line_open = False  # streamed text has not ended with a newline yet
+
+    # --- output ----------------------------------------------------------------------------
+
+    def say(self, text: str = "", style: str = "") -> None:
+        self._end_line()
+        codes = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33"}
+        if self.color and style in codes:
+            text = f"\x1b[{codes[style]}m{text}\x1b[0m"
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _stream(self, text: str, style: str = "") -> None:
+        if self.color and style == "dim":
+            text = f"\x1b[2m{text}\x1b[0m"
+        self.out.write(text)
+        self.out.flush()
+        self._line_open = not text.endswith("\n")
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            self.out.write("\n")
+            self._line_open = False
+
+    def on_event(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "reasoning_delta":
+            if not self._in_reasoning:
+                self._end_line()
+                self._stream("thinking: ", "dim")
+                self._in_reasoning = True
+            self._stream(event["text"], "dim")
+        elif kind == "text_delta":
+            if self._in_reasoning:
+                self._end_line()
+                self._in_reasoning = False
+            self._stream(event["text"])
+        elif kind == "tool_call" and event["id"] not in self._shown_calls:
+            self._shown_calls.add(event["id"])
+            self._in_reasoning = False
+            self.say(f"→ {call_summary(event['name'], event['arguments'])}", "bold")
+        elif kind == "tool_result":
+            self._tool_result(event)
+        elif kind == "assistant":
+            self._end_line()
+            self._in_reasoning = False
+        elif kind == "format_error":
+            self.say(f"malformed tool call: {event['reason']}", "red")
+        elif kind == "compaction":
+            self.say(f"(context compacted to {event['messages']} messages)", "dim")
+
+    def _tool_result(self, event: dict) -> None:
+        lines = event["content"].splitlines()
+        mark, style = ("✓", "green") if event["ok"] else ("✗", "red")
+        self.say(f"  {mark} {event['name']}", style)
+        for line in lines[:PREVIEW_LINES]:
+            self.say(f"    {line}", "dim")
+        if len(lines) > PREVIEW_LINES:
+            self.say(f"    … {len(lines) - PREVIEW_LINES} more lines", "dim")
+
+    # --- questions -------------------------------------------------------------------------
+
+    def ask(self, call: ToolCall, effect: str) -> str:
+        """The Asker: y = once, a = always this session, n = deny (also the default)."""
+        self.say(f"The agent wants to {'run' if effect == 'exec' else effect}: "
+                 f"{call_summary(call.name, call.arguments)}", "yellow")
+        choices = {"y": "yes", "yes": "yes", "a": "always", "always": "always",
+                   "n": "no", "no": "no", "": "no"}
+        while True:
+            try:
+                answer = self.read("Allow? [y]es once / [a]lways / [n]o: ").strip().lower()
+            except EOFError:
+                return "no"
+            if answer in choices:
+                return choices[answer]
+            self.say("Answer y, a or n.")
+
+    def confirm(self, question: str, default: bool = True) -> bool:
+        hint = "[Y/n]" if default else "[y/N]"
+        try:
+            answer = self.read(f"{question} {hint} ").strip().lower()
+        except EOFError:
+            return default
+        return default if not answer else answer.startswith("y")
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def loop(self) -> int:
+        self.say(f"flashcode {self.conv.model.name} in {self.conv.root} "
+                 "(/help for commands, Ctrl-D quits)", "dim")
+        while True:
+            try:
+                line = self.read("> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                self.say()
+                return 0
+            if not line:
+                continue
+            if self.history_file is not None:
+                append_history(self.history_file, line)
+            if line.startswith("/"):
+                if self.command(line) == "quit":
+                    return 0
+            else:
+                self.turn(line)
+
+    def turn(self, text: str) -> None:
+        self._shown_calls.clear()
+        task = self.task_for(text)
+        if task is None:
+            return
+        result = self.conv.run_turn(task, self.ask, self.on_event)
+        self._end_line()
+        if not isinstance(result.exit, Submitted):
+            self.say(result.exit.message, "yellow")
+        if result.files:
+            n = sum(max(len(f.hunks), 1) for f in result.files)
+            self.say(f"Changed {len(result.files)} file(s), {n} hunk(s): /diff reviews them "
+                     "hunk by hunk, /undo reverts the turn.", "dim")
+
+    def task_for(self, request: str) -> str | None:
+        """The request, or its task spec when rewriting is on and the user accepts it."""
+        if not self.conv.settings.rewrite:
+            return request
+        try:
+            spec = self.conv.rewrite(request)
+        except Exception as exc:  # any failure: the request goes as typed
+            self.say(f"(rewriting failed: {exc}; sending your words as they are)", "dim")
+            return request
+        self.say("Task spec:", "bold")
+        self.say(spec)
+        try:
+            answer = self.read("[a]ccept / [s]kip (send my words) / [c]ancel: ").strip().lower()
+        except EOFError:
+            return None
+        return {"a": spec, "": spec, "s": request}.get(answer[:1])
+
+    def command(self, line: str) -> str | None:
+        name, _, arg = line.partition(" ")
+        handler = getattr(self, "cmd_" + name.lstrip("/"), None)
+        if name not in SLASH_COMMANDS or handler is None:
+            self.say(f"Unknown command {name}. See /help.", "red")
+            return None
+        return handler(arg.strip())
+
+    def cmd_help(self, arg: str) -> None:
+        for name, text in SLASH_COMMANDS.items():
+            self.say(f"{name:<10} {text}")
+
+    def cmd_model(self, arg: str) -> None:
+        m = self.conv.model
+        self.say(f"{m.name}, context window {m.context_window:,} tokens")
+
+    def cmd_rewrite(self, arg: str) -> None:
+        settings = self.conv.settings
+        settings.rewrite = arg == "on" if arg in ("on", "off") else not settings.rewrite
+        self.say(f"Rewriting requests into a task spec: {'on' if settings.rewrite else 'off'}.")
+
+    def cmd_diff(self, arg: str) -> None:
+        if self.conv.last_before is None:
+            self.say("No turn has run yet.")
+            return
+        files = parse(self.conv.diff_since(self.conv.last_before))
+        if not files:
+            self.say("No changes since the last turn began.")
+            return
+        rejected = set()
+        for fi, f in enumerate(files):
+            for hi, hunk in enumerate(f.hunks):
+                self.say(f"--- {f.path} (+{hunk.added} -{hunk.removed})", "bold")
+                self.say(hunk.text().rstrip("\n"))
+                if not self.confirm("Keep this hunk?"):
+                    rejected.add((fi, hi))
+        self.conv.reject_hunks(files, rejected)
+        self.say(f"Reverted {len(rejected)} hunk(s).")
+
+    def cmd_undo(self, arg: str) -> None:
+        try:
+            self.say(self.conv.undo().summary())
+        except checkpoints.CheckpointError as exc:
+            self.say(str(exc), "red")
+
+    def cmd_compact(self, arg: str) -> None:
+        before, after = self.conv.compact()
+        self.say(f"Compacted: {before} → {after} messages.")
+
+    def cmd_escalate(self, arg: str) -> None:
+        ok = self.conv.escalate()
+        self.say("From now on the escalation model answers." if ok else
+                 "No escalation model is configured.")
+
+    def cmd_sessions(self, arg: str) -> None:
+        for s in self.conv.sessions():
+            mark = "*" if s.id == self.conv.session.id else " "
+            self.say(f"{mark} {s.id}  {s.messages:>3} msgs  {s.first_request}")
+
+    def cmd_resume(self, arg: str) -> None:
+        try:
+            session = self.conv.resume(arg)
+        except SessionError as exc:
+            self.say(f"Cannot resume: {exc}", "red")
+            return
+        self.say(f"Resumed session {session.id} ({len(session.messages)} messages).")
+
+    def cmd_cost(self, arg: str) -> None:
+        self.say(self.conv.cost_line())
+
+    def cmd_clear(self, arg: str) -> None:
+        self.say(f"New session {self.conv.clear().id}.")
+
+    def cmd_theme(self, arg: str) -> None:
+        self.say("Themes apply to the full-screen app.")
+
+    def cmd_quit(self, arg: str) -> str:
+        return "quit"
+
+
+class PathCompleter(Completer):
+    """prompt_toolkit's view of agent.completion: /commands at the start, @paths anywhere."""
+
+    def __init__(self, paths: PathIndex):
+        self.paths = paths
+
+    def get_completions(self, document, complete_event):
+        cursor = document.cursor_position
+        for c in complete(document.text, cursor, self.paths):
+            yield PTCompletion(c.text, start_position=c.start - cursor, display=c.display)
+
+
+def terminal_reader(root: Path, history_file: Path, **session_kw) -> Reader:
+    """A prompt_toolkit prompt with history and /command + @path completion."""
+    history = InMemoryHistory()
+    for line in read_history(history_file):
+        history.append_string(line)
+    session = PromptSession(history=history, completer=PathCompleter(PathIndex(root)),
+                            complete_while_typing=True, **session_kw)
+    return lambda prompt: session.prompt(prompt)
+
+
+def stdin_reader(stream: TextIO = sys.stdin, echo: TextIO | None = None) -> Reader:
+    """Lines from a pipe; EOFError at its end. Prompts go to `echo` (stdout) when given."""
+    def read(prompt: str) -> str:
+        if echo is not None:
+            echo.write(prompt)
+            echo.flush()
+        line = stream.readline()
+        if not line:
+            raise EOFError
+        if echo is not None:
+            echo.write(line if line.endswith("\n") else line + "\n")
+        return line.rstrip("\n")
+    return read
+
+
+def run_plain(settings: Settings, root: Path, model: LanguageModel, *,
+              resume: str | None = None, data_dir: Path | None = None,
+              read: Reader | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    base = data_dir or default_data_dir()
+    session = None
+    if resume is not None:
+        try:
+            session = Session.load(find_session(root, resume or None, data_dir))
+        except SessionError as exc:
+            print(f"flashcode: cannot resume: {exc}", file=sys.stderr)
+            return 2
+    conv = Conversation(model, root, settings, session=session, data_dir=data_dir)
+    if read is None:
+        tty = sys.stdin.isatty() and out.isatty()
+        read = terminal_reader(conv.root, history_path(base)) if tty else stdin_reader(echo=out)
+    ui = PlainUI(conv, read, out, color=out.isatty(), history_file=history_path(base))
+    if session is not None:
+        ui.say(f"Resumed session {session.id} ({len(session.messages)} messages).", "dim")
+    return ui.loop()

@@ -1,0 +1,1 @@
+"""Modal screens: approvals, the task spec, sessions."""

@@ -1,0 +1,1 @@
+"""The app's widgets: transcript, tool panel, diff view, status bar, prompt input."""
