@@ -5,8 +5,10 @@ so the result can report it plainly.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,7 +55,17 @@ def wrap(argv: list[str], mode: Mode, root: Path, cwd: Path) -> list[str]:
     if mode.name != "bubblewrap":
         return argv
     # order matters: the private /tmp is mounted before the repository, so a repository that
-    # lives under /tmp stays visible and writable
+    # lives under /tmp stays visible and writable; so do (read-only) the Python environments
+    # flashcode itself runs from, which a test command like `python -m pytest` needs
+    keep: list[str] = []
+    for path in _python_dirs():
+        keep += ["--ro-bind", path, path]
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--bind", str(root), str(root), "--unshare-net",
+            "--tmpfs", "/tmp", *keep, "--bind", str(root), str(root), "--unshare-net",
             "--die-with-parent", "--chdir", str(cwd), "--", *argv]
+
+
+def _python_dirs() -> list[str]:
+    """Folders under /tmp holding this interpreter or its virtual environment."""
+    dirs = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    return sorted(d for d in dirs if d == "/tmp" or d.startswith("/tmp/"))

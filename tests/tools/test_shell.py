@@ -121,3 +121,11 @@ def test_cancel_from_another_thread_kills_the_command(git_repo):
     with pytest.raises(KeyboardInterrupt):
         call("shell", {"command": "sleep 30"}, ctx)
     assert time.monotonic() - started < 10
+
+
+def test_sandbox_keeps_a_python_environment_under_tmp_visible(monkeypatch, tmp_path):
+    """CI may run from a clone under /tmp: the private /tmp must not hide its virtualenv."""
+    monkeypatch.setattr(sandbox.sys, "prefix", "/tmp/ci/main/.venv")
+    argv = sandbox.wrap(["true"], sandbox.Mode("bubblewrap", ""), tmp_path, tmp_path)
+    at = argv.index("--tmpfs")
+    assert argv[at + 2:at + 5] == ["--ro-bind", "/tmp/ci/main/.venv", "/tmp/ci/main/.venv"]
