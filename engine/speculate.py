@@ -109,3 +109,56 @@ def greedy(model, prompt: list[int], max_new: int) -> list[int]:
     while len(out) < max_new:
         out.append(int(model(torch.tensor(out[-1:]), state)[-1].argmax()))
     return out
+
+
+class Stepper:
+    """Decode one token at a time for a sampling loop, with MTP speculation under the hood
+    (engine/generate.py, greedy requests): `next(tok)` -> logits [vocab] after feeding `tok`.
+
+    Each fresh step verifies [tok, draft] in one forward and returns the logits after `tok`;
+    when the loop's next token is the draft, its logits are already there (accept), else the
+    state drops the draft (reject) and a fresh step runs. The drafter's MTP state is its own,
+    fed with the pairs of the prompt's last chunk (the MTP block is sliding-window, so its
+    relative positions are what matter). `finish()` -> the state holding exactly what was fed.
+    Plain stepping (spec=False) is one forward per token."""
+
+    def __init__(self, model, state: ModelState, spec: bool, streams: torch.Tensor | None = None,
+                 chunk: list[int] | None = None):
+        self.model, self.state, self.stats = model, state, SpecStats()
+        self.drafter = None
+        if spec and streams is not None and len(model.mtp):
+            self.drafter = MTPDrafter(model, ModelState([], [b.attn.new_state()
+                                                             for b in model.mtp]))
+            self.drafter.feed(streams[:-1], chunk[1:])
+        self.last = None if streams is None else streams[-1:]
+        self.pending = None  # (tok, draft, streams [2, n, D], logits [2, V], mark)
+
+    @torch.no_grad()
+    def next(self, tok: int) -> torch.Tensor:
+        if self.pending is not None:
+            prev, draft, xs, lg, mark = self.pending
+            self.pending = None
+            if tok == draft:
+                self.stats.accepted += 1
+                self.stats.tokens += 1
+                self.drafter.feed(xs[:1], [draft])
+                self.last = xs[1:]
+                return lg[1]
+            self.state = _roll_back(self.model, self.state, mark, prev)
+            self.last = xs[:1]
+        if self.drafter is None:
+            return self.model(torch.tensor([tok]), self.state)[-1]
+        draft = self.drafter.propose(self.last, tok)
+        xs, lg, mark = _step(self.model, self.state, tok, draft)
+        self.stats.forwards, self.stats.drafted = self.stats.forwards + 1, self.stats.drafted + 1
+        self.stats.tokens += 1
+        self.pending = (tok, draft, xs, lg, mark)
+        return lg[0]
+
+    def finish(self) -> ModelState:
+        """Drop an unverified draft; the state then holds every token passed to `next`."""
+        if self.pending is not None:
+            prev, _, _, _, mark = self.pending
+            self.pending = None
+            self.state = _roll_back(self.model, self.state, mark, prev)
+        return self.state

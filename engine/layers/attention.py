@@ -104,6 +104,9 @@ class Attention(nn.Module):
         visible = compressed_visible(pos, rows.shape[0], self.ratio)
         if self.ratio == 4:
             visible = self.indexer(x, qr, pos, st.index, visible, self.rope)
+            if visible.shape[0] == 1:  # decode: attend over the top-k rows only, not all N
+                rows = rows[visible[0].nonzero().squeeze(1)]
+                visible = visible.new_ones(1, rows.shape[0])
         return torch.cat((keys, rows.to(keys.dtype))), torch.cat((mask, visible), 1)
 
     def _project_out(self, o: torch.Tensor) -> torch.Tensor:
