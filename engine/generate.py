@@ -107,7 +107,8 @@ class Generator:
             raise RuntimeError(f"prefix cache returned a state at {state.pos}, not {n}")
         # chunked, marking the state at 128-token boundaries so a later prompt that shares
         # only part of this one can be restored exactly (engine.prefix)
-        logits = extend(self.model, torch.tensor(prompt[n:]), state, chunk=self.prefill_chunk,
+        ids = torch.tensor(prompt[n:], device=self.model.embed.weight.device)
+        logits = extend(self.model, ids, state, chunk=self.prefill_chunk,
                         last_only=True, streams=streams)[-1]
         return state, logits, n
 

@@ -20,6 +20,11 @@ from engine.prefix import CHUNK, Mark
 from engine.state import ModelState
 
 
+def _ids(model, ids: list[int]) -> torch.Tensor:
+    """Token ids [S] on the weights' device."""
+    return torch.tensor(ids, device=model.embed.weight.device)
+
+
 @dataclass
 class SpecStats:
     drafted: int = 0
@@ -46,7 +51,7 @@ class MTPDrafter:
     def propose(self, last: torch.Tensor, nxt: int) -> int:
         self.feed(last, [nxt])
         s = torch.cat([b[0] for b in self.backlog])
-        t = torch.tensor([b[1] for b in self.backlog])
+        t = _ids(self.model, [b[1] for b in self.backlog])
         self.backlog = []
         return int(self.model.mtp_logits(s, t, self.state)[-1].argmax())
 
@@ -57,7 +62,7 @@ def _step(model, state: ModelState, nxt: int, draft: int):
     closes = any(lay.comp is not None and (lay.pos + 2) // lay.comp.ratio != (lay.pos + 1)
                  // lay.comp.ratio for lay in state.layers)
     mark = Mark.of(state) if closes else None
-    x = model.streams(torch.tensor([nxt, draft]), state)
+    x = model.streams(_ids(model, [nxt, draft]), state)
     return x, model.logits(x), mark
 
 
@@ -67,7 +72,7 @@ def _roll_back(model, state: ModelState, mark: Mark | None, nxt: int) -> ModelSt
         return state
     back = mark.restore(state)
     back.mtp = state.mtp  # the MTP states are live (the drafter's); the mark's are older
-    model.streams(torch.tensor([nxt]), back)
+    model.streams(_ids(model, [nxt]), back)
     return back
 
 
@@ -76,7 +81,7 @@ def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
              state: ModelState | None = None) -> tuple[list[int], SpecStats]:
     """Greedy tokens after `prompt` (max_new of them) with MTP speculation, and the stats."""
     state = state if state is not None else model.new_state()
-    x = torch.cat([model.streams(torch.tensor(prompt[i:i + CHUNK]), state)
+    x = torch.cat([model.streams(_ids(model, prompt[i:i + CHUNK]), state)
                    for i in range(0, len(prompt), CHUNK)])  # chunked: no [S, H, S] scores
     nxt = int(model.logits(x[-1:])[0].argmax())
     drafter = drafter_cls(model, state)
@@ -104,10 +109,10 @@ def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
 def greedy(model, prompt: list[int], max_new: int) -> list[int]:
     """Plain greedy decoding, one token per forward (the reference speculation must match)."""
     state = model.new_state()
-    lg = model(torch.tensor(prompt), state)
+    lg = model(_ids(model, prompt), state)
     out = [int(lg[-1].argmax())]
     while len(out) < max_new:
-        out.append(int(model(torch.tensor(out[-1:]), state)[-1].argmax()))
+        out.append(int(model(_ids(model, out[-1:]), state)[-1].argmax()))
     return out
 
 
@@ -147,7 +152,7 @@ class Stepper:
             self.state = _roll_back(self.model, self.state, mark, prev)
             self.last = xs[:1]
         if self.drafter is None:
-            return self.model(torch.tensor([tok]), self.state)[-1]
+            return self.model(_ids(self.model, [tok]), self.state)[-1]
         draft = self.drafter.propose(self.last, tok)
         xs, lg, mark = _step(self.model, self.state, tok, draft)
         self.stats.forwards, self.stats.drafted = self.stats.forwards + 1, self.stats.drafted + 1
