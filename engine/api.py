@@ -15,6 +15,7 @@ generation, so a server can answer them with a 400.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,11 +29,34 @@ from engine.constrain import ToolCallConstraint, _vocab
 from engine.events import Event, Usage
 from engine.generate import Generator
 from engine.json_mode import JsonReplyConstraint
+from engine.placement import resident_bytes, resident_weights
 from engine.prefix import PrefixCache
 from engine.sampling import SamplingParams
 from engine.tokenizer import Tokenizer, encode_conversation
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to allocate now, None where the OS does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def resident_plan(model, resident: bool | None = None, available: int | None = None) -> bool:
+    """Whether to keep resident float weights: `resident` if given, else FLASHCODE_RESIDENT
+    (0/1), else when the model is on the CPU and the copies take at most half of `available`
+    (default: what the OS reports)."""
+    if resident is None and os.environ.get("FLASHCODE_RESIDENT", "") not in ("", "auto"):
+        resident = os.environ["FLASHCODE_RESIDENT"] not in ("0", "false", "no", "off")
+    if resident is not None:
+        return resident
+    if next(model.parameters()).device.type != "cpu":
+        return False
+    avail = available if available is not None else _available_memory()
+    return avail is not None and 2 * resident_bytes(model) <= avail
 
 
 class PromptTooLong(ValueError):
@@ -73,10 +97,14 @@ class Engine:
     @classmethod
     def load(cls, path: str | Path, kernels: str = "auto", device_map: str | None = None,
              mode: str = "official", dtype: torch.dtype | str = torch.float32,
-             context_window: int | None = None, name: str | None = None) -> Engine:
+             context_window: int | None = None, name: str | None = None,
+             resident: bool | None = None) -> Engine:
         """Weights, config and tokenizer from a checkpoint directory. Only the plain-PyTorch
         path exists in this build: kernels "auto"/"ref" run it; "triton" and a device_map
-        are refused with a message rather than silently ignored."""
+        are refused with a message rather than silently ignored. `resident`: keep dequantized
+        float copies of the FP8/FP4 weights (several times faster on CPU); None = the
+        FLASHCODE_RESIDENT environment variable (0/1), else yes when they fit in half the
+        available memory (see `resident_plan`)."""
         from engine.loader import load as load_model
 
         if kernels not in ("auto", "ref"):
@@ -87,6 +115,8 @@ class Engine:
         path = Path(path).expanduser()
         dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
         model = load_model(path, mode, dtype)
+        if resident_plan(model, resident):
+            resident_weights(model)
         return cls(model, Tokenizer.from_dir(path), name or path.name, context_window)
 
     @property

@@ -53,6 +53,7 @@ class Usage:
     generated_tokens: int
     prefill_tps: float
     decode_tps: float
+    spec_acceptance: float | None = None  # MTP drafts accepted / drafted; None: no speculation
 
 
 @dataclass(frozen=True)

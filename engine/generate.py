@@ -27,6 +27,7 @@ from engine.json_mode import JsonReplyConstraint, wants_json
 from engine.model import Transformer
 from engine.prefix import PrefixCache, extend
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
+from engine.speculate import Stepper
 from engine.state import ModelState
 from engine.tokenizer import Tokenizer
 
@@ -89,8 +90,10 @@ class Generator:
             return JsonReplyConstraint(self.tok, p.thinking, self.vocab)
         return ToolCallConstraint(self.tok, tools or [], p.thinking, self.vocab, p.tool_choice)
 
-    def prefill(self, prompt: list[int]) -> tuple[ModelState, torch.Tensor, int]:
-        """State after the prompt, the last position's logits [vocab], tokens reused."""
+    def prefill(self, prompt: list[int], streams: list | None = None
+                ) -> tuple[ModelState, torch.Tensor, int]:
+        """State after the prompt, the last position's logits [vocab], tokens reused;
+        `streams` receives the last chunk's streams and tokens (engine.prefix.extend)."""
         state, n = self.cache.lookup(prompt)
         if state is not None and n >= len(prompt):  # all cached: step back one for logits
             try:
@@ -104,8 +107,9 @@ class Generator:
             raise RuntimeError(f"prefix cache returned a state at {state.pos}, not {n}")
         # chunked, marking the state at 128-token boundaries so a later prompt that shares
         # only part of this one can be restored exactly (engine.prefix)
-        logits = extend(self.model, torch.tensor(prompt[n:]), state, chunk=self.prefill_chunk,
-                        last_only=True)[-1]
+        ids = torch.tensor(prompt[n:], device=self.model.embed.weight.device)
+        logits = extend(self.model, ids, state, chunk=self.prefill_chunk,
+                        last_only=True, streams=streams)[-1]
         return state, logits, n
 
     def run(self, prompt: list[int], tools: list, p: SamplingParams,
@@ -117,7 +121,10 @@ class Generator:
         if p.max_tokens is not None:
             budget = min(budget, p.max_tokens)
         t0 = time.perf_counter()
-        state, logits, cached = self.prefill(prompt)
+        spec = p.speculate and p.temperature == 0 and len(self.model.mtp) > 0
+        chunk: list = []
+        state, logits, cached = self.prefill(prompt, chunk if spec else None)
+        stepper = Stepper(self.model, state, spec, *(chunk[0] if chunk else (None, None)))
         t1 = time.perf_counter()
         fed = list(prompt)  # what `state` has consumed
         parser, gate = TokenReplyParser(self.tok, p.thinking), _StopGate(p.stop)
@@ -125,7 +132,7 @@ class Generator:
         try:
             while len(ids) < budget:
                 if ids:  # feed the token sampled last; a reply's final token is never fed
-                    logits = self.model(torch.tensor([ids[-1]]), state)[-1]
+                    logits = stepper.next(ids[-1])
                     fed.append(ids[-1])
                 mask = constraint.allowed() if constraint is not None else self.known
                 ids.append(sample(logits, mask, p, rng))
@@ -146,13 +153,15 @@ class Generator:
                 final = [e if not isinstance(e, Done) else Done("length")
                          for e in parser.finish("length")]
         finally:
+            state = stepper.finish()
             if state.pos == len(fed):
                 self.cache.store(fed, state)
-        yield from self._finish(gate, final, parser, ids, (len(prompt), cached, t0, t1))
+        acc = stepper.stats.acceptance if stepper.drafter is not None else None
+        yield from self._finish(gate, final, parser, ids, (len(prompt), cached, t0, t1, acc))
 
     def _finish(self, gate: _StopGate, final: list[Event], parser: TokenReplyParser,
                 ids: list[int], timing: tuple) -> Iterator[Event]:
-        n_prompt, cached, t0, t1 = timing
+        n_prompt, cached, t0, t1, acc = timing
         t2 = time.perf_counter()
         reason = "stop"
         for ev in final:
@@ -165,7 +174,7 @@ class Generator:
         else:
             yield from gate.release()
         usage = Usage(n_prompt, cached, len(ids), (n_prompt - cached) / max(t1 - t0, 1e-9),
-                      len(ids) / max(t2 - t1, 1e-9))
+                      len(ids) / max(t2 - t1, 1e-9), acc)
         self.last = Reply(list(ids), parser.message(), usage, reason)
         yield usage
         yield Done(reason, list(ids))

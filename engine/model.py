@@ -112,6 +112,7 @@ class Transformer(nn.Module):
 
     def streams(self, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
         """tokens [S] at positions state.pos.. -> final residual streams [S, n, D]."""
+        tokens = tokens.to(self.embed.weight.device)  # callers build ids on the CPU
         e = self.embed(tokens).to(self.dtype)
         x = e.unsqueeze(1).expand(-1, self.cfg.hc_mult, -1).contiguous()
         for block, st in zip(self.layers, state.layers, strict=True):
@@ -136,6 +137,7 @@ class Transformer(nn.Module):
                    state: ModelState, depth: int = 0) -> torch.Tensor:
         """MTP: streams of positions i [S, n, D] and tokens i+1 [S] -> logits for i+2."""
         blk = self.mtp[depth]
+        next_tokens = next_tokens.to(self.embed.weight.device)
         e = self.embed(next_tokens).to(self.dtype)
         h = blk.forward_mtp(streams, e, next_tokens, state.mtp[depth])
         return self.head(h.float(), act_quant=False).float()

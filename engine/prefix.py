@@ -91,16 +91,24 @@ def add_mark(state: ModelState, mark: Mark | None = None) -> None:
 
 @torch.no_grad()
 def extend(model, tokens: torch.Tensor, state: ModelState, chunk: int = CHUNK,
-           every: int = SNAP, last_only: bool = False) -> torch.Tensor:
+           every: int = SNAP, last_only: bool = False,
+           streams: list | None = None) -> torch.Tensor:
     """Prefill `tokens` after `state` in chunks of at most `chunk` tokens that end on
     multiples of `every`, marking the state at each such end. Returns the logits [S, vocab]
-    (or [1, vocab] with last_only)."""
+    (or [1, vocab] with last_only). `streams`: a list that receives (the last chunk's final
+    streams [s, n, D], its tokens) (MTP drafting needs them)."""
     outs, i, p0 = [], 0, state.pos
     while i < len(tokens):
         p = p0 + i
         end = max((p + chunk) // every * every, (p // every + 1) * every) - p0
         end = min(len(tokens), end)
-        lg = model(tokens[i:end], state)
+        if streams is not None:
+            with torch.no_grad():
+                x = model.streams(tokens[i:end], state)
+                lg = model.logits(x)  # all rows, as forward does: same bits
+            streams[:] = [(x, tokens[i:end].tolist())]
+        else:
+            lg = model(tokens[i:end], state)
         outs.append(lg[-1:] if last_only else lg)
         i = end
         if state.pos % every == 0:

@@ -34,6 +34,9 @@ class SamplingParams(BaseModel):
         None, description="OpenAI response_format: in the prompt; json_object/json_schema "
         "also masks the content to one JSON object (the schema itself is not enforced).")
     constrain: bool = Field(True, description="Mask tokens so tool-call markup stays valid.")
+    speculate: bool = Field(True, description="Greedy requests (temperature 0): draft with the "
+                            "MTP block and verify two tokens per forward, when the checkpoint "
+                            "has MTP weights (same output, fewer forwards).")
 
 
 def generator_for(seed: int | None) -> torch.Generator:

@@ -20,6 +20,11 @@ from engine.prefix import CHUNK, Mark
 from engine.state import ModelState
 
 
+def _ids(model, ids: list[int]) -> torch.Tensor:
+    """Token ids [S] on the weights' device."""
+    return torch.tensor(ids, device=model.embed.weight.device)
+
+
 @dataclass
 class SpecStats:
     drafted: int = 0
@@ -46,7 +51,7 @@ class MTPDrafter:
     def propose(self, last: torch.Tensor, nxt: int) -> int:
         self.feed(last, [nxt])
         s = torch.cat([b[0] for b in self.backlog])
-        t = torch.tensor([b[1] for b in self.backlog])
+        t = _ids(self.model, [b[1] for b in self.backlog])
         self.backlog = []
         return int(self.model.mtp_logits(s, t, self.state)[-1].argmax())
 
@@ -57,7 +62,7 @@ def _step(model, state: ModelState, nxt: int, draft: int):
     closes = any(lay.comp is not None and (lay.pos + 2) // lay.comp.ratio != (lay.pos + 1)
                  // lay.comp.ratio for lay in state.layers)
     mark = Mark.of(state) if closes else None
-    x = model.streams(torch.tensor([nxt, draft]), state)
+    x = model.streams(_ids(model, [nxt, draft]), state)
     return x, model.logits(x), mark
 
 
@@ -67,7 +72,7 @@ def _roll_back(model, state: ModelState, mark: Mark | None, nxt: int) -> ModelSt
         return state
     back = mark.restore(state)
     back.mtp = state.mtp  # the MTP states are live (the drafter's); the mark's are older
-    model.streams(torch.tensor([nxt]), back)
+    model.streams(_ids(model, [nxt]), back)
     return back
 
 
@@ -76,7 +81,7 @@ def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
              state: ModelState | None = None) -> tuple[list[int], SpecStats]:
     """Greedy tokens after `prompt` (max_new of them) with MTP speculation, and the stats."""
     state = state if state is not None else model.new_state()
-    x = torch.cat([model.streams(torch.tensor(prompt[i:i + CHUNK]), state)
+    x = torch.cat([model.streams(_ids(model, prompt[i:i + CHUNK]), state)
                    for i in range(0, len(prompt), CHUNK)])  # chunked: no [S, H, S] scores
     nxt = int(model.logits(x[-1:])[0].argmax())
     drafter = drafter_cls(model, state)
@@ -104,8 +109,61 @@ def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
 def greedy(model, prompt: list[int], max_new: int) -> list[int]:
     """Plain greedy decoding, one token per forward (the reference speculation must match)."""
     state = model.new_state()
-    lg = model(torch.tensor(prompt), state)
+    lg = model(_ids(model, prompt), state)
     out = [int(lg[-1].argmax())]
     while len(out) < max_new:
-        out.append(int(model(torch.tensor(out[-1:]), state)[-1].argmax()))
+        out.append(int(model(_ids(model, out[-1:]), state)[-1].argmax()))
     return out
+
+
+class Stepper:
+    """Decode one token at a time for a sampling loop, with MTP speculation under the hood
+    (engine/generate.py, greedy requests): `next(tok)` -> logits [vocab] after feeding `tok`.
+
+    Each fresh step verifies [tok, draft] in one forward and returns the logits after `tok`;
+    when the loop's next token is the draft, its logits are already there (accept), else the
+    state drops the draft (reject) and a fresh step runs. The drafter's MTP state is its own,
+    fed with the pairs of the prompt's last chunk (the MTP block is sliding-window, so its
+    relative positions are what matter). `finish()` -> the state holding exactly what was fed.
+    Plain stepping (spec=False) is one forward per token."""
+
+    def __init__(self, model, state: ModelState, spec: bool, streams: torch.Tensor | None = None,
+                 chunk: list[int] | None = None):
+        self.model, self.state, self.stats = model, state, SpecStats()
+        self.drafter = None
+        if spec and streams is not None and len(model.mtp):
+            self.drafter = MTPDrafter(model, ModelState([], [b.attn.new_state()
+                                                             for b in model.mtp]))
+            self.drafter.feed(streams[:-1], chunk[1:])
+        self.last = None if streams is None else streams[-1:]
+        self.pending = None  # (tok, draft, streams [2, n, D], logits [2, V], mark)
+
+    @torch.no_grad()
+    def next(self, tok: int) -> torch.Tensor:
+        if self.pending is not None:
+            prev, draft, xs, lg, mark = self.pending
+            self.pending = None
+            if tok == draft:
+                self.stats.accepted += 1
+                self.stats.tokens += 1
+                self.drafter.feed(xs[:1], [draft])
+                self.last = xs[1:]
+                return lg[1]
+            self.state = _roll_back(self.model, self.state, mark, prev)
+            self.last = xs[:1]
+        if self.drafter is None:
+            return self.model(_ids(self.model, [tok]), self.state)[-1]
+        draft = self.drafter.propose(self.last, tok)
+        xs, lg, mark = _step(self.model, self.state, tok, draft)
+        self.stats.forwards, self.stats.drafted = self.stats.forwards + 1, self.stats.drafted + 1
+        self.stats.tokens += 1
+        self.pending = (tok, draft, xs, lg, mark)
+        return lg[0]
+
+    def finish(self) -> ModelState:
+        """Drop an unverified draft; the state then holds every token passed to `next`."""
+        if self.pending is not None:
+            prev, _, _, _, mark = self.pending
+            self.pending = None
+            self.state = _roll_back(self.model, self.state, mark, prev)
+        return self.state

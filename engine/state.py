@@ -55,12 +55,12 @@ class LayerState:
     comp: CompressorState | None = None
     index: CompressorState | None = None
 
-    def window_rows(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def window_rows(self, dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The last min(pos, W-1) rows [n, dim] in position order, and their positions [n]."""
         n = min(self.pos, self.window_size - 1)
-        pos = torch.arange(self.pos - n, self.pos)
+        pos = torch.arange(self.pos - n, self.pos, device=device)
         if self.window is None or n == 0:
-            return torch.zeros(0, dim), pos
+            return torch.zeros(0, dim, device=device), pos
         return self.window[pos % self.window_size], pos
 
     def push_window(self, kv: torch.Tensor) -> None:
@@ -69,7 +69,7 @@ class LayerState:
             self.window = kv.new_zeros(self.window_size, kv.shape[1])
         s = kv.shape[0]
         keep = min(s, self.window_size)
-        slots = torch.arange(self.pos + s - keep, self.pos + s) % self.window_size
+        slots = torch.arange(self.pos + s - keep, self.pos + s, device=kv.device) % self.window_size
         self.window[slots] = kv[-keep:]
         self.pos += s
 

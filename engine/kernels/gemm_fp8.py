@@ -21,7 +21,10 @@ from engine.kernels._triton import check, interpreting, jit, pow2, round_e4m3, t
 
 
 def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """Any format -> float32 weight of the logical shape."""
+    """Any format -> float32 weight of the logical shape. A weight without a scale is taken as
+    already dequantized (engine.placement's resident copies), whatever `fmt` says."""
+    if scale is None:
+        return w.float()
     if fmt == "fp8":
         return quant.dequant_fp8_weight(w, scale)
     if fmt == "fp4":

@@ -12,6 +12,7 @@ post [S, n] fp32, comb [S, n, n] fp32.  hc_post: y [S, D] -> [S, n, D] in x's dt
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from engine.kernels._triton import check, jit, pow2, tl
@@ -28,10 +29,22 @@ def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
     """[S, n, n] -> comb: row softmax + eps, one column normalisation, then (iters-1) rounds of
     row then column normalisation. Not converged on purpose: match this order exactly."""
     c = torch.softmax(logits, dim=-1) + eps
+    if c.device.type == "cpu" and c.dtype == torch.float32:
+        return torch.from_numpy(_sinkhorn_np(c.numpy(), iters, np.float32(eps)))
     c = c / (c.sum(-2, keepdim=True) + eps)
     for _ in range(iters - 1):
         c = c / (c.sum(-1, keepdim=True) + eps)
         c = c / (c.sum(-2, keepdim=True) + eps)
+    return c
+
+
+def _sinkhorn_np(c: np.ndarray, iters: int, eps: np.float32) -> np.ndarray:
+    """The same rounds in numpy: ~3x less per-op overhead on the tiny [S, 4, 4] matrices a
+    decode step has (40 ops per site, 2 sites per block); float32 throughout, same order."""
+    c = c / (c.sum(-2, keepdims=True) + eps)
+    for _ in range(iters - 1):
+        c = c / (c.sum(-1, keepdims=True) + eps)
+        c = c / (c.sum(-2, keepdims=True) + eps)
     return c
 
 

@@ -30,7 +30,7 @@ def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.
 
 def compressed_visible(q_pos: torch.Tensor, n: int, ratio: int) -> torch.Tensor:
     """[S, n]: entry j is closed for query t iff j < (t+1) // ratio."""
-    return torch.arange(n)[None, :] < ((q_pos + 1) // ratio)[:, None]
+    return torch.arange(n, device=q_pos.device)[None, :] < ((q_pos + 1) // ratio)[:, None]
 
 
 class Attention(nn.Module):
@@ -60,11 +60,11 @@ class Attention(nn.Module):
         self.freqs = freqs  # a plain tensor, not a parameter: computed, never loaded
 
     def new_state(self) -> LayerState:
-        st = LayerState(self.cfg.window_size)
+        st, dev = LayerState(self.cfg.window_size), self.wkv.weight.device
         if self.ratio:
-            st.comp = self.compressor.new_state()
+            st.comp = self.compressor.new_state(dev)
         if self.ratio == 4:
-            st.index = self.indexer.compressor.new_state()
+            st.index = self.indexer.compressor.new_state(dev)
         return st
 
     def rope(self, x: torch.Tensor, pos: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -81,12 +81,12 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, st: LayerState) -> torch.Tensor:
         """x [S, D] normed sublayer input at positions st.pos.. -> [S, D]; updates st."""
         cfg, s = self.cfg, x.shape[0]
-        pos = torch.arange(st.pos, st.pos + s)
+        pos = torch.arange(st.pos, st.pos + s, device=x.device)
         qr = self.q_norm(self.wq_a(x))
         q = rms(self.wq_b(qr).view(s, cfg.n_heads, cfg.head_dim), cfg.norm_eps)
         q = self.rope(q, pos)
         kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.weight)
-        prev, prev_pos = st.window_rows(cfg.head_dim)
+        prev, prev_pos = st.window_rows(cfg.head_dim, x.device)
         keys = torch.cat((prev.to(kv.dtype), kv))
         mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
         if self.ratio:
@@ -104,6 +104,9 @@ class Attention(nn.Module):
         visible = compressed_visible(pos, rows.shape[0], self.ratio)
         if self.ratio == 4:
             visible = self.indexer(x, qr, pos, st.index, visible, self.rope)
+            if visible.shape[0] == 1:  # decode: attend over the top-k rows only, not all N
+                rows = rows[visible[0].nonzero().squeeze(1)]
+                visible = visible.new_ones(1, rows.shape[0])
         return torch.cat((keys, rows.to(keys.dtype))), torch.cat((mask, visible), 1)
 
     def _project_out(self, o: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,7 @@ class Compressor(nn.Module):
         pooled = registry.get("compressor.pool", kv.device)(kv, gate)
         if pooled.shape[0]:
             rows = self.norm(pooled)
-            rows = rope(rows, (first + torch.arange(rows.shape[0])) * self.ratio)
+            rows = rope(rows, (first + torch.arange(rows.shape[0], device=rows.device))
+                        * self.ratio)
             st.rows = torch.cat((st.rows, rows.to(st.rows.dtype)))
         return pooled.shape[0]

@@ -39,13 +39,19 @@ class Linear(nn.Module):
                                       requires_grad=False)
         else:
             self.scale = None
+        self.resident: torch.Tensor | None = None  # float copy [out, in] (engine.placement)
 
     def dequantized(self) -> torch.Tensor:
+        if self.resident is not None:
+            return self.resident
         return dequant(self.fmt, self.weight, self.scale)
 
     def forward(self, x: torch.Tensor, act_quant: bool = True) -> torch.Tensor:
+        act = act_quant and self.numerics.act_fp8
+        if self.resident is not None:  # same numerics as the twin, minus the dequantization
+            return gemm(x, self.resident, self.fmt, act)
         op = registry.get("gemm_fp8.linear", x.device)
-        return op(x, self.weight, self.scale, self.fmt, act_quant and self.numerics.act_fp8)
+        return op(x, self.weight, self.scale, self.fmt, act)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}->{self.out_features}, {self.fmt}"

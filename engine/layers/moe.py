@@ -14,7 +14,7 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.kernels import registry
-from engine.kernels.moe_fp4 import swiglu
+from engine.kernels.moe_fp4 import experts_ref, swiglu
 from engine.layers.linear import Linear, dequant, weight_shapes
 from engine.numerics import Numerics
 
@@ -64,6 +64,7 @@ class Experts(nn.Module):
         super().__init__()
         self.fmt, self.numerics, self.limit = cfg.expert_dtype, numerics, cfg.swiglu_limit
         e, d, i = cfg.n_routed_experts, cfg.dim, cfg.moe_inter_dim
+        self.dims = (e, d, i)
         for name, (o, n) in {"w1": (i, d), "w2": (d, i), "w3": (i, d)}.items():
             ws, wd, ss = weight_shapes(self.fmt, o, n, (e,))
             self.register_parameter(f"{name}_weight", nn.Parameter(torch.empty(ws, dtype=wd),
@@ -71,17 +72,24 @@ class Experts(nn.Module):
             scale = None if ss is None else nn.Parameter(
                 torch.empty(ss, dtype=torch.float8_e8m0fnu), requires_grad=False)
             self.register_parameter(f"{name}_scale", scale)
+        self.resident: dict[str, torch.Tensor] | None = None  # name -> float [E, out, in]
 
     def weight(self, name: str, e: int) -> torch.Tensor:
         """Expert e's `name` weight, dequantized to float32 [out, in]."""
+        if self.resident is not None:
+            return self.resident[name][e].float()
         s = getattr(self, f"{name}_scale")
         return dequant(self.fmt, getattr(self, f"{name}_weight")[e], None if s is None else s[e])
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
-        w = {n: (getattr(self, f"{n}_weight"), getattr(self, f"{n}_scale"))
-             for n in ("w1", "w2", "w3")}
-        op = registry.get("moe_fp4.experts", x.device)
+        if self.resident is not None:  # the twin reads scale-less weights as dequantized
+            w = {n: (self.resident[n], None) for n in ("w1", "w2", "w3")}
+            op = experts_ref
+        else:
+            w = {n: (getattr(self, f"{n}_weight"), getattr(self, f"{n}_scale"))
+                 for n in ("w1", "w2", "w3")}
+            op = registry.get("moe_fp4.experts", x.device)
         return op(x, ids, weights, w, self.fmt, self.numerics.act_fp8, self.limit,
                   self.numerics.weight_before_w2)
 
