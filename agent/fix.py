@@ -32,14 +32,20 @@ from typing import TextIO
 
 import prompts
 from agent import checkpoints, exitcodes
-from agent.approval import Policy
 from agent.config import Settings
 from agent.context import discover_instructions
 from agent.escalation import EscalatingModel
 from agent.exits import AgentExit, Interrupted, Submitted
-from agent.headless import _json_printer, _plain_printer, agent_for, repo_root, with_escalation
+from agent.headless import (
+    _json_printer,
+    _plain_printer,
+    agent_for,
+    load_model,
+    repo_root,
+    rules_error,
+    with_escalation,
+)
 from agent.loop import Agent
-from agent.model import BackendError
 from agent.session import Session
 from tools import base
 from tools.tests import detect
@@ -73,22 +79,14 @@ class FixRun:
 def run_fix(settings: Settings, task: str, cwd: Path, test: str | None = None, yes: bool = False,
             as_json: bool = False, allow_dirty: bool = False, out: TextIO = sys.stdout,
             err: TextIO = sys.stderr) -> int:
-    from agent.backends import make_model
-
-    try:
-        Policy.from_settings(settings.approval, settings.allow, settings.deny)
-    except ValueError as exc:
-        print(f"flashcode fix: configuration error: {exc}", file=err)
-        return exitcodes.USAGE
+    if (code := rules_error(settings, "fix", err)) is not None:
+        return code
     root = repo_root(cwd)
     if not (root / ".git").exists():
         print(f"flashcode fix: {root} is not in a git repository. fix checkpoints your files "
               "so it can put them back when it fails; run `git init` first.", file=err)
         return exitcodes.USAGE
-    try:
-        model = make_model(settings)
-    except BackendError as exc:
-        print(f"flashcode fix: {exc}", file=err)
+    if (model := load_model(settings, "fix", err)) is None:
         return exitcodes.BACKEND_UNAVAILABLE
     try:
         run = _prepare(settings, model, root, task, test, yes, allow_dirty,

@@ -74,20 +74,34 @@ def agent_for(settings: Settings, model, root: Path, session: Session) -> Agent:
                  tally=Tally(default_prices=settings.prices))
 
 
-def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
-             resume: str | None = None, cont: bool = False, fork: str | None = None,
-             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def rules_error(settings: Settings, command: str, err: TextIO) -> int | None:
+    """Exit code 2 after saying so when an allow/deny rule is bad; None when all are fine.
+    Checked before anything is created or loaded."""
+    try:
+        Policy.from_settings(settings.approval, settings.allow, settings.deny)
+    except ValueError as exc:
+        print(f"flashcode {command}: configuration error: {exc}", file=err)
+        return exitcodes.USAGE
+    return None
+
+
+def load_model(settings: Settings, command: str, err: TextIO):
+    """The configured model, or None after saying why there is none (the caller exits 4)."""
     from agent.backends import make_model
 
     try:
-        Policy.from_settings(settings.approval, settings.allow, settings.deny)
-    except ValueError as exc:  # a bad allow/deny rule: say so before anything is created
-        print(f"flashcode exec: configuration error: {exc}", file=err)
-        return exitcodes.USAGE
-    try:
-        model = make_model(settings)
+        return make_model(settings)
     except BackendError as exc:
-        print(f"flashcode exec: {exc}", file=err)
+        print(f"flashcode {command}: {exc}", file=err)
+        return None
+
+
+def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
+             resume: str | None = None, cont: bool = False, fork: str | None = None,
+             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    if (code := rules_error(settings, "exec", err)) is not None:
+        return code
+    if (model := load_model(settings, "exec", err)) is None:
         return exitcodes.BACKEND_UNAVAILABLE
     root = repo_root(cwd)
     try:

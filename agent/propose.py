@@ -25,14 +25,21 @@ from typing import TextIO
 
 import prompts
 from agent import exitcodes, proposals
-from agent.approval import Policy
 from agent.config import Settings
 from agent.context import discover_instructions
 from agent.escalation import EscalatingModel
 from agent.exits import AgentExit
-from agent.headless import _json_printer, _plain_printer, agent_for, repo_root, with_escalation
+from agent.headless import (
+    _json_printer,
+    _plain_printer,
+    agent_for,
+    load_model,
+    repo_root,
+    rules_error,
+    with_escalation,
+)
 from agent.loop import Agent
-from agent.model import BackendError, Reply
+from agent.model import Reply
 from agent.proposals import Proposal, ProposalError
 from agent.session import Session
 
@@ -41,18 +48,10 @@ SUBJECT_MAX = 72
 
 def run_propose(settings: Settings, task: str, cwd: Path, yes: bool = False,
                 as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    from agent.backends import make_model
-
-    try:
-        Policy.from_settings(settings.approval, settings.allow, settings.deny)
-    except ValueError as exc:
-        print(f"flashcode propose: configuration error: {exc}", file=err)
-        return exitcodes.USAGE
+    if (code := rules_error(settings, "propose", err)) is not None:
+        return code
     root = repo_root(cwd)
-    try:
-        model = make_model(settings)
-    except BackendError as exc:
-        print(f"flashcode propose: {exc}", file=err)
+    if (model := load_model(settings, "propose", err)) is None:
         return exitcodes.BACKEND_UNAVAILABLE
     try:
         proposal = proposals.start(root, task)
