@@ -249,8 +249,10 @@ def test_local_backend_hands_sampled_ids_back_so_the_next_turn_reuses_the_prefix
     assert second.usage.cached_tokens == first.usage.prompt_tokens + 11
     amnesiac = EngineModel(engine, "local")
     amnesiac.REMEMBER = 0  # forgets at once: the reply is re-tokenized from its text
-    _, again = two_turns(amnesiac)
-    assert again.usage.cached_tokens < second.usage.cached_tokens
+    first2, again = two_turns(amnesiac)
+    # re-tokenizing the text can reuse no more than the exact ids would; it is usually less,
+    # but a random reply can happen to tokenize back to the ids it was sampled as
+    assert again.usage.cached_tokens <= first2.usage.prompt_tokens + 11
 
 
 def test_json_response_format_keeps_the_content_a_json_object(engine):
