@@ -34,6 +34,12 @@ examples:
 """
 
 
+DEVICE_MAP_HELP = ("where the local engine puts the model: cpu (default), cuda:0, cuda:0,cuda:1 "
+                   "(blocks split by size), auto (the plan `flashcode doctor` shows), or units: "
+                   "layers.0-20=cuda:0,layers.21-42=cuda:1,mtp.0=cuda:1,experts=cpu (routed "
+                   "experts in host memory)")
+
+
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     # SUPPRESS: a flag given before the subcommand must not be reset by the subcommand's default.
     g = p.add_argument_group("model")
@@ -43,6 +49,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     add("--endpoint", metavar="URL",
         help="OpenAI-compatible base URL (vLLM, SGLang, DeepSeek API, flashcode serve)")
     add("--model-name", metavar="NAME", help="model name to request from --endpoint")
+    add("--device-map", metavar="SPEC", help=DEVICE_MAP_HELP)
+    add("--kernels", choices=["auto", "triton", "ref"],
+        help="engine kernels: auto (Triton on CUDA, PyTorch on CPU), triton, ref")
     add("--config", metavar="FILE",
         help="use this TOML file as the project config instead of .flashcode.toml")
     add("-C", "--cwd", metavar="DIR", help="work in DIR instead of the current directory")
@@ -189,13 +198,16 @@ def _cmd_serve(sub) -> None:
     p.add_argument("--context-window", type=int, metavar="N",
                    help="refuse prompts longer than N tokens (default: the model's)")
     p.add_argument("--name", metavar="NAME", help="model id to report (default: DIR's name)")
+    p.add_argument("--device-map", metavar="SPEC", help=DEVICE_MAP_HELP)
+    p.add_argument("--kernels", choices=["auto", "triton", "ref"], default="auto",
+                   help="auto (Triton on CUDA, PyTorch on CPU), triton, ref")
 
     def handler(a: argparse.Namespace) -> int:
         if not getattr(a, "model", None):
             p.error("give the checkpoint: --model DIR")
         from engine.server import main
 
-        return main(a.model, a.host, a.port, a.context_window, a.name)
+        return main(a.model, a.host, a.port, a.context_window, a.name, a.device_map, a.kernels)
 
     p.set_defaults(handler=handler)
 
@@ -265,7 +277,8 @@ def _cmd_doctor(sub) -> None:
 
 
 def _flags(args: argparse.Namespace) -> dict:
-    names = ("model", "endpoint", "model_name", "approval", "max_steps", "rewrite", "thinking")
+    names = ("model", "endpoint", "model_name", "approval", "max_steps", "rewrite", "thinking",
+             "device_map", "kernels")
     return {n: getattr(args, n, None) for n in names}
 
 

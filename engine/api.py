@@ -99,22 +99,25 @@ class Engine:
              mode: str = "official", dtype: torch.dtype | str = torch.float32,
              context_window: int | None = None, name: str | None = None,
              resident: bool | None = None) -> Engine:
-        """Weights, config and tokenizer from a checkpoint directory. Only the plain-PyTorch
-        path exists in this build: kernels "auto"/"ref" run it; "triton" and a device_map
-        are refused with a message rather than silently ignored. `resident`: keep dequantized
-        float copies of the FP8/FP4 weights (several times faster on CPU); None = the
-        FLASHCODE_RESIDENT environment variable (0/1), else yes when they fit in half the
-        available memory (see `resident_plan`)."""
+        """Weights, config and tokenizer from a checkpoint directory. `kernels`: auto (Triton
+        on CUDA tensors, the PyTorch twins on the CPU), triton or ref (engine.kernels.registry).
+        `device_map`: where the blocks and routed experts go (engine.device_map: cpu, cuda:0,
+        cuda:0,cuda:1, explicit units, auto). `resident`: keep dequantized float copies of the
+        FP8/FP4 weights (several times faster on CPU); None = the FLASHCODE_RESIDENT
+        environment variable (0/1), else yes when they fit in half the available memory (see
+        `resident_plan`)."""
+        from engine.kernels import registry
         from engine.loader import load as load_model
 
-        if kernels not in ("auto", "ref"):
-            raise ValueError(f"kernels={kernels!r}: this build has only the PyTorch path "
-                             "(use 'auto' or 'ref')")
-        if device_map not in (None, "", "auto", "cpu"):
-            raise ValueError(f"device_map={device_map!r}: this build runs on one CPU device")
+        registry.configure(None if kernels == "auto" else kernels)
         path = Path(path).expanduser()
         dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
-        model = load_model(path, mode, dtype)
+        model = load_model(path, mode, dtype, device_map)
+        if kernels == "triton":
+            try:  # refuses a device Triton cannot run on
+                registry.backend(model.embed.weight.device)
+            except RuntimeError as e:
+                raise ValueError(str(e)) from None
         if resident_plan(model, resident):
             resident_weights(model)
         return cls(model, Tokenizer.from_dir(path), name or path.name, context_window)
@@ -122,6 +125,15 @@ class Engine:
     @property
     def context_window(self) -> int:
         return self.gen.context_window
+
+    @property
+    def placement(self) -> str:
+        """Where the weights are, in one line: 'layers.0-42 cuda:0; routed experts cpu'."""
+        from engine.device_map import describe
+
+        dmap = getattr(self.model, "device_map", None) or {"layers.0": "cpu"}
+        resident = any(getattr(m, "resident", None) is not None for m in self.model.modules())
+        return describe(dmap) + ("; resident float weights" if resident else "")
 
     def encode(self, messages: list, tools: list | None, p: SamplingParams) -> list[int]:
         if messages and isinstance(messages[0], dict):

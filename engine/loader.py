@@ -19,6 +19,7 @@ from safetensors import safe_open
 from torch import nn
 
 from engine import config as config_mod
+from engine import device_map as dm
 from engine import names
 from engine.model import Transformer
 from engine.numerics import Numerics
@@ -61,22 +62,29 @@ class _Fill:
     """Which stacked-expert slices have arrived, per stacked parameter."""
     experts: dict[str, set[int]] = field(default_factory=dict)
     plain: set[str] = field(default_factory=set)
+    dmap: dict[str, str] = field(default_factory=dict)  # engine.device_map: unit -> device
+
+    def device(self, name: str) -> str:
+        return dm.device_of(name, self.dmap)
 
 
-def load(model_dir: str | Path, mode: str = "official",
-         dtype: torch.dtype = torch.float32) -> Transformer:
-    """Read config.json and every shard; return a ready model (CPU)."""
+def load(model_dir: str | Path, mode: str = "official", dtype: torch.dtype = torch.float32,
+         device_map: str | dict | None = None) -> Transformer:
+    """Read config.json and every shard; return a ready model, each tensor read straight onto
+    its device under `device_map` (engine.device_map; default: the CPU)."""
     model_dir = Path(model_dir)
     cfg = config_mod.load(model_dir)
     files = shard_files(model_dir)
     model = build(cfg, mode, _has_mtp(files), dtype)
     params = dict(model.named_parameters())
-    fill = _Fill()
+    fill = _Fill(dmap=dm.resolve(device_map, model))
     for f in files:
         with safe_open(str(f), "pt") as h:
             for key in h.keys():  # noqa: SIM118
                 _load_one(model, params, fill, key, h, f)
     _check_complete(params, fill, cfg, files)
+    dm.place(model, fill.dmap)  # what the files do not hold (RoPE tables); pins host experts
+    model.device_map = fill.dmap
     return model
 
 
@@ -95,7 +103,7 @@ def _load_one(model, params, fill: _Fill, key: str, h, f: Path) -> None:
         return None
     if name not in params:
         raise LoadError(f"{key} in {f.name}: unexpected tensor (no such weight in this model)")
-    _set_param(model, name, _checked(h, key, f, params[name]))
+    _set_param(model, name, _checked(h, key, f, params[name]).to(fill.device(name)))
     fill.plain.add(name)
     return None
 
@@ -117,7 +125,7 @@ def _load_fused_experts(model, params, fill, key, h, f) -> None:
         if tuple(chunk.shape) != tuple(want.shape):
             raise LoadError(f"{key} in {f.name}: {w} part has shape {list(chunk.shape)}, "
                             f"expected {list(want.shape)}")
-        _set_param(model, param, chunk.contiguous())
+        _set_param(model, param, chunk.contiguous().to(fill.device(param)))
         fill.experts[param] = set(range(want.shape[0]))
 
 
@@ -145,7 +153,10 @@ def _put_expert(model, params, fill: _Fill, param: str, e: int, t: torch.Tensor)
     mod = model.get_submodule(mod_name)
     cur = mod._parameters[leaf]
     if cur.is_meta:  # first expert of this stack: allocate in the slice's dtype
-        cur = nn.Parameter(torch.empty(cur.shape, dtype=t.dtype), requires_grad=False)
+        dev = fill.device(param)
+        pin = dev == "cpu" and any(d.startswith("cuda") for d in fill.dmap.values())
+        cur = nn.Parameter(torch.empty(cur.shape, dtype=t.dtype, device=dev, pin_memory=pin),
+                           requires_grad=False)  # pinned: host experts copy fast to a GPU
         mod._parameters[leaf] = cur
     cur.data[e] = t
     fill.experts.setdefault(param, set()).add(e)

@@ -116,12 +116,14 @@ class Transformer(nn.Module):
         e = self.embed(tokens).to(self.dtype)
         x = e.unsqueeze(1).expand(-1, self.cfg.hc_mult, -1).contiguous()
         for block, st in zip(self.layers, state.layers, strict=True):
-            x = block(x, tokens, st)
+            dev = block.attn_norm.weight.device  # blocks may sit on several devices
+            x = block(x.to(dev), tokens.to(dev), st)
         return x
 
     def logits(self, streams: torch.Tensor) -> torch.Tensor:
         """hc_head → norm → head, float32 [S, vocab]."""
         c = self.cfg
+        streams = streams.to(self.hc_head_fn.device)
         h = mhc.hc_head(streams, self.hc_head_fn, self.hc_head_base, self.hc_head_scale,
                         c.hc_eps, c.norm_eps)
         return self.head(self.norm(h).float(), act_quant=False).float()
@@ -139,8 +141,9 @@ class Transformer(nn.Module):
         blk = self.mtp[depth]
         next_tokens = next_tokens.to(self.embed.weight.device)
         e = self.embed(next_tokens).to(self.dtype)
-        h = blk.forward_mtp(streams, e, next_tokens, state.mtp[depth])
-        return self.head(h.float(), act_quant=False).float()
+        dev = blk.attn_norm.weight.device
+        h = blk.forward_mtp(streams.to(dev), e.to(dev), next_tokens.to(dev), state.mtp[depth])
+        return self.head(h.float().to(self.head.weight.device), act_quant=False).float()
 
     def stored_bytes(self, include_mtp: bool = True) -> dict[str, int]:
         """Bytes of every tensor as stored, by dtype (works on the meta device)."""

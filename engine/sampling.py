@@ -48,7 +48,7 @@ def generator_for(seed: int | None) -> torch.Generator:
 def sample(logits: torch.Tensor, mask: np.ndarray | None, p: SamplingParams,
            gen: torch.Generator) -> int:
     """One token id from logits [vocab] (float32) restricted to `mask` (None: all allowed)."""
-    logits = logits.float().clone()
+    logits = logits.detach().float().to("cpu", copy=True)  # the mask lives on the host
     if mask is not None:
         if not mask.any():
             raise RuntimeError("no token is allowed here (the constraint reached a dead end)")

@@ -154,20 +154,22 @@ class Server(ThreadingHTTPServer):
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,
-         context_window: int | None = None, name: str | None = None) -> int:
+         context_window: int | None = None, name: str | None = None,
+         device_map: str | None = None, kernels: str = "auto") -> int:
     """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 4 when the model cannot load."""
     from engine.config import ConfigError
     from engine.loader import LoadError
     from engine.tokenizer import TokenizerMismatch
 
     try:
-        engine = Engine.load(model, context_window=context_window, name=name)
+        engine = Engine.load(model, kernels, device_map, context_window=context_window,
+                             name=name)
     except (ConfigError, LoadError, TokenizerMismatch, OSError, ValueError) as e:
         print(f"flashcode serve: cannot load {model}: {e}", file=sys.stderr)
         return 4
     server = Server(engine, host, port)
     print(f"flashcode serve: {engine.name} on {server.url} (context window "
-          f"{engine.context_window} tokens); Ctrl-C stops", flush=True)
+          f"{engine.context_window} tokens; {engine.placement}); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

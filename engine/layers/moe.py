@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import offload
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.moe_fp4 import experts_ref, swiglu
@@ -58,7 +59,11 @@ class Gate(nn.Module):
 
 
 class Experts(nn.Module):
-    """Stacked routed experts: `w1`, `w2`, `w3` each with `.weight` (and `.scale`)."""
+    """Stacked routed experts: `w1`, `w2`, `w3` each with `.weight` (and `.scale`). They may
+    live in host memory apart from their block (engine.device_map); engine.offload runs them
+    then, and counts what crossed in `traffic`."""
+
+    stream_from = offload.STREAM_FROM
 
     def __init__(self, cfg: ModelConfig, numerics: Numerics):
         super().__init__()
@@ -73,6 +78,7 @@ class Experts(nn.Module):
                 torch.empty(ss, dtype=torch.float8_e8m0fnu), requires_grad=False)
             self.register_parameter(f"{name}_scale", scale)
         self.resident: dict[str, torch.Tensor] | None = None  # name -> float [E, out, in]
+        self.traffic = {"compute_bytes": 0, "streamed_bytes": 0, "streamed_experts": 0}
 
     def weight(self, name: str, e: int) -> torch.Tensor:
         """Expert e's `name` weight, dequantized to float32 [out, in]."""
@@ -83,6 +89,12 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
+        if self.w1_weight.device != x.device:
+            return offload.run(self, x, ids, weights)
+        return self.at_home(x, ids, weights)
+
+    def at_home(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """`forward` with everything on the experts' own device."""
         if self.resident is not None:  # the twin reads scale-less weights as dequantized
             w = {n: (self.resident[n], None) for n in ("w1", "w2", "w3")}
             op = experts_ref

@@ -25,11 +25,13 @@ def served(tiny_ckpt):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--model",
                              str(tiny_ckpt), "--port", "0", "--context-window", WINDOW,
-                             "--name", "tiny"], cwd=REPO_ROOT, env=env, text=True,
+                             "--name", "tiny", "--device-map", "cpu,experts=cpu"],
+                            cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = proc.stdout.readline()
     found = re.search(r"on (http://127\.0\.0\.1:\d+/v1)", line)
     assert found, line + proc.stderr.read()
+    assert "layers.0-3, mtp.0 cpu" in line  # the placement it runs with
     yield proc, found.group(1)
     if proc.poll() is None:
         proc.kill()
@@ -85,3 +87,16 @@ def test_exec_with_a_broken_checkpoint_exits_4(git_repo, isolated_env, tmp_path)
     out = run_flashcode("exec", "hi", "--model", str(ckpt), cwd=git_repo, env=isolated_env)
     assert out.returncode == 4
     assert "cannot load the checkpoint" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--device-map", "cuda:7"], "--device-map: 'cuda:7'"),
+    (["--device-map", "layers.0-1=cpu"], "no device for layers.2-3, mtp.0"),
+])
+def test_a_bad_device_map_exits_4_saying_why(tiny_ckpt, git_repo, isolated_env, flags, says):
+    out = run_flashcode("exec", "--model", str(tiny_ckpt), *flags, "hi", cwd=git_repo,
+                        env=isolated_env)
+    assert out.returncode == 4 and says in out.stderr and "Traceback" not in out.stderr
+    out = run_flashcode("serve", "--model", str(tiny_ckpt), "--port", "0", *flags,
+                        env=isolated_env)
+    assert out.returncode == 4 and says in out.stderr
