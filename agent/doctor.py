@@ -90,7 +90,10 @@ def check_memory_plan(settings: Settings, gpus: list[int] | None = None) -> Chec
     p = memplan.plan(weights, gpus, _host_bytes())
     status = "ok" if p.name in ("single-gpu", "multi-gpu") else "warn"
     fix = "" if p.fits else "use an endpoint (--endpoint URL), or GPUs with more memory"
-    return Check("memory plan", status, f"{what}: {p.name}: {p.detail}", fix)
+    detail = f"{what}: {p.name}: {p.detail}"
+    if p.fits:  # what `--device-map auto` will choose, spelled out for a config file
+        detail += f"; --device-map auto places it as {memplan.to_spec(p.device_map)}"
+    return Check("memory plan", status, detail, fix)
 
 
 def _gpu_bytes() -> list[int]:

@@ -141,3 +141,20 @@ def parse_device_map(text: str) -> dict[str, str]:
         for i in range(int(lo), int(hi or lo) + 1):
             out[f"{kind}.{i}"] = device
     return out
+
+
+def to_spec(device_map: dict[str, str]) -> str:
+    """The `--device-map` text for a plan's map: 'layers.0-20=cuda:0,...,experts=cpu'."""
+    runs: list[list] = []  # [kind, lo, hi, device]
+    for unit, dev in sorted(((u, d) for u, d in device_map.items() if u.count(".") == 1),
+                            key=_order):
+        kind, i = unit.split(".")
+        if runs and runs[-1][0] == kind and runs[-1][2] == int(i) - 1 and runs[-1][3] == dev:
+            runs[-1][2] = int(i)
+        else:
+            runs.append([kind, int(i), int(i), dev])
+    parts = [f"{k}.{a}" + (f"-{b}" if b > a else "") + f"={d}" for k, a, b, d in runs]
+    host = {d for u, d in device_map.items() if u.endswith(".ffn.experts")}
+    if len(host) == 1:
+        parts.append(f"experts={host.pop()}")
+    return ",".join(parts)

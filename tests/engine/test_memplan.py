@@ -65,3 +65,15 @@ def test_memplan_imports_no_torch():
            "import engine.memplan; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_plan_spells_out_as_a_device_map_that_reads_back():
+    from engine.memplan import to_spec
+
+    p = plan(flash_estimate(), [141 * GIB], 512 * GIB)
+    spec = to_spec(p.device_map)
+    assert spec == "layers.0-42=cuda:0,experts=cpu"
+    two = plan(flash_estimate(), [141 * GIB, 141 * GIB], 64 * GIB)
+    spec2 = to_spec(two.device_map)
+    assert spec2.startswith("layers.0-") and "=cuda:1" in spec2 and "experts" not in spec2
+    assert parse_device_map(spec2) == two.device_map
