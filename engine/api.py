@@ -186,10 +186,15 @@ class Engine:
 
     def kv_stats(self) -> dict[str, int]:
         """kv_bytes and the prefix cache's contents and counters, for a status line:
-        {"kv_bytes", "kv_sequences", "kv_tokens", "prefix_hits", "prefix_misses",
-        "reused_tokens"}. Same threading rule as `kv_bytes`."""
+        {"kv_bytes", "kv_sequences", "kv_tokens" (summed over the sequences), "prefix_hits",
+        "prefix_misses", "reused_tokens"}, and with paged storage "kv_pool_bytes" (every page
+        allocated, free ones included: pools keep their pages). Same threading rule as
+        `kv_bytes`."""
         c = self.gen.cache
         seqs = c.sequences()
-        return {"kv_bytes": self.kv_bytes(), "kv_sequences": len(seqs),
-                "kv_tokens": sum(map(len, seqs)), "prefix_hits": c.hits,
-                "prefix_misses": c.misses, "reused_tokens": c.reused_tokens}
+        out = {"kv_bytes": self.kv_bytes(), "kv_sequences": len(seqs),
+               "kv_tokens": sum(map(len, seqs)), "prefix_hits": c.hits,
+               "prefix_misses": c.misses, "reused_tokens": c.reused_tokens}
+        if c.pools is not None:
+            out["kv_pool_bytes"] = c.pools.kv.nbytes + c.pools.index.nbytes
+        return out
