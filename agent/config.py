@@ -18,7 +18,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ApprovalMode = Literal["read-only", "ask", "auto-edit", "full-auto"]
 
@@ -97,12 +97,28 @@ class Settings(BaseModel):
     device_map: str | None = Field(
         None, description="Engine placement plan, e.g. `auto`, `cuda:0`, `cuda:0,cuda:1`."
     )
+    resident: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Engine: keep float copies of the FP8/FP4 weights in memory (4 bytes a "
+        "weight instead of 1 or 1/2; several times faster on CPU): auto (on CPU, when they fit "
+        "in half the available memory), on, off. true/false and 1/0 mean on/off.",
+    )
     theme: Literal["dark", "light"] = Field("dark", description="TUI colour theme.")
     prices: dict[str, float] = Field(
         default_factory=dict,
         description="Price per million tokens by kind (input, cached_input, output), for the "
         "cost shown at the end of a task.",
     )
+
+    @field_validator("resident", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        # FLASHCODE_RESIDENT=1 predates the setting, and TOML has booleans
+        words = {"1": "on", "true": "on", "yes": "on", "on": "on", "auto": "auto",
+                 "0": "off", "false": "off", "no": "off", "off": "off"}
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return words.get(value.strip().lower(), value) if isinstance(value, str) else value
 
 
 class ConfigError(Exception):

@@ -1,13 +1,14 @@
 """`--model DIR`: the in-process DeepSeek-V4 engine, imported lazily (torch loads only here).
 
 The engine's surface (engine/api.py):
-    Engine.load(path, kernels=..., device_map=..., context_window=...) -> Engine
+    Engine.load(path, kernels=..., device_map=..., context_window=..., resident=...) -> Engine
     engine.stream(messages, tools, thinking=..., max_tokens=..., response_format=...)
         yields engine.events: ReasoningDelta, TextDelta, ToolCallStarted, ToolCallArgDelta,
         ToolCallFinished(index, name, arguments, raw), FormatError(raw, reason),
         Usage(prompt_tokens, cached_tokens, generated_tokens, prefill_tps, decode_tps),
         Done(finish_reason, tokens)
     engine.count_tokens(messages, tools) -> int;  engine.context_window -> int
+    engine.kv_stats() -> {"kv_bytes", "kv_sequences", "kv_tokens", ...}  (ints)
 `EngineModel` maps those events to the agent's own (by class name: no engine import here).
 """
 
@@ -30,6 +31,8 @@ from agent.model import (
     Usage,
 )
 
+RESIDENT = {"auto": None, "on": True, "off": False}  # setting -> Engine.load(resident=)
+
 NOT_AVAILABLE = ("the in-process engine is not available in this build; use an endpoint "
                  "instead: --endpoint URL --model-name NAME (vLLM, SGLang, the DeepSeek API, "
                  "or `flashcode serve` on a machine with the weights)")
@@ -44,7 +47,8 @@ def load(settings) -> EngineModel:
     try:
         engine = engine_cls.load(settings.model, kernels=settings.kernels,
                                  device_map=settings.device_map,
-                                 context_window=settings.context_window)
+                                 context_window=settings.context_window,
+                                 resident=RESIDENT[settings.resident])
     except (OSError, ValueError, RuntimeError) as exc:  # no weights, bad config, wrong tokenizer
         raise BackendUnavailable(f"cannot load the checkpoint {settings.model}: {exc}") from None
     return EngineModel(engine, f"local:{settings.model}", settings.context_window)
@@ -54,13 +58,18 @@ class EngineModel:
     """Remembers the token ids of the replies it produced (the last REMEMBER), and hands them
     back with the same assistant message on later turns: the engine then splices the sampled
     ids instead of re-tokenizing the text, so the new prompt extends the old one token for
-    token and its prefix is reused."""
+    token and its prefix is reused.
+
+    `stats()` answers from a snapshot of the engine's KV numbers taken on the streaming thread
+    when a reply's Usage arrives (the engine's cache is not locked, and the UI asks from
+    another thread)."""
 
     REMEMBER = 64
 
     def __init__(self, engine: Any, name: str, window: int | None = None):
         self.engine, self.name, self._window = engine, name, window
         self._sampled: dict[str, list[int]] = {}  # _turn_key(message) → ids
+        self._stats = self._kv_stats()
 
     @property
     def context_window(self) -> int:
@@ -75,6 +84,8 @@ class EngineModel:
         for event in self.engine.stream(self._with_ids(messages), tools, thinking=thinking,
                                         max_tokens=max_tokens, response_format=response_format):
             converted = convert(event)
+            if isinstance(converted, Usage):  # the reply's state is in the cache by now
+                self._stats = self._kv_stats()
             if converted is not None:
                 reply.add(converted)
                 yield converted
@@ -82,6 +93,15 @@ class EngineModel:
             self._sampled[_turn_key(reply.message())] = list(reply.tokens)
             while len(self._sampled) > self.REMEMBER:
                 self._sampled.pop(next(iter(self._sampled)))
+
+    def stats(self) -> dict[str, int]:
+        """{"kv_bytes", "kv_sequences", "kv_tokens", "prefix_hits", ...} as of the last reply
+        ({} from an engine that does not report them)."""
+        return dict(self._stats)
+
+    def _kv_stats(self) -> dict[str, int]:
+        report = getattr(self.engine, "kv_stats", None)
+        return report() if callable(report) else {}
 
     def _with_ids(self, messages: list[dict]) -> list[dict]:
         out = []

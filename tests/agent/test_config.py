@@ -63,6 +63,25 @@ def test_bad_environment_value(tmp_path):
     assert "environment" in str(err.value) and "max_steps" in str(err.value)
 
 
+@pytest.mark.parametrize("toml, env, want", [
+    ("", None, "auto"),
+    ('resident = "on"\n', None, "on"),
+    ("resident = false\n", None, "off"),                    # TOML booleans
+    ('resident = "on"\n', {"FLASHCODE_RESIDENT": "0"}, "off"),  # the old 0/1 variable wins
+    ("", {"FLASHCODE_RESIDENT": "Auto"}, "auto"),
+])
+def test_resident_setting(tmp_path, toml, env, want):
+    assert load_settings(sources(tmp_path, project=toml, env=env)).resident == want
+
+
+def test_bad_resident_value_names_the_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings(sources(tmp_path, env={"FLASHCODE_RESIDENT": "sometimes"}))
+    msg = str(err.value)
+    assert "environment" in msg and "'resident'" in msg and "sometimes" in msg
+    assert "auto" in msg and "float copies" in msg  # what is expected: the field's description
+
+
 def test_project_file_found_upward_but_not_past_the_repo_root(tmp_path):
     outer = tmp_path / "outer"
     repo = outer / "repo"

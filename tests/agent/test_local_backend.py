@@ -113,3 +113,80 @@ def test_without_the_engine_it_says_to_use_an_endpoint(tmp_path):
         pytest.skip("this build has the in-process engine")
     with pytest.raises(BackendUnavailable, match="--endpoint URL"):
         local.load(Settings(model=str(tmp_path)))
+
+
+# ---- the real engine behind EngineModel (a tiny random checkpoint) ----------------------------
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    pytest.importorskip("torch")
+    from engine.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0)
+
+
+def _linears(model: local.EngineModel) -> list:
+    """The FP8/FP4 Linear layers and experts: the ones a resident float copy is made for."""
+    from engine.layers.linear import Linear
+    from engine.layers.moe import Experts
+
+    found = [m for m in model.engine.model.modules()
+             if isinstance(m, Linear | Experts) and m.fmt in ("fp8", "fp4")]
+    assert any(isinstance(m, Linear) for m in found), "the tiny model has quantized Linears"
+    return found
+
+
+def test_stats_report_the_kv_bytes_the_engine_holds(tiny_ckpt):
+    import torch
+
+    from engine.prefix import extend, state_bytes
+
+    model = local.load(Settings(model=str(tiny_ckpt), resident="off"))
+    assert model.stats()["kv_bytes"] == 0  # nothing generated yet
+    reply = Reply()
+    for e in model.stream([{"role": "user", "content": "hello there"}], [], thinking=False,
+                          max_tokens=5):
+        reply.add(e)
+    stats = model.stats()
+    assert stats["kv_bytes"] > 0 and stats["kv_bytes"] == model.engine.kv_bytes()
+    # the cache holds the prompt and the reply but its last token (never fed back)
+    n = reply.usage.prompt_tokens + reply.usage.completion_tokens - 1
+    assert stats["kv_sequences"] == 1 and stats["kv_tokens"] == n
+    # independently: the state a fresh prefill of those tokens builds has the same bytes
+    ids = model.engine.gen.cache.sequences()[0]
+    state = model.engine.model.new_state()
+    extend(model.engine.model, torch.tensor(ids), state)
+    assert state_bytes(state) == stats["kv_bytes"]
+    # a second, unrelated conversation is another cached sequence: more bytes
+    list(model.stream([{"role": "user", "content": "zebra"}], [], thinking=False, max_tokens=3))
+    after = model.stats()
+    assert after["kv_sequences"] == 2 and after["kv_bytes"] > stats["kv_bytes"]
+    assert after["kv_bytes"] == model.engine.kv_bytes()
+
+
+@pytest.mark.parametrize("setting, expect", [("on", True), ("off", False)])
+def test_resident_setting_reaches_the_engine(tiny_ckpt, tmp_path, monkeypatch, setting, expect):
+    from agent.backends import make_model
+    from agent.config import ConfigSources, load_settings
+
+    # the engine's own fallback says the opposite: only the setting can win
+    monkeypatch.setenv("FLASHCODE_RESIDENT", "0" if expect else "1")
+    project = tmp_path / ".flashcode.toml"
+    project.write_text(f'model = "{tiny_ckpt}"\nresident = "{setting}"\n')
+    model = make_model(load_settings(ConfigSources(None, project, {})))
+    assert {m.resident is not None for m in _linears(model)} == {expect}
+
+
+def test_resident_auto_leaves_it_to_the_engine(tiny_ckpt, monkeypatch):
+    from agent.config import ConfigSources, load_settings
+
+    # the old variable still works through the settings' environment layer...
+    settings = load_settings(ConfigSources(None, None, {"FLASHCODE_RESIDENT": "0"}))
+    assert settings.resident == "off"
+    # ...and with the setting on auto the engine reads it itself (auto -> resident=None)
+    monkeypatch.setenv("FLASHCODE_RESIDENT", "0")
+    model = local.load(Settings(model=str(tiny_ckpt), resident="auto"))
+    assert all(m.resident is None for m in _linears(model))
+    monkeypatch.setenv("FLASHCODE_RESIDENT", "1")
+    model = local.load(Settings(model=str(tiny_ckpt)))
+    assert all(m.resident is not None for m in _linears(model))

@@ -335,3 +335,38 @@ async def test_transcript_follows_new_text_until_the_user_scrolls_up(make_app):
         transcript.action_scroll_end()
         await wait_for(pilot, lambda: transcript.is_vertical_scroll_end)
         assert not transcript.user_scrolled
+
+
+class KVModel(ScriptedModel):
+    """A local-like backend: reports its KV cache bytes, which grow with each reply."""
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self.kv = 0
+
+    def stream(self, messages, tools, **kw):
+        self.kv += 3 * 1024 * 1024 // 2  # 1.5 MiB more state per reply
+        return super().stream(messages, tools, **kw)
+
+    def stats(self) -> dict:
+        return {"kv_bytes": self.kv, "kv_sequences": len(self.prompts)}
+
+
+async def test_status_bar_shows_the_kv_size_a_backend_reports(make_app):
+    from tests.tui.conftest import screen_text
+
+    plain = make_app(ScriptedModel([say("No stats here.")]))
+    async with plain.run_test(size=(120, 30)) as pilot:
+        await send(pilot, "question")
+        await wait_for(pilot, lambda: not plain.busy and answers(plain))
+        assert plain.status.kv_bytes is None and "KV –" in screen_text(plain)
+    app = make_app(KVModel([say("One."), say("Two.")]))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await send(pilot, "first")
+        await wait_for(pilot, lambda: not app.busy and "One." in answers(app))
+        await pilot.pause(0.1)
+        assert app.status.kv_bytes == 1_572_864 and "KV 1.5 MiB" in screen_text(app)
+        await send(pilot, "second")
+        await wait_for(pilot, lambda: not app.busy and "Two." in answers(app))
+        await pilot.pause(0.1)
+        assert "KV 3.0 MiB" in screen_text(app)
