@@ -44,7 +44,8 @@ def index_row_bytes(fmt: str, dim: int) -> int:
 
 def _bytes(t: torch.Tensor) -> torch.Tensor:
     """[n, k] any dtype -> [n, k·size] uint8 (same memory, reinterpreted)."""
-    return t.contiguous().view(torch.uint8).reshape(t.shape[0], -1)
+    t = t.contiguous()
+    return t.view(torch.uint8).reshape(t.shape[0], t.shape[1:].numel() * t.element_size())
 
 
 def _scale_bytes(s: torch.Tensor, width: int) -> torch.Tensor:

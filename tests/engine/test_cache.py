@@ -125,3 +125,15 @@ def test_release_layout_is_exact_for_a_bf16_models_window(official, tokens):
     rows = lay.comp.rows
     back = cache.unpack_kv(cache.pack_kv(rows, 16, "fp8"), 64, 16, "fp8")
     assert torch.equal(back[:, :48], rows[:, :48]) and not torch.equal(back, rows)
+
+
+@pytest.mark.parametrize("n", [1, 3, 100])
+def test_a_short_state_packs_before_any_window_closed(official, tokens, n):
+    """Under 128 tokens the HCA compressor has no rows yet (under 4, the CSA ones neither)."""
+    st = official.new_state()
+    official(tokens[:n], st)
+    pools = cache.Pools.for_config(official.cfg, "fp8r32", "fp4")
+    packed = [cache.pack_layer(s, pools) for s in st.layers]
+    back = st.copy()
+    back.layers = [cache.unpack_layer(p, pools, torch.float32) for p in packed]
+    assert torch.equal(official(tokens[n:n + 2], back), official(tokens[n:n + 2], st))
