@@ -146,7 +146,7 @@ class Conversation:
 
     def context_used(self) -> int:
         """Tokens the conversation takes now (exact as of the last reply, estimated since)."""
-        return self.agent._tokens.of(self.session.messages)
+        return self.agent.tokens.of(self.session.messages)
 
     def sessions(self) -> list[SessionInfo]:
         """This repository's sessions, newest first."""

@@ -57,7 +57,7 @@ class Agent:
     steps: int = 0
     _format_errors: int = 0
     _last_calls: list[tuple[str, str]] = field(default_factory=list)
-    _tokens: context.TokenCount = field(default_factory=context.TokenCount)
+    tokens: context.TokenCount = field(default_factory=context.TokenCount)
     _stop: threading.Event = field(default_factory=threading.Event)
     _started: float = field(default_factory=time.monotonic)
 
@@ -132,22 +132,22 @@ class Agent:
         if reply.usage:
             self.tally.add(self.model.name, reply.usage)
             # the count covers the prompt and this reply, which is appended next
-            self._tokens.update(len(self.session.messages) + 1, reply.usage.prompt_tokens,
-                                reply.usage.completion_tokens)
+            self.tokens.update(len(self.session.messages) + 1, reply.usage.prompt_tokens,
+                               reply.usage.completion_tokens)
         reply.elapsed = time.monotonic() - started
         return reply
 
     def _maybe_compact(self) -> None:
         window = self.model.context_window
         msgs = self.session.messages
-        if self._tokens.of(msgs) <= context.budget(window):
+        if self.tokens.of(msgs) <= context.budget(window):
             return
         target = context.budget(window) * 2 // 3
         count = lambda m: self.model.count_tokens(m, self.tools or [])
         compacted = context.compact(msgs, target, count)
         self.session.messages[:] = compacted
         self.session.event("compaction", messages=compacted)
-        self._tokens.reset()
+        self.tokens.reset()
         self.on_event({"type": "compaction", "messages": len(compacted)})
 
     def _format_error(self, reply: Reply) -> None:

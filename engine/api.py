@@ -89,7 +89,8 @@ class Engine:
         if tokenizer.max_length:
             window = min(window, tokenizer.max_length)
         self.model, self.tok, self.name = model, tokenizer, name
-        self.gen = Generator(model, tokenizer, cache if cache is not None else PrefixCache()  # an empty one is falsy, window)
+        cache = cache if cache is not None else PrefixCache()  # an empty one is falsy
+        self.gen = Generator(model, tokenizer, cache, window)
         self.lock = threading.Lock()
         self.stats = Stats()
         _vocab(tokenizer)  # build the constraint's token trie now, not on the first request
