@@ -189,8 +189,9 @@ def _plan_add(state: _State, op: AddOp, path: Path, rel: str, diffs: list[str]) 
     if link is None and path.is_dir() and path not in state.planned:
         raise ToolError(f"'{rel}' is a directory; '*** Add File:' needs a file path.")
     before = state.before_text(path)
-    state.planned[path] = op.content.encode("utf-8")
-    diffs.append(unified_diff(rel, before, op.content))
+    new = _new_link(state.ctx, path, op.content, rel) if op.link else op.content.encode()
+    state.planned[path] = new
+    diffs.append(unified_diff(rel, before, new.text if isinstance(new, Link) else op.content))
     return FileChange(path=rel, action="add", link_to=_link_to(state, path, link))
 
 
@@ -212,6 +213,8 @@ def _plan_update(ctx: ToolContext, state: _State, op: UpdateOp, path: Path, rel:
     """Update edits text; through a symlink it edits the file the link points to (inside
     the repository), as an editor would, and a Move moves the link, not that file."""
     link = state.link_at(path)
+    if op.link:
+        return _plan_link_text(state, op, path, rel, link, diffs)
     source = state.target(path, link, rel) if link else path
     source_rel = ctx.rel(source) if link else rel
     data = state.read(source, source_rel)
@@ -250,6 +253,33 @@ def _plan_link_move(state: _State, path: Path, rel: str, link: Link, target: Pat
     moved = Link(_retarget(link.text, path.parent, dest.parent))
     state.planned[dest] = moved
     diffs.append(unified_diff(dest_rel, before, moved.text))
+
+
+def _plan_link_text(state: _State, op: UpdateOp, path: Path, rel: str, link: Link | None,
+                    diffs: list[str]) -> FileChange:
+    """A git diff of a symlink (mode 120000): its chunks change the link's text."""
+    if link is None:
+        raise ToolError(f"The diff changes '{rel}' as a symlink (mode 120000), but it is not "
+                        "one here.")
+    text = _update_text(link.text + "\n", op, rel)  # as git shows it: one line, no newline
+    dest = state.ctx.resolve(op.move_to, follow=False) if op.move_to else path
+    dest_rel = state.ctx.rel(dest, follow=False)
+    state.planned[path] = None
+    state.planned[dest] = _new_link(state.ctx, dest, text, dest_rel)
+    diffs.append(unified_diff(dest_rel, link.text, text))
+    action = "move" if op.move_to else "update"
+    return FileChange(path=rel, action=action, moved_to=dest_rel if op.move_to else None,
+                      link_to=_link_to(state, dest, state.planned[dest]))
+
+
+def _new_link(ctx: ToolContext, path: Path, text: str, rel: str) -> Link:
+    """A symlink to make at `path`; it must lead somewhere inside the repository."""
+    text = text.removesuffix("\n")  # a diff without git's "\ No newline at end of file"
+    if not text or "\n" in text or "\0" in text:
+        raise ToolError(f"'{rel}': a symlink's text must be one non-empty line, the path it "
+                        "points to.")
+    ctx.resolve(path.parent / text)  # PathOutsideRepoError for a link leading out
+    return Link(text)
 
 
 def _retarget(text: str, old_dir: Path, new_dir: Path) -> str:

@@ -211,3 +211,48 @@ def test_resolve_without_following_names_the_link(repo):
     assert ctx.resolve("dirlink/up", follow=False) == repo.resolve() / "sub" / "up"
     assert ctx.rel(repo / "link", follow=False) == "link"
     assert ctx.rel(repo / "link") == "target.txt"
+
+
+def _staged_diff(repo: Path) -> str:
+    """What `git diff --cached` prints for the staged change; the tree is then put back."""
+    _git(repo, "add", "-A")
+    diff = _git(repo, "diff", "--cached", "-M")
+    _git(repo, "reset", "-q", "--hard")
+    return diff
+
+
+def test_git_diffs_that_make_retarget_and_retype_links(repo):
+    """git writes a link as mode 120000 with its text as the content: the patch makes links,
+    not files holding a path, and changes a link's text, not the file it points to."""
+    os.symlink("sub/deep.txt", repo / "new")
+    os.unlink(repo / "sub" / "up")
+    os.symlink("deep.txt", repo / "sub" / "up")
+    os.unlink(repo / "link")
+    (repo / "link").write_text("now a file\n")
+    diff = _staged_diff(repo)
+    assert "new file mode 120000" in diff and "index" in diff and "120000" in diff
+    call("apply_patch", {"patch": diff}, ToolContext(repo))
+    assert os.readlink(repo / "new") == "sub/deep.txt"
+    assert os.readlink(repo / "sub" / "up") == "deep.txt"
+    assert not os.path.islink(repo / "link") and (repo / "link").read_text() == "now a file\n"
+    assert (repo / "target.txt").read_text() == "one\ntwo\nthree\n"
+    assert _status(repo) == {"A  new", "M  sub/up", "T  link"}
+
+
+def test_a_git_diff_making_a_link_out_of_the_repo_is_refused(repo):
+    os.symlink("../../elsewhere", repo / "out")
+    diff = _staged_diff(repo)
+    with pytest.raises(PathOutsideRepoError):
+        call("apply_patch", {"patch": diff}, ToolContext(repo))
+    assert not os.path.lexists(repo / "out")
+
+
+def test_a_git_link_diff_on_a_regular_file_is_refused(repo):
+    os.unlink(repo / "link")
+    os.symlink("sub/deep.txt", repo / "link")
+    diff = _staged_diff(repo)
+    os.unlink(repo / "link")
+    (repo / "link").write_text("target.txt")
+    with pytest.raises(ToolError, match="as a symlink \\(mode 120000\\), but it is not one"):
+        call("apply_patch", {"patch": diff}, ToolContext(repo))
+    assert (repo / "link").read_text() == "target.txt"
