@@ -256,3 +256,12 @@ def test_a_git_link_diff_on_a_regular_file_is_refused(repo):
     with pytest.raises(ToolError, match="as a symlink \\(mode 120000\\), but it is not one"):
         call("apply_patch", {"patch": diff}, ToolContext(repo))
     assert (repo / "link").read_text() == "target.txt"
+
+
+def test_a_target_changed_since_read_through_the_link_is_refused(repo):
+    ctx = ToolContext(repo)
+    call("read", {"path": "link"}, ctx)
+    (repo / "target.txt").write_text("one\ntwo\nthree\nfour\n")
+    with pytest.raises(ToolError, match="'target.txt' changed since you last read it"):
+        call("apply_patch", {"patch": "*** Begin Patch\n*** Update File: link\n-one\n+1\n"
+                                      "*** End Patch"}, ctx)
