@@ -49,26 +49,39 @@ class ToolContext:
         if self.spill_dir is None:
             self.spill_dir = self.root / ".flashcode" / "spill"
 
-    def resolve(self, path: str | os.PathLike[str], must_exist: bool = False) -> Path:
-        """Absolute, symlink-resolved path inside the repository, or PathOutsideRepoError."""
+    def resolve(self, path: str | os.PathLike[str], must_exist: bool = False,
+                follow: bool = True) -> Path:
+        """Absolute, symlink-resolved path inside the repository, or PathOutsideRepoError.
+
+        With follow=False a symlink at the last component is not followed: the result is the
+        link itself (its directories resolved), for tools that delete, move or replace it. A
+        link leading outside the repository is refused either way."""
         raw = Path(path)
         candidate = raw if raw.is_absolute() else self.root / raw
         resolved = candidate.resolve()  # follows symlinks, so a link pointing out is caught
+        self._confine(resolved, path)
+        if not follow and candidate.name != "..":
+            resolved = candidate.parent.resolve() / candidate.name
+            self._confine(resolved, path)
+        if must_exist and not os.path.lexists(resolved):
+            raise ToolError(
+                f"'{path}' does not exist. Use `list` or `glob` to find the right path."
+            )
+        return resolved
+
+    def _confine(self, resolved: Path, path: str | os.PathLike[str]) -> None:
         if resolved != self.root and self.root not in resolved.parents:
             raise PathOutsideRepoError(
                 f"'{path}' is outside the repository {self.root}. Use a path relative to the "
                 "repository root (no '..' leading out, no absolute paths elsewhere, no symlinks "
                 "pointing outside)."
             )
-        if must_exist and not resolved.exists():
-            raise ToolError(
-                f"'{path}' does not exist. Use `list` or `glob` to find the right path."
-            )
-        return resolved
 
-    def rel(self, path: Path) -> str:
-        """The repository-relative form of an absolute path, with forward slashes."""
-        return path.resolve().relative_to(self.root).as_posix() or "."
+    def rel(self, path: Path, follow: bool = True) -> str:
+        """The repository-relative form of an absolute path, with forward slashes; with
+        follow=False a symlink at the last component names the link, not its target."""
+        real = path.resolve() if follow else path.parent.resolve() / path.name
+        return real.relative_to(self.root).as_posix() or "."
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import difflib
 
 from pydantic import BaseModel, Field
 
+import prompts
 from tools.base import ToolContext, ToolError, register
 from tools.edit_match import plan
 from tools.textio import atomic_write, read_text, stamp
@@ -26,9 +27,11 @@ class EditArgs(BaseModel):
 class EditResult(BaseModel):
     path: str
     diff: str  # unified diff of the change
-    match: str  # which tier matched: exact, trailing-whitespace, indentation, unicode, elision
+    match: str  # which tier matched: exact, trailing-whitespace, indentation, unicode, elision,
+    # stale-line (with a "line-numbers+" prefix when `old` carried `read`'s line numbers)
     replacements: int
     first_line: int  # 1-based line where the first replacement starts
+    note: str | None = None  # what the model must know, e.g. which line was stale
 
 
 def unified_diff(rel: str, before: str, after: str) -> str:
@@ -56,5 +59,11 @@ def edit(ctx: ToolContext, args: EditArgs) -> EditResult:
     result = plan(decoded.text, old, new, args.replace_all)
     atomic_write(path, decoded.encode(result.text))
     ctx.read_stamps[rel] = stamp(path)
+    note = None
+    if result.stale is not None:
+        line, expected, actual = result.stale
+        note = prompts.render("tools/edit_stale.md.j2", line=line, expected=expected,
+                              actual=actual).strip()
     return EditResult(path=rel, diff=unified_diff(rel, decoded.text, result.text),
-                      match=result.tier, replacements=result.count, first_line=result.first_line)
+                      match=result.tier, replacements=result.count, first_line=result.first_line,
+                      note=note)

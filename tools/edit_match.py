@@ -10,6 +10,7 @@ All text here is LF-only (the caller normalises CRLF before and restores it afte
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import heapq
 import re
@@ -41,9 +42,12 @@ class Replacement:
 @dataclass
 class Plan:
     text: str  # the whole new file text
-    tier: str  # "exact", "trailing-whitespace", "indentation", "unicode", "elision"
+    tier: str  # "exact", "trailing-whitespace", "indentation", "unicode", "elision", "stale-line"
     count: int  # places replaced
     first_line: int  # 1-based line of the first replacement
+    # the "stale-line" tier: (1-based line in the file, that line as `old` had it, as the file
+    # has it and keeps it); the caller must tell the model, whose view of the file is old
+    stale: tuple[int, str, str] | None = None
 
 
 def _width(s: str) -> int:
@@ -153,8 +157,7 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
         try:
             found = plan(text, *unnumbered[:2], replace_all)
             if found.first_line == unnumbered[2]:  # the numbers say where; they must agree
-                return Plan(found.text, f"line-numbers+{found.tier}", found.count,
-                            found.first_line)
+                return dataclasses.replace(found, tier=f"line-numbers+{found.tier}")
         except ToolError:
             pass  # explain the failure in terms of what the model sent
     return _plan_lines(text, old, new, replace_all)
@@ -206,7 +209,9 @@ def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
         return Plan(_apply(lines, elided, text), "elision", 1, elided[0].start + 1)
     stale = _plan_stale(lines, old_l, new_l)
     if stale is not None:
-        return Plan(_apply(lines, [stale], text), "stale-line", 1, stale.start + 1)
+        rep, k = stale
+        kept = (rep.start + k + 1, old_l[k], lines[rep.start + k])
+        return Plan(_apply(lines, [rep], text), "stale-line", 1, rep.start + 1, kept)
     raise _not_found(text, lines, old_l, new)
 
 
@@ -270,11 +275,12 @@ STALE_MIN_LINES = 4  # with fewer lines, "all but one line match" says too littl
 STALE_MIN_SIMILARITY = 0.6
 
 
-def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]) -> Replacement | None:
+def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]
+                ) -> tuple[Replacement, int] | None:
     """One context line of `old` is out of date (the file's line was changed since the model
     saw it): apply when every other line matches at exactly one place, the odd line still
     resembles the file's, and `new` keeps it unchanged, so the edit does not touch it; the
-    file's current line is kept."""
+    file's current line is kept. Returns the replacement and the odd line's index in `old`."""
     n = len(old_l)
     if n < STALE_MIN_LINES:
         return None
@@ -293,7 +299,7 @@ def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]) -> Replace
         return None
     rep = _replacement(lines, i, delta, old_l, new_l, "unicode")
     rep.lines[new_k] = lines[i + k]
-    return rep
+    return rep, k
 
 
 def _all_but_one(lines: list[str], old_l: list[str]) -> list[tuple[int, int]]:

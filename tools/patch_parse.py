@@ -35,6 +35,7 @@ class Chunk:
 class AddOp:
     path: str
     content: str
+    link: bool = False  # unified diffs: "new file mode 120000", content is the link's text
 
 
 @dataclass
@@ -48,6 +49,7 @@ class UpdateOp:
     move_to: str | None = None
     chunks: list[Chunk] = field(default_factory=list)
     final_newline: bool = True  # unified diffs can say "\ No newline at end of file"
+    link: bool = False  # unified diffs: mode 120000, the chunks change the link's text
 
 
 Op = AddOp | DeleteOp | UpdateOp
@@ -162,6 +164,7 @@ class _FileDiff:
     created: bool = False  # "new file mode": an empty new file has no ---/+++ lines
     deleted: bool = False
     headers: bool = False  # its ---/+++ lines were seen
+    link: bool = False  # git's mode 120000: the "file" is a symlink and its text the target
 
 
 def parse_unified(text: str) -> list[Op]:
@@ -177,9 +180,11 @@ def parse_unified(text: str) -> list[Op]:
             if m:
                 current.old, current.new = _strip_prefix(m.group(1)), _strip_prefix(m.group(2))
         elif line.startswith("new file mode") and current:
-            current.created = True
+            current.created, current.link = True, line.endswith(" 120000")
         elif line.startswith("deleted file mode") and current:
             current.deleted = True
+        elif line.startswith("index ") and line.endswith(" 120000") and current:
+            current.link = True
         elif line.startswith("rename from ") and current:
             current.rename = (line[12:], current.rename[1] if current.rename else "")
         elif line.startswith("rename to ") and current and current.rename:
@@ -247,11 +252,13 @@ def _to_op(fd: _FileDiff) -> Op:
         return DeleteOp(fd.old)
     if fd.old is None and fd.new is not None:
         content = "\n".join(line for c in fd.chunks for line in c.new)
-        return AddOp(fd.new, content + ("\n" if fd.new_final_newline and content else ""))
+        return AddOp(fd.new, content + ("\n" if fd.new_final_newline and content else ""),
+                     fd.link)
     if fd.new is None and fd.old is not None:
         return DeleteOp(fd.old)
     src = fd.rename[0] if fd.rename else fd.old
     dst = fd.rename[1] if fd.rename else fd.new
     if src is None or dst is None:
         raise PatchParseError("A file in the diff has no '---'/'+++' header naming it.")
-    return UpdateOp(src, dst if dst != src else None, fd.chunks, fd.new_final_newline)
+    return UpdateOp(src, dst if dst != src else None, fd.chunks, fd.new_final_newline,
+                    fd.link and bool(fd.chunks))

@@ -89,8 +89,9 @@ def stamp(path: Path) -> tuple[int, int]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory and rename, keeping the file's mode."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    """Write via a temp file in the same directory and rename, keeping the file's mode. A
+    symlink at `path` is replaced by the file (callers that mean its target resolve first)."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() and not path.is_symlink() else None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

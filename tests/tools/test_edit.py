@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from agent.toolrun import format_result
 from tools.base import PathOutsideRepoError, ToolContext, ToolError, call
 
 SRC = (
@@ -151,6 +152,25 @@ def test_stale_context_line_keeps_the_files_line(ctx, git_repo):
     assert r.match == "stale-line"
     assert (git_repo / "m.py").read_text().startswith(
         "def greet(name):\n    msg = 'hi ' + name\n    print(msg, flush=True)\n    return msg\n")
+    # the model is told which line was stale, what it expected and what the file keeps
+    seen = format_result(r)  # the text the model reads
+    assert "line 3 of the file did not match" in seen
+    assert "had:\n    print(msg)\nThe file has, and keeps:\n    print(msg, flush=True)\n" in seen
+    assert "`read` it before you edit it again" in seen
+
+
+def test_stale_line_note_with_line_numbers_from_read(ctx, git_repo):
+    shown = call("read", {"path": "m.py", "end_line": 4}, ToolContext(git_repo)).content
+    (git_repo / "m.py").write_text(SRC.replace("print(msg)", "print(msg, end='')"))
+    r = _edit(ctx, old=shown, new=shown.replace("'hello '", "'hi '"))
+    assert r.match == "line-numbers+stale-line"
+    assert "line 3 of the file" in r.note and "print(msg, end='')" in r.note
+    assert (git_repo / "m.py").read_text().startswith("def greet(name):\n    msg = 'hi ' + name\n")
+
+
+def test_no_note_when_old_matched_as_it_is(ctx):
+    r = _edit(ctx, old="    print(msg)\n", new="    log(msg)\n")
+    assert r.note is None and "did not match" not in format_result(r)
 
 
 def test_stale_line_that_the_edit_changes_is_refused(ctx, git_repo):
