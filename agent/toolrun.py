@@ -121,8 +121,9 @@ def protected_hit(call: ToolCall, ctx: base.ToolContext, protected: frozenset[st
         return sorted(protected) if call.arguments.get("op") == "commit" else []
     named = []
     for raw in _named_paths(call):
-        try:
+        try:  # the file a link leads to, and the link itself (delete/add/move act on it)
             named.append(ctx.rel(ctx.resolve(raw)))
+            named.append(ctx.rel(ctx.resolve(raw, follow=False), follow=False))
         except base.ToolError:  # outside the repo: the tool itself says so
             continue
     return sorted(set(named) & protected)

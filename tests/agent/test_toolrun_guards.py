@@ -72,6 +72,16 @@ def test_protected_paths_are_refused_with_a_teaching_error(repo, tool, args):
     assert (repo / "a.txt").read_text() == "one\n" and (repo / "b.txt").exists()
 
 
+def test_a_protected_link_cannot_be_deleted_through_a_patch(repo):
+    """Delete acts on a link itself, so the link's own path is guarded, not only its target."""
+    (repo / "link").symlink_to("a.txt")
+    policy = Policy("full-auto", protected=frozenset({"link"}))
+    ctx = ToolContext(repo, sandbox="off")
+    patch = "*** Begin Patch\n*** Delete File: link\n*** End Patch"
+    out, _ = toolrun.run_call(call("apply_patch", patch=patch), ctx, policy, None)
+    assert not out.ok and "link" in out.content and (repo / "link").is_symlink()
+
+
 def test_other_paths_and_reads_of_protected_files_go_through(repo):
     (repo / "b.txt").write_text("b\n")
     policy = Policy("full-auto", protected=frozenset({"a.txt"}))
