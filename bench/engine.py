@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import cache as kvcache  # noqa: E402
+from engine import device_map as device_map_mod  # noqa: E402
 from engine.config import build  # noqa: E402
 from engine.kvdisk import KVStore, model_identity  # noqa: E402
 from engine.placement import resident_weights  # noqa: E402
@@ -45,7 +46,9 @@ def bench_config():
                  n_hash_layers=2)
 
 
-def load_models(cfg):
+def load_models(cfg, device_map: str = "cpu"):
+    """Both models on the same weights; ours placed by `device_map` (engine.device_map),
+    transformers' on the device of our first block."""
     from transformers import DeepseekV4Config, DeepseekV4ForCausalLM
 
     model = random_model(cfg, seed=0, mode="reference")
@@ -53,7 +56,12 @@ def load_models(cfg):
     hc._attn_implementation = "eager"
     hf = DeepseekV4ForCausalLM(hc).float().eval()
     hf.load_state_dict(transformers_state_dict(model), strict=True)
-    resident_weights(model)  # transformers holds float32 weights too: compare like with like
+    dmap = device_map_mod.resolve(device_map, model)
+    device_map_mod.place(model, dmap)
+    model.device_map = dmap
+    hf.to(dmap["layers.0"])
+    if dmap["layers.0"] == "cpu":  # transformers holds float32 weights: compare like with like
+        resident_weights(model)
     stored = sum(model.stored_bytes().values())
     return model, hf, hc, stored
 
@@ -61,9 +69,11 @@ def load_models(cfg):
 # ---- contexts --------------------------------------------------------------------------------
 
 def _timed(fn):
-    """(seconds, result) of fn()."""
+    """(seconds, result) of fn(), GPU work included."""
     t = time.perf_counter()
     r = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - t, r
 
 
@@ -125,6 +135,18 @@ def print_contexts(cfg, both):
     print(f"KV rows read per decode token {lo} -> {hi}: V4 compressed {o1} -> {o2} "
           f"({o2 / o1:.2f}x); dense attention {d1} -> {d2} ({d2 / d1:.0f}x: its attention "
           "time per token grows 16x)")
+
+
+def print_traffic(model):
+    """With routed experts in host memory: what crossed to and from them."""
+    t: dict[str, int] = {}
+    for blk in model.layers:
+        for k, v in blk.ffn.experts.traffic.items():
+            t[k] = t.get(k, 0) + v
+    if t.get("compute_bytes") or t.get("streamed_bytes"):
+        print(f"routed experts in host memory: {t['streamed_bytes'] / 2**20:.0f} MiB streamed "
+              f"({t['streamed_experts']} expert copies) for prefill chunks, "
+              f"{t['compute_bytes'] / 2**20:.1f} MiB of activations for host-computed steps")
 
 
 def print_kv_bytes(cfg, state, c):
@@ -231,19 +253,24 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer decode steps; shorter session")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device-map", default="cpu",
+                    help="where our model runs (engine.device_map: cpu, cuda:0, "
+                         "cuda:0,experts=cpu, ...); transformers' goes on the first block's device")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = bench_config()
     t = time.perf_counter()
-    model, hf, hc, stored = load_models(cfg)
+    model, hf, hc, stored = load_models(cfg, args.device_map)
     print(f"model: {stored / 2**20:.0f} MiB stored, {cfg.n_layers} blocks "
           f"(ratios {[cfg.ratio(i) for i in range(cfg.n_layers)]}), built in "
-          f"{time.perf_counter() - t:.0f} s; torch threads {args.threads}")
+          f"{time.perf_counter() - t:.0f} s; torch threads {args.threads}; "
+          f"{device_map_mod.describe(model.device_map)}")
     n_dec = 16 if args.quick else 48
     toks = torch.randint(0, cfg.vocab_size, (CONTEXTS[-1] + n_dec + 1,),
-                         generator=torch.Generator().manual_seed(0))
+                         generator=torch.Generator().manual_seed(0)).to(model.embed.weight.device)
     both, state, (fc_last, hf_last) = run_contexts(model, hf, hc, toks, n_dec)
     print_contexts(cfg, both)
+    print_traffic(model)
     print(f"last prefill logits, flashcode vs transformers: max |Δ| "
           f"{(fc_last - hf_last).abs().max().item():.1e}")
     print_kv_bytes(cfg, state, CONTEXTS[-1])
