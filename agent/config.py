@@ -95,7 +95,20 @@ class Settings(BaseModel):
         description="Engine kernels: auto (Triton on CUDA, plain PyTorch on CPU), triton, ref.",
     )
     device_map: str | None = Field(
-        None, description="Engine placement plan, e.g. `auto`, `cuda:0`, `cuda:0,cuda:1`."
+        None, description="Engine placement: cpu, cuda:0, cuda:0,cuda:1, cuda:0,experts=cpu "
+        "(routed experts in host memory), auto, or units like layers.0-20=cuda:0,...",
+    )
+    kv_cache_gib: float = Field(
+        8.0, ge=0, description="Engine: memory for cached prompt states, so a turn prefills "
+        "only its new tokens (GiB; least recently used dropped first; 0: no limit).",
+    )
+    kv_dir: str = Field(
+        "", description="Engine: where prompt states are saved so a resumed session or a "
+        "second run starts warm; empty: $XDG_CACHE_HOME/flashcode/kv; `off`: not saved.",
+    )
+    kv_dir_gib: float = Field(
+        20.0, ge=0, description="Engine: disk for saved prompt states (GiB; oldest removed "
+        "first; 0: no limit).",
     )
     resident: Literal["auto", "on", "off"] = Field(
         "auto",

@@ -59,6 +59,17 @@ def resident_plan(model, resident: bool | None = None, available: int | None = N
     return avail is not None and 2 * resident_bytes(model) <= avail
 
 
+def _kv_store(model, root: str | Path | None, budget: int):
+    """A KVStore in `root`/<model identity>, or None without a root."""
+    if not root:
+        return None
+    from engine.kvdisk import KVStore, model_identity
+
+    ident = model_identity(model)
+    devices = [b.attn.wkv.weight.device for b in (*model.layers, *model.mtp)]
+    return KVStore(Path(root).expanduser() / ident[:16], ident, budget, devices)
+
+
 class PromptTooLong(ValueError):
     """The prompt (plus the tokens asked for) does not fit the context window."""
 
@@ -99,14 +110,17 @@ class Engine:
     def load(cls, path: str | Path, kernels: str = "auto", device_map: str | None = None,
              mode: str = "official", dtype: torch.dtype | str = torch.float32,
              context_window: int | None = None, name: str | None = None,
-             resident: bool | None = None) -> Engine:
+             resident: bool | None = None, kv_cache_bytes: int = 0,
+             kv_dir: str | Path | None = None, kv_dir_bytes: int = 0) -> Engine:
         """Weights, config and tokenizer from a checkpoint directory. `kernels`: auto (Triton
         on CUDA tensors, the PyTorch twins on the CPU), triton or ref (engine.kernels.registry).
         `device_map`: where the blocks and routed experts go (engine.device_map: cpu, cuda:0,
         cuda:0,cuda:1, explicit units, auto). `resident`: keep dequantized float copies of the
         FP8/FP4 weights (several times faster on CPU); None = the FLASHCODE_RESIDENT
         environment variable (0/1), else yes when they fit in half the available memory (see
-        `resident_plan`)."""
+        `resident_plan`). Prompt states are cached (engine.prefix) under `kv_cache_bytes` (0:
+        the newest few) and, with `kv_dir`, saved there under `kv_dir_bytes` (engine.kvdisk),
+        in a folder per model."""
         from engine.kernels import registry
         from engine.loader import load as load_model
 
@@ -121,7 +135,8 @@ class Engine:
                 raise ValueError(str(e)) from None
         if resident_plan(model, resident):
             resident_weights(model)
-        return cls(model, Tokenizer.from_dir(path), name or path.name, context_window)
+        cache = PrefixCache(kv_cache_bytes, disk=_kv_store(model, kv_dir, kv_dir_bytes))
+        return cls(model, Tokenizer.from_dir(path), name or path.name, context_window, cache)
 
     @property
     def context_window(self) -> int:

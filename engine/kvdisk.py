@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from engine.prefix import Mark
@@ -41,7 +42,7 @@ def model_identity(model) -> str:
     for name, p in model.named_parameters():
         raw = p.detach().reshape(-1).contiguous().view(torch.uint8)
         h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
-        h.update(raw[:256].numpy().tobytes() + raw[-256:].numpy().tobytes())
+        h.update(raw[:256].cpu().numpy().tobytes() + raw[-256:].cpu().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -85,7 +86,7 @@ def _payload_sha(tensors: dict[str, torch.Tensor]) -> str:
     for k in sorted(tensors):
         t = tensors[k].contiguous()
         h.update(f"{k}{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -100,7 +101,8 @@ def encode(state: ModelState, tokens) -> tuple[dict[str, torch.Tensor], dict]:
         _flatten(mark.layers, f"M{p}.", tensors, ms["layers"])
         _flatten(mark.mtp, f"M{p}.T.", tensors, ms["mtp"])
         struct["marks"][str(p)] = ms
-    return {k: v.contiguous().clone() for k, v in tensors.items()}, struct  # no shared storage
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}, \
+        struct  # on the host, no shared storage
 
 
 def decode(tensors: dict[str, torch.Tensor], struct: dict) -> ModelState:
@@ -115,10 +117,17 @@ def decode(tensors: dict[str, torch.Tensor], struct: dict) -> ModelState:
 # ---- the store -------------------------------------------------------------------------------
 
 class KVStore:
-    """Saved states of one model under `root`."""
+    """Saved states of one model under `root`. Saving a sequence removes the files of its
+    prefixes (its marks cover them), then the oldest files while over `budget_bytes` (0: no
+    limit). `devices`: where each block's state goes on load (main blocks, then MTP; default
+    the CPU)."""
 
-    def __init__(self, root: str | Path, model_id: str):
+    least = 128  # `nearest`: shorter shared prefixes are cheaper to prefill than to read
+
+    def __init__(self, root: str | Path, model_id: str, budget_bytes: int = 0,
+                 devices: list | None = None):
         self.root, self.model_id = Path(root), model_id
+        self.budget_bytes, self.devices = budget_bytes, devices
 
     def path_for(self, tokens) -> Path:
         return self.root / f"{len(tokens):09d}-{prefix_digest(self.model_id, tokens)}.kvs"
@@ -142,7 +151,45 @@ class KVStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        self._prune(list(tokens), dest)
         return dest
+
+    def _prune(self, tokens: list[int], keep: Path) -> None:
+        for n, path in self._candidates(len(tokens) - 1):
+            if path.name == self.path_for(tokens[:n]).name:
+                path.unlink(missing_ok=True)
+        if self.budget_bytes <= 0:
+            return
+        files = sorted((p for _, p in self._candidates(1 << 62) if p != keep),
+                       key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files) + keep.stat().st_size
+        while files and total > self.budget_bytes:
+            old = files.pop(0)
+            total -= old.stat().st_size
+            old.unlink(missing_ok=True)
+
+    def nearest(self, tokens) -> tuple[tuple[int, ...] | None, ModelState | None]:
+        """The saved sequence sharing the longest prefix with `tokens` (at least `least`
+        tokens), as (its tokens, its state): a resumed conversation whose last reply
+        re-tokenizes differently still finds the turns before it (engine.prefix restores the
+        state at the last mark before the divergence)."""
+        toks, ranked = list(tokens), []
+        for _, path in self._candidates(1 << 62):
+            try:
+                with safe_open(str(path), "pt") as f:
+                    saved = f.get_tensor("tokens").tolist()
+            except Exception:  # noqa: BLE001 - damaged: _read warns when it is chosen
+                saved = []
+            if saved and path.name != self.path_for(saved).name:
+                continue  # another model's file (the name hashes model and tokens)
+            ranked.append((_lcp(saved, toks), path, saved))
+        for n, path, saved in sorted(ranked, key=lambda r: r[0], reverse=True):
+            if n < self.least:
+                break
+            state = self._read(path, saved)
+            if state is not None:
+                return tuple(saved), state
+        return None, None
 
     def load(self, tokens) -> tuple[ModelState | None, int]:
         """The saved state of the longest saved prefix of `tokens`, and its length."""
@@ -171,11 +218,39 @@ class KVStore:
                 meta = json.loads(f.read(size))["__metadata__"]
             problem = _problem(meta, tensors, self.model_id, tokens)
             if problem is None:
-                return decode(tensors, json.loads(meta["struct"]))
+                return _to_devices(decode(tensors, json.loads(meta["struct"])), self.devices)
         except Exception as e:  # noqa: BLE001 - any damage means "do not load"
             problem = f"unreadable ({type(e).__name__}: {e})"
         warnings.warn(f"{path}: KV file ignored: {problem}", KVDiskWarning, stacklevel=3)
         return None
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    diff = (torch.tensor(a[:n]) != torch.tensor(b[:n])).nonzero()
+    return int(diff[0]) if len(diff) else n
+
+
+def _to_devices(state: ModelState, devices: list | None) -> ModelState:
+    """Each block's state (and its marks') on that block's device."""
+    if not devices or all(torch.device(d).type == "cpu" for d in devices):
+        return state
+    main, mtp = devices[:len(state.layers)], devices[len(state.layers):]
+    move = lambda layers, devs: [_layer_to(s, d) for s, d in zip(layers, devs, strict=True)]
+    marks = {p: Mark(m.pos, tuple(move(m.layers, main)), tuple(move(m.mtp, mtp)))
+             for p, m in state.marks.items()}
+    return ModelState(move(state.layers, main), move(state.mtp, mtp), marks)
+
+
+def _layer_to(st: LayerState, device) -> LayerState:
+    def comp(c):
+        if c is None:
+            return None
+        to = lambda t: None if t is None else t.to(device)
+        return CompressorState(c.ratio, to(c.tail_kv), to(c.tail_gate), to(c.rows),
+                               to(c.prev_kv), to(c.prev_gate))
+    window = None if st.window is None else st.window.to(device)
+    return LayerState(st.window_size, st.pos, window, comp(st.comp), comp(st.index))
 
 
 def _problem(meta: dict, tensors: dict, model_id: str, tokens: list[int]) -> str | None:

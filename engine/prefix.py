@@ -94,7 +94,8 @@ def extend(model, tokens: torch.Tensor, state: ModelState, chunk: int = CHUNK,
            every: int = SNAP, last_only: bool = False,
            streams: list | None = None) -> torch.Tensor:
     """Prefill `tokens` after `state` in chunks of at most `chunk` tokens that end on
-    multiples of `every`, marking the state at each such end. Returns the logits [S, vocab]
+    multiples of `every` (the last one on the last such multiple, then the tail), marking the
+    state at each such end. Returns the logits [S, vocab]
     (or [1, vocab] with last_only). `streams`: a list that receives (the last chunk's final
     streams [s, n, D], its tokens) (MTP drafting needs them)."""
     outs, i, p0 = [], 0, state.pos
@@ -102,6 +103,9 @@ def extend(model, tokens: torch.Tensor, state: ModelState, chunk: int = CHUNK,
         p = p0 + i
         end = max((p + chunk) // every * every, (p // every + 1) * every) - p0
         end = min(len(tokens), end)
+        last = (p0 + end) // every * every - p0
+        if end == len(tokens) and i < last < end:  # mark within `every` of the end: a later
+            end = last                              # prompt diverging near it reuses this much
         if streams is not None:
             with torch.no_grad():
                 x = model.streams(tokens[i:end], state)
@@ -211,28 +215,30 @@ class PrefixCache:
 
     def lookup(self, tokens: list[int]) -> tuple[ModelState | None, int]:
         """A fresh state covering tokens[:n] and n, or (None, 0). n < len(tokens), so the
-        caller always runs at least one token and gets its logits."""
+        caller always runs at least one token and gets its logits. Nothing in memory: the
+        disk's saved sequence nearest to `tokens` is brought in first."""
         toks = tuple(tokens)
+        best, best_n = self._best(toks)
+        if best is None and self.disk is not None and toks:
+            saved, state = self.disk.nearest(toks)
+            if state is not None:
+                self._entries[saved] = _Entry(saved, state, self.pools)
+                self._evict()
+                best, best_n = self._best(toks)
+        if best is None:
+            self.misses += 1
+            return None, 0
+        self._entries.move_to_end(best.tokens)
+        self.hits, self.reused_tokens = self.hits + 1, self.reused_tokens + best_n
+        return best.materialize(best_n), best_n
+
+    def _best(self, toks: tuple[int, ...]):
         best, best_n = None, 0
         for e in self._entries.values():
             n = e.best_at(min(_lcp(e.tokens, toks), len(toks) - 1))
             if n > best_n:
                 best, best_n = e, n
-        if best is None:
-            return self._from_disk(toks)
-        self._entries.move_to_end(best.tokens)
-        self.hits, self.reused_tokens = self.hits + 1, self.reused_tokens + best_n
-        return best.materialize(best_n), best_n
-
-    def _from_disk(self, toks: tuple[int, ...]) -> tuple[ModelState | None, int]:
-        state, n = self.disk.load(toks[:-1]) if self.disk is not None and toks else (None, 0)
-        if state is None:
-            self.misses += 1
-            return None, 0
-        self._entries[toks[:n]] = _Entry(toks[:n], state.copy(), self.pools)
-        self._evict()
-        self.hits, self.reused_tokens = self.hits + 1, self.reused_tokens + n
-        return state, n
+        return best, best_n
 
     def store(self, tokens: list[int], state: ModelState) -> None:
         """Cache (a copy of) `state`, which must cover exactly `tokens`. Sequences that are a

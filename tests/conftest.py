@@ -23,6 +23,13 @@ def run_flashcode(*args: str, cwd: Path | None = None, env: dict | None = None,
                           text=True, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own XDG cache (saved KV states, repo maps): a state saved by one
+    test, or by a user's real runs, must never warm another."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture
 def isolated_env(tmp_path, monkeypatch) -> dict:
     """An environment with an empty XDG config dir and no FLASHCODE_* variables."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,10 +49,23 @@ def load(settings) -> EngineModel:
         engine = engine_cls.load(settings.model, kernels=settings.kernels,
                                  device_map=settings.device_map,
                                  context_window=settings.context_window,
-                                 resident=RESIDENT[settings.resident])
+                                 resident=RESIDENT[settings.resident],
+                                 kv_cache_bytes=int(settings.kv_cache_gib * 2**30),
+                                 kv_dir=kv_dir(settings),
+                                 kv_dir_bytes=int(settings.kv_dir_gib * 2**30))
     except (OSError, ValueError, RuntimeError) as exc:  # no weights, bad config, wrong tokenizer
         raise BackendUnavailable(f"cannot load the checkpoint {settings.model}: {exc}") from None
     return EngineModel(engine, f"local:{settings.model}", settings.context_window)
+
+
+def kv_dir(settings) -> str | None:
+    """Where the engine saves prompt states: the setting, else the XDG cache; None when off."""
+    if settings.kv_dir.strip().lower() == "off":
+        return None
+    if settings.kv_dir.strip():
+        return os.path.expanduser(settings.kv_dir)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "flashcode", "kv")
 
 
 class EngineModel:

@@ -190,3 +190,35 @@ def test_resident_auto_leaves_it_to_the_engine(tiny_ckpt, monkeypatch):
     monkeypatch.setenv("FLASHCODE_RESIDENT", "1")
     model = local.load(Settings(model=str(tiny_ckpt)))
     assert all(m.resident is not None for m in _linears(model))
+
+
+def test_a_second_run_starts_warm_from_the_saved_state(tiny_ckpt, tmp_path):
+    """Two processes in all but name: the second engine finds the first one's prompt state on
+    disk and prefills only what follows it (that the reused state is exact is
+    tests/engine/test_kvdisk.py's business)."""
+    settings = Settings(model=str(tiny_ckpt), resident="off", kv_dir=str(tmp_path / "kv"))
+    convo = [{"role": "user", "content": "hello there, " * 40}]
+
+    def turn(model, messages):
+        reply = Reply()
+        for e in model.stream(messages, [], thinking=False, max_tokens=4):
+            reply.add(e)
+        return reply
+
+    first = turn(local.load(settings), convo)
+    assert first.usage.cached_tokens == 0
+    saved = list((tmp_path / "kv").glob("*/*.kvs"))
+    assert len(saved) == 1
+    later = [*convo, first.message(), {"role": "user", "content": "and now? " * 20}]
+    warm = turn(local.load(settings), later)
+    cold = turn(local.load(Settings(model=str(tiny_ckpt), resident="off", kv_dir="off")), later)
+    # the reply re-tokenizes from its text in a new process: reuse goes back to the last mark
+    assert warm.usage.cached_tokens >= first.usage.prompt_tokens // 128 * 128 > 0
+    assert cold.usage.cached_tokens == 0 and warm.usage.prompt_tokens == cold.usage.prompt_tokens
+
+
+def test_the_kv_dir_setting_defaults_to_the_xdg_cache_and_can_be_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert local.kv_dir(Settings()) == str(tmp_path / "flashcode" / "kv")
+    assert local.kv_dir(Settings(kv_dir="off")) is None
+    assert local.kv_dir(Settings(kv_dir="~/kv")).endswith("/kv")

@@ -132,3 +132,41 @@ def test_prefix_cache_with_disk_starts_a_second_run_warm(tiny_model, tmp_path):
     assert (lg[-1] - tiny_model(torch.tensor(more))[-1]).abs().max() <= 1e-5
     assert second.lookup(more)[1] == 200 and len(second) == 1  # now from memory
     assert PrefixCache(disk=KVStore(tmp_path, "other")).lookup(more) == (None, 0)
+
+
+def test_a_resumed_conversation_that_diverges_finds_the_turns_before(tiny_model, tmp_path):
+    """The last reply re-tokenizes differently after a restart: the saved sequence is still
+    used up to the last mark before the divergence, exactly."""
+    from engine.prefix import PrefixCache
+
+    toks = _toks(400, 60)
+    first = PrefixCache(disk=KVStore(tmp_path, model_identity(tiny_model)))
+    st = tiny_model.new_state()
+    extend(tiny_model, torch.tensor(toks), st, chunk=128)  # marks at 128, 256, 384
+    first.store(toks, st)
+    second = PrefixCache(disk=KVStore(tmp_path, model_identity(tiny_model)))
+    other = toks[:300] + _toks(30, 61)  # diverges at 300
+    got, n = second.lookup(other)
+    assert n == 256 and second.hits == 1  # the mark before 300
+    lg = extend(tiny_model, torch.tensor(other[n:]), got)
+    assert (lg[-1] - tiny_model(torch.tensor(other))[-1]).abs().max() <= 1e-5
+    assert PrefixCache(disk=KVStore(tmp_path, model_identity(tiny_model))).lookup(
+        _toks(200, 62)) == (None, 0)  # nothing shared: nothing read
+
+
+def test_saving_a_longer_sequence_removes_its_prefixes_and_keeps_to_the_budget(tiny_model,
+                                                                               tmp_path):
+    store = KVStore(tmp_path, model_identity(tiny_model))
+    toks = _toks(300, 70)
+    st = tiny_model.new_state()
+    extend(tiny_model, torch.tensor(toks[:150]), st)
+    short = store.save(toks[:150], st)
+    extend(tiny_model, torch.tensor(toks[150:]), st)
+    long = store.save(toks, st)
+    assert not short.exists() and long.exists()  # the long one's marks cover the short one
+    other = _toks(200, 71)
+    st2 = tiny_model.new_state()
+    extend(tiny_model, torch.tensor(other), st2)
+    capped = KVStore(tmp_path, model_identity(tiny_model), budget_bytes=long.stat().st_size + 1)
+    newest = capped.save(other, st2)
+    assert newest.exists() and not long.exists()  # the oldest went to stay under the budget
