@@ -92,19 +92,53 @@ def budget(window: int) -> int:
 def compact(messages: list[Message], target: int, count=estimate_tokens,
             keep_recent: int = 6) -> list[Message]:
     """Messages that fit in `target` tokens where possible; every user message survives."""
+    results = {m.get("tool_call_id"): m.get("content") or "" for m in messages
+               if m.get("role") == "tool"}  # before their outputs are dropped
     out = _drop_old_outputs(messages, keep_recent)
-    dropped = 0
+    dropped, actions = 0, []
     while count(out) > target:
         group = _oldest_turn(out, keep_recent)
         if group is None:
             break
         start, end = group
+        actions += digest(out[start], results)
         del out[start:end]
         dropped += 1
     if dropped:
-        note = prompts.render("agent/compacted.md.j2", dropped_turns=dropped)
+        shown = actions[-MAX_ACTIONS:]
+        note = prompts.render("agent/compacted.md.j2", dropped_turns=dropped, actions=shown,
+                              earlier=len(actions) - len(shown))
         out.insert(_first_user(out) + 1, {"role": "user", "content": note})
     return out
+
+
+MAX_ACTIONS = 40
+
+
+def digest(assistant: Message, results: dict) -> list[str]:
+    """One line per thing a dropped turn did: what it said it would do, each call with its
+    short arguments and the first line of what came back."""
+    lines = []
+    said = (assistant.get("content") or "").strip().splitlines()
+    if said:
+        lines.append(f"said: {_clip(said[0], 120)}")
+    for c in assistant.get("tool_calls") or []:
+        fn = c.get("function", {})
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except ValueError:
+            args = {}
+        shown = ", ".join(f"{k}={_clip(str(v), 60)}" for k, v in args.items()
+                          if isinstance(v, str | int | float | bool) and len(str(v)) <= 200)
+        first = next((ln for ln in results.get(c.get("id"), "").splitlines() if ln.strip()), "")
+        lines.append(f"{fn.get('name', 'tool')}({shown})" + (f" → {_clip(first, 80)}"
+                                                              if first else ""))
+    return lines
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _drop_old_outputs(messages: list[Message], keep_recent: int) -> list[Message]:

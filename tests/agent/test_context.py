@@ -68,6 +68,21 @@ def test_compaction_drops_old_turns_but_keeps_every_user_message():
     assert out[0] == {"role": "system", "content": "sys"}
 
 
+def test_a_compaction_note_says_what_the_dropped_turns_did():
+    msgs = _conversation(12, 400)
+    msgs[2]["tool_calls"][0]["function"]["arguments"] = '{"path": "src/app.py"}'
+    msgs[3]["content"] = "1 import os\n" + msgs[3]["content"]
+    msgs[4]["tool_calls"][0]["function"] = {"name": "shell", "arguments":
+                                            '{"command": "pytest -x", "patch": "' + "p" * 300 + '"}'}
+    msgs[5]["content"] = "exit 1\nFAILED test_app.py"
+    out = context.compact(msgs, target=800, keep_recent=4)
+    note = next(m["content"] for m in out if "earlier assistant turns" in (m["content"] or ""))
+    assert "- said: step 0" in note
+    assert "- read(path=src/app.py) → 1 import os" in note
+    assert "- shell(command=pytest -x) → exit 1" in note  # long arguments left out
+    assert note.count("\n- ") >= 4
+
+
 def test_the_loop_compacts_before_the_window_fills(git_repo, tmp_path):
     for i in range(6):
         (git_repo / f"f{i}.txt").write_text(f"file {i} " * 600 + "\n")
