@@ -60,9 +60,26 @@ def wrap(argv: list[str], mode: Mode, root: Path, cwd: Path) -> list[str]:
     keep: list[str] = []
     for path in _python_dirs():
         keep += ["--ro-bind", path, path]
+    keep_rw = [a for d in _git_common_dirs(root) for a in ("--bind", d, d)]  # its history
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", *keep, "--bind", str(root), str(root), "--unshare-net",
-            "--die-with-parent", "--chdir", str(cwd), "--", *argv]
+            "--tmpfs", "/tmp", *keep, "--bind", str(root), str(root), *keep_rw,
+            "--unshare-net", "--die-with-parent", "--chdir", str(cwd), "--", *argv]
+
+
+def _git_common_dirs(root: Path) -> list[str]:
+    """For a linked worktree (`.git` is a file naming its git dir), the repository's common
+    git dir, where commits, refs and the worktree's index are written; else nothing."""
+    dot = Path(root) / ".git"
+    if not dot.is_file():
+        return []
+    text = dot.read_text(errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return []
+    gitdir = (Path(root) / text.removeprefix("gitdir:").strip()).resolve()
+    common = gitdir / "commondir"
+    if common.is_file():
+        gitdir = (gitdir / common.read_text().strip()).resolve()
+    return [str(gitdir)] if gitdir.is_dir() else []
 
 
 def _python_dirs() -> list[str]:

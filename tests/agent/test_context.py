@@ -72,8 +72,8 @@ def test_a_compaction_note_says_what_the_dropped_turns_did():
     msgs = _conversation(12, 400)
     msgs[2]["tool_calls"][0]["function"]["arguments"] = '{"path": "src/app.py"}'
     msgs[3]["content"] = "1 import os\n" + msgs[3]["content"]
-    msgs[4]["tool_calls"][0]["function"] = {"name": "shell", "arguments":
-                                            '{"command": "pytest -x", "patch": "' + "p" * 300 + '"}'}
+    args = '{"command": "pytest -x", "patch": "' + "p" * 300 + '"}'
+    msgs[4]["tool_calls"][0]["function"] = {"name": "shell", "arguments": args}
     msgs[5]["content"] = "exit 1\nFAILED test_app.py"
     out = context.compact(msgs, target=800, keep_recent=4)
     note = next(m["content"] for m in out if "earlier assistant turns" in (m["content"] or ""))

@@ -129,3 +129,22 @@ def test_sandbox_keeps_a_python_environment_under_tmp_visible(monkeypatch, tmp_p
     argv = sandbox.wrap(["true"], sandbox.Mode("bubblewrap", ""), tmp_path, tmp_path)
     at = argv.index("--tmpfs")
     assert argv[at + 2:at + 5] == ["--ro-bind", "/tmp/ci/main/.venv", "/tmp/ci/main/.venv"]
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap not usable here")
+def test_a_linked_worktree_can_commit_inside_the_sandbox(git_repo, tmp_path):
+    """`propose` works in a linked worktree, whose commits are written to the main .git."""
+    import subprocess
+
+    (git_repo / "a.txt").write_text("a\n")
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "a"], cwd=git_repo, check=True)
+    wt = tmp_path / "wt"
+    subprocess.run(["git", "worktree", "add", "-q", str(wt)], cwd=git_repo, check=True)
+    ctx = ToolContext(wt, sandbox="on")
+    r = call("shell", {"command": "echo b > b.txt && git add b.txt && git commit -qm b && "
+                                  "git log --format=%s -1", "sandbox": "on"}, ctx)
+    assert r.exit_code == 0 and r.output.strip().endswith("b"), r.output
+    assert not (git_repo / "b.txt").exists()  # the main working tree stays read-only
+    call("shell", {"command": f"echo x > {git_repo}/c.txt", "sandbox": "on"}, ctx)
+    assert not (git_repo / "c.txt").exists()  # (under /tmp it lands in the private tmpfs)
