@@ -1,5 +1,7 @@
 """bench/engine.py end to end on the tiny model and short contexts: every section prints, the
-two engines agree, and the figures it prints are the ones it measured (not a timing test)."""
+two engines agree, and the figures it prints are the ones it measured (not a timing test).
+(Here, after tests/engine/kernels: transformers imports triton compiled, and the kernel tests
+need to be first to import it, interpreted.)"""
 
 from __future__ import annotations
 
