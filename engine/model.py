@@ -92,7 +92,9 @@ class Transformer(nn.Module):
         self.cfg, self.dtype = cfg, dtype
         self.numerics = numerics or Numerics.of("official")
         nm = self.numerics
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=torch.bfloat16)
+        # given storage: no random init (on meta that would import torch._dynamo and triton)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim, _weight=torch.empty(
+            cfg.vocab_size, cfg.dim, dtype=torch.bfloat16))
         self.embed.weight.requires_grad_(False)
         self.layers = nn.ModuleList(Block(cfg, i, nm) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)

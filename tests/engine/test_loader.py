@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from engine import loader
 from engine.config import preset
 from engine.tiny import official_tensors, random_model, transformers_state_dict
-from tests.conftest import CONFORMANCE
+from tests.conftest import CONFORMANCE, REPO_ROOT
 
 FAMILIES = CONFORMANCE / "dsv4-flash-config" / "tensor_families.json"
 
@@ -149,3 +149,18 @@ def test_flash_on_meta_reports_stored_bytes():
     total = sum(model.stored_bytes().values())
     assert 155e9 < main < 157e9  # ≈156 GB: FP8/FP4 as stored, not a bf16 blow-up
     assert total == 159_609_485_896  # the published tensor bytes of the release
+
+
+def test_loading_a_checkpoint_imports_neither_dynamo_nor_triton(tiny_ckpt):
+    """Loading builds the model on the meta device: a random init there pulls in torch._dynamo
+    and a compiled triton, which then keeps the kernel tests (and TRITON_INTERPRET) from
+    working in the same process, and costs seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.api import Engine; Engine.load(sys.argv[1]); "
+            "print(sorted(m for m in ('triton', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_ckpt)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

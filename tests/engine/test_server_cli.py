@@ -11,13 +11,15 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import openai
 import pytest
 
 from tests.conftest import REPO_ROOT, run_flashcode
 
-WINDOW = "8200"
+WINDOW = "9000"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,10 @@ def served(tiny_ckpt):
     found = re.search(r"on (http://127\.0\.0\.1:\d+/v1)", line)
     assert found, line + proc.stderr.read()
     assert "layers.0-3, mtp.0 cpu" in line  # the placement it runs with
+    proc.err_lines = []  # the request log, read as it comes (a line follows each response)
+    reader = threading.Thread(target=lambda: proc.err_lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    proc.reader = reader
     yield proc, found.group(1)
     if proc.poll() is None:
         proc.kill()
@@ -73,10 +79,14 @@ def test_exec_on_the_in_process_engine(tiny_ckpt, git_repo, isolated_env):
 
 def test_ctrl_c_stops_serve_cleanly(served):
     proc, _ = served
+    deadline = time.monotonic() + 30
+    while not any("POST /v1/chat/completions 200" in ln for ln in proc.err_lines):
+        assert time.monotonic() < deadline, "no log line for the request"  # one per request
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
-    err = proc.stderr.read()
-    assert "POST /v1/chat/completions 200" in err  # one log line per request
+    proc.reader.join(timeout=10)
+    err = "".join(proc.err_lines)
     assert "stopping" in err and "Traceback" not in err
 
 
