@@ -85,7 +85,7 @@ class Attention(nn.Module):
         qr = self.q_norm(self.wq_a(x))
         q = rms(self.wq_b(qr).view(s, cfg.n_heads, cfg.head_dim), cfg.norm_eps)
         q = self.rope(q, pos)
-        kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.weight)
+        kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.float_weight())
         prev, prev_pos = st.window_rows(cfg.head_dim, x.device)
         keys = torch.cat((prev.to(kv.dtype), kv))
         mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)

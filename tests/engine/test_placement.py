@@ -1,14 +1,19 @@
-"""Resident weights: dequantized once, same logits as per-use dequantization, and Engine.load's
-choice (argument, FLASHCODE_RESIDENT, available memory)."""
+"""Resident weights: dequantized once (bf16 on CPU where exact), same logits as per-use
+dequantization, widened GEMMs bit for bit, and Engine.load's choice (argument,
+FLASHCODE_RESIDENT, available memory)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.api import Engine, resident_plan
+from engine.kernels.gemm_fp8 import WIDEN_ROWS, widened_linear
 from engine.layers.linear import Linear
-from engine.layers.moe import Experts
-from engine.placement import drop_resident, resident_bytes, resident_weights
+from engine.layers.moe import Experts, Gate
+from engine.layers.norm import RMSNorm
+from engine.placement import _keep, drop_resident, resident_bytes, resident_weights
 
 
 def _quantized(model) -> list:
@@ -52,3 +57,33 @@ def test_engine_load_resident_on_and_off(tiny_ckpt, tokens):
     assert all(m.resident is not None for m in _quantized(on))
     assert all(m.resident is None for m in _quantized(off))
     assert torch.equal(on(tokens[:20]), off(tokens[:20]))
+
+
+def test_resident_copies_are_bf16_on_cpu_and_small_weights_float32(tiny_model):
+    try:
+        resident_weights(tiny_model)
+        for m in _quantized(tiny_model):
+            ws = m.resident.values() if isinstance(m.resident, dict) else [m.resident]
+            assert all(w.dtype == torch.bfloat16 for w in ws)
+        small = [m for m in tiny_model.modules() if isinstance(m, (RMSNorm, Gate))]
+        assert small and all(torch.equal(m.resident, m.weight.float()) for m in small)
+    finally:
+        drop_resident(tiny_model)
+    assert all(m.resident is None for m in small)
+
+
+def test_keep_falls_back_to_float32_when_bf16_is_not_exact():
+    w = torch.tensor([1.5, 0.375, -448.0])
+    assert _keep(w, torch.float32).dtype == torch.bfloat16
+    tiny = torch.tensor([1.5, 2.0 ** -140 * 1.125])  # fp32 subnormal with bits bf16 lacks
+    assert _keep(tiny, torch.float32).dtype == torch.float32
+    assert _keep(w, torch.float16).dtype == torch.float16
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_widened_linear_in_blocks_is_bit_for_bit(rows):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2 * WIDEN_ROWS // 256 + 77, 512, generator=g).bfloat16()  # > 2 blocks
+    x = torch.randn(rows, 512, generator=g)
+    assert torch.equal(widened_linear(x, w), F.linear(x, w.float()))
+    assert widened_linear(x, w).shape == (rows, w.shape[0])
