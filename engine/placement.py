@@ -6,9 +6,11 @@ stays the spec; gpt-fast's model.py + quantize.py split).
                                per-use dequantization (CPU path and machines with memory to
                                spare; numerics unchanged: the layers still see their format
                                name, so activations are still FP8-rounded where they were);
-                               on CPU the float32 copies are kept as bfloat16 where that is
-                               exact (see `_keep`) and widened per GEMM; RMSNorm and gate
-                               weights get float32 copies (`.resident` on each)
+                               on CPU the float32 copies are kept packed as fp16 for fbgemm's
+                               GEMM (engine/kernels/packed_f16.py; the plain bf16 Linears such
+                               as the head get one too), else as bfloat16 where exact (see
+                               `_keep`); RMSNorm and gate weights get float32 copies
+                               (`.resident` on each)
   resident_bytes(model)        what that would add, without doing it
 The plan itself (which blocks go on which GPU, experts in host memory) is pure arithmetic in
 engine.memplan.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.kernels.packed_f16 import PackedF16
 from engine.layers.linear import Linear
 from engine.layers.moe import Experts, Gate
 from engine.layers.norm import RMSNorm
@@ -37,55 +40,86 @@ def _quantized(model):
 
 def _small(model):
     """Modules whose small bf16 weight their forward would convert to float32 on every call:
-    RMSNorm and gate weights (the head and other plain Linears stay bf16: widened per GEMM)."""
+    RMSNorm and gate weights."""
     for mod in model.modules():
         if isinstance(mod, (RMSNorm, Gate)) and mod.weight.dtype != torch.float32:
             yield mod
 
 
-def _keep(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The copy of dequantized float32 `w` to keep for GEMMs in `dtype`. On CPU a float32 copy
-    is kept as bfloat16 when that is exact (FP8/FP4 values have ≤ 3 mantissa bits, so all but
-    those below ~1e-38 are): the layers widen a weight to the activations' dtype right before
-    the GEMM (gemm_fp8.gemm), so the numbers are the same bit for bit, and a decode step, which
-    streams every weight once from memory through one core, reads half the bytes."""
+def _plain(model):
+    """Plain (bf16 or float) Linears: the head, compressors, indexer weights."""
+    for mod in model.modules():
+        if isinstance(mod, Linear) and mod.fmt not in ("fp8", "fp4"):
+            yield mod
+
+
+def _packs(model, dtype: torch.dtype) -> bool:
+    """Whether float32 copies become PackedF16 (CPU) rather than plain tensors."""
+    return dtype == torch.float32 and next(model.parameters()).device.type == "cpu"
+
+
+def _keep(w: torch.Tensor, dtype: torch.dtype, groups: int = 1):
+    """The copy of dequantized float32 `w` to keep for GEMMs in `dtype`. On CPU a PackedF16
+    (engine/kernels/packed_f16.py: 2 bytes a weight, widened inside the GEMM; ~3x faster
+    decode GEMMs, float32 results to rounding), else bfloat16 when that is exact (the
+    layers widen it per GEMM, bit for bit), else `w` itself."""
     if dtype != torch.float32 or w.device.type != "cpu":
         return w.to(dtype)
+    packed = PackedF16.pack(w, groups)
+    if packed is not None:
+        return packed
     low = w.to(torch.bfloat16)
     return low if torch.equal(low.float(), w) else w
 
 
-def _size(model, dtype: torch.dtype) -> int:
-    """Bytes per element `_keep` gives the model's weights (exact ones)."""
-    dev = next(model.parameters()).device.type
-    low = dtype == torch.float32 and dev == "cpu"
-    return torch.empty(0, dtype=torch.bfloat16 if low else dtype).element_size()
+def _bytes(w) -> int:
+    if isinstance(w, PackedF16):
+        return w.nbytes
+    return w.numel() * w.element_size()
 
 
 def resident_bytes(model, dtype: torch.dtype = torch.float32) -> int:
-    """Bytes `resident_weights(model, dtype)` would add (exact unless `_keep` falls back)."""
-    size = _size(model, dtype)
+    """Bytes `resident_weights(model, dtype)` would add (exact unless some weight is not
+    exact in fp16/bf16 and falls back, see `_keep`)."""
+    packs = _packs(model, dtype)
+    size = 2 if packs else torch.empty(0, dtype=dtype).element_size()
+    plain = sum(m.weight.numel() * 2 for m in _plain(model)) if packs else 0
     small = sum(m.weight.numel() * 4 for m in _small(model))
-    return sum(n for _, n in _quantized(model)) * size + small
+    return sum(n for _, n in _quantized(model)) * size + plain + small
+
+
+def _experts_copy(mod: Experts, name: str, dtype: torch.dtype):
+    """Experts' `name` weights: a list of per-expert PackedF16 on CPU, else [E, out, in]."""
+    ws = [mod.weight(name, e) for e in range(mod.w1_weight.shape[0])]
+    if _packs(mod, dtype):
+        packed = [PackedF16.pack(w) for w in ws]
+        if all(p is not None for p in packed):
+            return packed
+    w = torch.stack(ws)
+    low = w.to(torch.bfloat16) if dtype == torch.float32 else w.to(dtype)
+    return low if torch.equal(low.to(w.dtype), w) else w
 
 
 def resident_weights(model, dtype: torch.dtype = torch.float32) -> int:
-    """Keep a dequantized copy of every quantized weight (and float32 copies of the small bf16
-    ones); returns the bytes it added."""
+    """Keep a dequantized copy of every quantized weight (packed copies of the plain Linears'
+    too on CPU, float32 copies of the small bf16 weights); returns the bytes it added."""
     added = 0
     for mod, _ in list(_quantized(model)):
         mod.resident = None
         if isinstance(mod, Linear):
-            mod.resident = _keep(mod.dequantized(), dtype)
-            added += mod.resident.numel() * mod.resident.element_size()
+            mod.resident = _keep(mod.dequantized(), dtype, mod.groups)
+            added += _bytes(mod.resident)
         else:
-            n = mod.w1_weight.shape[0]
-            mod.resident = {k: _keep(torch.stack([mod.weight(k, e) for e in range(n)]), dtype)
-                            for k in _NAMES}
-            added += sum(w.numel() * w.element_size() for w in mod.resident.values())
+            mod.resident = {k: _experts_copy(mod, k, dtype) for k in _NAMES}
+            added += sum(_bytes(w) for ws in mod.resident.values()
+                         for w in (ws if isinstance(ws, list) else [ws]))
+    if _packs(model, dtype):
+        for mod in _plain(model):
+            mod.resident = PackedF16.pack(mod.weight.float(), mod.groups)
+            added += _bytes(mod.resident) if mod.resident is not None else 0
     for mod in list(_small(model)):
         mod.resident = mod.weight.float()
-        added += mod.resident.numel() * mod.resident.element_size()
+        added += _bytes(mod.resident)
     return added
 
 

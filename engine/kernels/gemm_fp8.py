@@ -18,11 +18,15 @@ import torch.nn.functional as F
 
 from engine import quant
 from engine.kernels._triton import check, interpreting, jit, pow2, round_e4m3, tl
+from engine.kernels.packed_f16 import PackedF16
 
 
 def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     """Any format -> float32 weight of the logical shape. A weight without a scale is taken as
-    already dequantized (engine.placement's resident copies), whatever `fmt` says."""
+    already dequantized (engine.placement's resident copies), whatever `fmt` says; a packed
+    resident copy passes through as is (`gemm` takes it)."""
+    if isinstance(w, PackedF16):
+        return w
     if scale is None:
         return w.float()
     if fmt == "fp8":
@@ -33,10 +37,13 @@ def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tens
 
 
 def gemm(x: torch.Tensor, w: torch.Tensor, fmt: str, act_fp8: bool) -> torch.Tensor:
-    """y = x·wᵀ with `w` already dequantized; the official path rounds x to FP8 first when the
-    stored weight is FP8/FP4 (the release's fp8_gemm/fp4_gemm quantize their input)."""
+    """y = x·wᵀ with `w` already dequantized (a tensor, or a PackedF16 resident copy); the
+    official path rounds x to FP8 first when the stored weight is FP8/FP4 (the release's
+    fp8_gemm/fp4_gemm quantize their input)."""
     if act_fp8 and fmt in ("fp8", "fp4"):
         x = quant.fp8_roundtrip(x, 128)
+    if isinstance(w, PackedF16):
+        return w.linear(x)
     return widened_linear(x, w)
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
+from engine.kernels.packed_f16 import PackedF16
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Linear
@@ -44,7 +45,8 @@ class Attention(nn.Module):
         self.wq_b = Linear(cfg.q_lora_rank, h * d, f, numerics)
         self.wkv = Linear(cfg.dim, d, f, numerics)
         self.kv_norm = RMSNorm(d, cfg.norm_eps)
-        self.wo_a = Linear(h * d // cfg.o_groups, cfg.o_groups * cfg.o_lora_rank, f, numerics)
+        self.wo_a = Linear(h * d // cfg.o_groups, cfg.o_groups * cfg.o_lora_rank, f, numerics,
+                           groups=cfg.o_groups)
         self.wo_b = Linear(cfg.o_groups * cfg.o_lora_rank, cfg.dim, f, numerics)
         self.attn_sink = nn.Parameter(torch.zeros(h), requires_grad=False)
         if self.ratio:
@@ -113,6 +115,8 @@ class Attention(nn.Module):
         """o [S, H, d] -> groups [S, G, H·d/G] -> wo_a per group [S, G, r] -> wo_b [S, D]."""
         cfg = self.cfg
         g = o.reshape(o.shape[0], cfg.o_groups, -1)
+        if isinstance(self.wo_a.resident, PackedF16):  # packed per group (engine.placement)
+            return self.wo_b(self.wo_a.resident.grouped(g).flatten(1))
         w = self.wo_a.dequantized().view(cfg.o_groups, cfg.o_lora_rank, -1)
         z = torch.einsum("sgi,goi->sgo", g, w.to(g.dtype))  # the release runs wo_a unquantized
         return self.wo_b(z.flatten(1))
