@@ -88,12 +88,17 @@ class Attention(nn.Module):
         q = rms(self.wq_b(qr).view(s, cfg.n_heads, cfg.head_dim), cfg.norm_eps)
         q = self.rope(q, pos)
         kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.float_weight())
-        prev, prev_pos = st.window_rows(cfg.head_dim, x.device)
-        keys = torch.cat((prev.to(kv.dtype), kv))
-        mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
+        if s == 1 and st.pos >= cfg.window_size - 1 and st.window is not None:  # decode:
+            st.push_window(kv)  # the full ring now holds exactly the W visible rows
+            keys = st.window
+            mask = torch.ones(1, cfg.window_size, dtype=torch.bool, device=x.device)
+        else:
+            prev, prev_pos = st.window_rows(cfg.head_dim, x.device)
+            keys = torch.cat((prev.to(kv.dtype), kv))
+            mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
+            st.push_window(kv)
         if self.ratio:
             keys, mask = self._compressed(x, qr, pos, st, keys, mask)
-        st.push_window(kv)
         attend = registry.get("attention.sparse_attention", q.device)
         o = attend(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5, (pos, self.freqs))
         return self._project_out(o)
