@@ -25,7 +25,7 @@ _DEPRECATED = "fbgemm_.* is deprecated"  # still in the pinned torch; nothing re
 
 def _fp16_shift(w: torch.Tensor) -> int:
     """k with |w|·2^-k below 2^15 (fp16 max 65504) and as high as that allows, so that the
-    smallest values keep their bits."""
+    smallest values keep their bits (tried when w does not fit fp16 as it is)."""
     amax = float(w.abs().max()) if w.numel() else 0.0
     return math.floor(math.log2(amax)) - 14 if amax > 0 else 0
 
@@ -43,10 +43,11 @@ class PackedF16:
     def pack(cls, w: torch.Tensor, groups: int = 1) -> PackedF16 | None:
         if w.device.type != "cpu" or w.dtype != torch.float32 or w.dim() != 2:
             return None
-        k = _fp16_shift(w)
-        scaled = w * 2.0 ** -k
-        half = scaled.half()
-        if not torch.equal(half.float() * 2.0 ** k, w):
+        for k in (0, _fp16_shift(w)):  # no shift if none is needed: one op less per GEMM
+            half = (w * 2.0 ** -k).half()
+            if torch.equal(half.float() * 2.0 ** k, w):
+                break
+        else:
             return None
         warnings.filterwarnings("ignore", message=_DEPRECATED)
         try:
