@@ -4,13 +4,14 @@ stays the spec; gpt-fast's model.py + quantize.py split).
   resident_weights(model)      dequantize every FP8/FP4 weight once and keep the float copy
                                (`Linear.resident`, `Experts.resident`), used instead of
                                per-use dequantization (CPU path and machines with memory to
-                               spare; numerics unchanged: the layers still see their format
-                               name, so activations are still FP8-rounded where they were);
-                               on CPU the float32 copies are kept packed as fp16 for fbgemm's
-                               GEMM (engine/kernels/packed_f16.py; the plain bf16 Linears such
-                               as the head get one too), else as bfloat16 where exact (see
-                               `_keep`); RMSNorm and gate weights get float32 copies
-                               (`.resident` on each)
+                               spare; the layers still see their format name, so activations
+                               are still FP8-rounded where they were). On CPU the float32
+                               copies are kept packed as exact fp16 for fbgemm's GEMM
+                               (engine/kernels/packed_f16.py; the plain bf16 Linears such as
+                               the head get one too): the same float32 products, summed in
+                               another order (logits agree to ~1e-6, not bit for bit); else
+                               bfloat16 where exact (see `_keep`). RMSNorm and gate weights
+                               get float32 copies (`.resident` on each)
   resident_bytes(model)        what that would add, without doing it
 The plan itself (which blocks go on which GPU, experts in host memory) is pure arithmetic in
 engine.memplan.
@@ -91,13 +92,14 @@ def resident_bytes(model, dtype: torch.dtype = torch.float32) -> int:
 def _experts_copy(mod: Experts, name: str, dtype: torch.dtype):
     """Experts' `name` weights: a list of per-expert PackedF16 on CPU, else [E, out, in]."""
     ws = [mod.weight(name, e) for e in range(mod.w1_weight.shape[0])]
-    if _packs(mod, dtype):
-        packed = [PackedF16.pack(w) for w in ws]
-        if all(p is not None for p in packed):
-            return packed
-    w = torch.stack(ws)
-    low = w.to(torch.bfloat16) if dtype == torch.float32 else w.to(dtype)
-    return low if torch.equal(low.to(w.dtype), w) else w
+    if not _packs(mod, dtype):
+        return torch.stack(ws).to(dtype)
+    packed = [PackedF16.pack(w) for w in ws]
+    if all(p is not None for p in packed):
+        return packed
+    w = torch.stack(ws)  # as `_keep`: bfloat16 where exact, else float32
+    low = w.to(torch.bfloat16)
+    return low if torch.equal(low.float(), w) else w
 
 
 def resident_weights(model, dtype: torch.dtype = torch.float32) -> int:

@@ -116,3 +116,17 @@ def test_widened_linear_in_blocks_is_bit_for_bit(rows):
     x = torch.randn(rows, 512, generator=g)
     assert torch.equal(widened_linear(x, w), F.linear(x, w.float()))
     assert widened_linear(x, w).shape == (rows, w.shape[0])
+
+
+def test_resident_weights_in_official_mode(tokens):
+    from engine.config import preset
+    from engine.tiny import random_model
+
+    model = random_model(preset("tiny"), seed=0, mode="official")
+    before = model(tokens[:24])
+    resident_weights(model)
+    after = model(tokens[:24])
+    # the GEMMs' float32 sums differ in order; FP8 rounding of activations can turn such a
+    # last-bit difference into one FP8 step, so the bound is looser than in reference mode
+    assert (after - before).abs().max() <= 1e-3 * before.abs().max()
+    assert (after.argmax(-1) == before.argmax(-1)).float().mean() >= 0.9
