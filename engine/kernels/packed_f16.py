@@ -53,7 +53,7 @@ class PackedF16:
         try:
             packs = [torch.fbgemm_pack_gemm_matrix_fp16(b.float().contiguous())
                      for b in half.chunk(groups)]
-        except RuntimeError:  # a torch built without fbgemm
+        except (RuntimeError, AttributeError):  # a torch without fbgemm, or without this op
             return None
         return cls(packs, k, tuple(w.shape))
 
