@@ -68,6 +68,10 @@ class LayerState:
         if self.window is None:
             self.window = kv.new_zeros(self.window_size, kv.shape[1])
         s = kv.shape[0]
+        if s == 1:  # decode: one slot, no index tensor
+            self.window[self.pos % self.window_size] = kv[0]
+            self.pos += 1
+            return
         keep = min(s, self.window_size)
         slots = torch.arange(self.pos + s - keep, self.pos + s, device=kv.device) % self.window_size
         self.window[slots] = kv[-keep:]

@@ -18,11 +18,15 @@ import torch.nn.functional as F
 
 from engine import quant
 from engine.kernels._triton import check, interpreting, jit, pow2, round_e4m3, tl
+from engine.kernels.packed_f16 import PackedF16
 
 
 def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     """Any format -> float32 weight of the logical shape. A weight without a scale is taken as
-    already dequantized (engine.placement's resident copies), whatever `fmt` says."""
+    already dequantized (engine.placement's resident copies), whatever `fmt` says; a packed
+    resident copy passes through as is (`gemm` takes it)."""
+    if isinstance(w, PackedF16):
+        return w
     if scale is None:
         return w.float()
     if fmt == "fp8":
@@ -33,17 +37,36 @@ def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tens
 
 
 def gemm(x: torch.Tensor, w: torch.Tensor, fmt: str, act_fp8: bool) -> torch.Tensor:
-    """y = x·wᵀ with `w` already dequantized; the official path rounds x to FP8 first when the
-    stored weight is FP8/FP4 (the release's fp8_gemm/fp4_gemm quantize their input)."""
+    """y = x·wᵀ with `w` already dequantized (a tensor, or a PackedF16 resident copy); the
+    official path rounds x to FP8 first when the stored weight is FP8/FP4 (the release's
+    fp8_gemm/fp4_gemm quantize their input)."""
     if act_fp8 and fmt in ("fp8", "fp4"):
         x = quant.fp8_roundtrip(x, 128)
-    return F.linear(x, w.to(x.dtype))
+    if isinstance(w, PackedF16):
+        return w.linear(x)
+    return widened_linear(x, w)
+
+
+WIDEN_ROWS = 1 << 19  # weight elements widened per piece: 2 MB of float32, fits in L2/L3
+
+
+def widened_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """F.linear(x, w.to(x.dtype)), bit for bit. A big weight stored narrower (bf16: the head,
+    resident copies) meets a few rows of x (decode) a block of rows at a time, so each widened
+    block is still in cache when the GEMM reads it instead of round-tripping through memory.
+    x [..., K], w [N, K] -> [..., N]."""
+    if w.dtype == x.dtype or w.numel() <= 2 * WIDEN_ROWS or x.numel() > 16 * w.shape[1]:
+        return F.linear(x, w.to(x.dtype))
+    rows = max(1, WIDEN_ROWS // w.shape[1])
+    return torch.cat([F.linear(x, w[r:r + rows].to(x.dtype))
+                      for r in range(0, w.shape[0], rows)], -1)
 
 
 def linear_ref(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None, fmt: str,
                act_fp8: bool) -> torch.Tensor:
-    """The twin: dequantize the stored weight, then `gemm`."""
-    return gemm(x, dequant(fmt, weight, scale), fmt, act_fp8)
+    """The twin: dequantize the stored weight (a plain one is widened inside `gemm`), then
+    `gemm`."""
+    return gemm(x, weight if scale is None else dequant(fmt, weight, scale), fmt, act_fp8)
 
 
 @jit

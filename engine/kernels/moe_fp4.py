@@ -36,16 +36,21 @@ def experts_ref(x, ids, weights, w, fmt: str, act_fp8: bool, limit: float,
         q, s = w[name]
         return dequant(fmt, q[e], None if s is None else s[e])
 
-    for e in ids.unique().tolist():
-        tok, slot = (ids == e).nonzero(as_tuple=True)
-        xe, we = x[tok], weights[tok, slot].unsqueeze(-1)
+    def expert(e, xe, we):
         h = swiglu(gemm(xe, wt("w1", e), fmt, act_fp8), gemm(xe, wt("w3", e), fmt, act_fp8),
                    limit)
         if weight_before_w2:
-            y = gemm((h * we).to(x.dtype), wt("w2", e), fmt, act_fp8)
-        else:
-            y = gemm(h.to(x.dtype), wt("w2", e), fmt, act_fp8) * we
-        out.index_add_(0, tok, y.float())
+            return gemm((h * we).to(x.dtype), wt("w2", e), fmt, act_fp8).float()
+        return (gemm(h.to(x.dtype), wt("w2", e), fmt, act_fp8) * we).float()
+
+    if x.shape[0] == 1:  # decode: the k slots in the general loop's order, no index ops
+        order = sorted(enumerate(ids[0].tolist()), key=lambda t: t[1])
+        for j, e in order:
+            out += expert(e, x, weights[:, j:j + 1])
+        return out
+    for e in ids.unique().tolist():
+        tok, slot = (ids == e).nonzero(as_tuple=True)
+        out.index_add_(0, tok, expert(e, x[tok], weights[tok, slot].unsqueeze(-1)))
     return out
 
 

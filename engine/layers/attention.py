@@ -13,6 +13,7 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
+from engine.kernels.packed_f16 import PackedF16
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Linear
@@ -44,7 +45,8 @@ class Attention(nn.Module):
         self.wq_b = Linear(cfg.q_lora_rank, h * d, f, numerics)
         self.wkv = Linear(cfg.dim, d, f, numerics)
         self.kv_norm = RMSNorm(d, cfg.norm_eps)
-        self.wo_a = Linear(h * d // cfg.o_groups, cfg.o_groups * cfg.o_lora_rank, f, numerics)
+        self.wo_a = Linear(h * d // cfg.o_groups, cfg.o_groups * cfg.o_lora_rank, f, numerics,
+                           groups=cfg.o_groups)
         self.wo_b = Linear(cfg.o_groups * cfg.o_lora_rank, cfg.dim, f, numerics)
         self.attn_sink = nn.Parameter(torch.zeros(h), requires_grad=False)
         if self.ratio:
@@ -85,13 +87,18 @@ class Attention(nn.Module):
         qr = self.q_norm(self.wq_a(x))
         q = rms(self.wq_b(qr).view(s, cfg.n_heads, cfg.head_dim), cfg.norm_eps)
         q = self.rope(q, pos)
-        kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.weight)
-        prev, prev_pos = st.window_rows(cfg.head_dim, x.device)
-        keys = torch.cat((prev.to(kv.dtype), kv))
-        mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
+        kv = self._qat_rope(self.wkv(x), pos, self.kv_norm.float_weight())
+        if s == 1 and st.pos >= cfg.window_size - 1 and st.window is not None:  # decode:
+            st.push_window(kv)  # the full ring now holds exactly the W visible rows
+            keys = st.window
+            mask = torch.ones(1, cfg.window_size, dtype=torch.bool, device=x.device)
+        else:
+            prev, prev_pos = st.window_rows(cfg.head_dim, x.device)
+            keys = torch.cat((prev.to(kv.dtype), kv))
+            mask = window_mask(pos, torch.cat((prev_pos, pos)), cfg.window_size)
+            st.push_window(kv)
         if self.ratio:
             keys, mask = self._compressed(x, qr, pos, st, keys, mask)
-        st.push_window(kv)
         attend = registry.get("attention.sparse_attention", q.device)
         o = attend(q, keys, mask, self.attn_sink, cfg.head_dim ** -0.5, (pos, self.freqs))
         return self._project_out(o)
@@ -113,6 +120,8 @@ class Attention(nn.Module):
         """o [S, H, d] -> groups [S, G, H·d/G] -> wo_a per group [S, G, r] -> wo_b [S, D]."""
         cfg = self.cfg
         g = o.reshape(o.shape[0], cfg.o_groups, -1)
+        if isinstance(self.wo_a.resident, PackedF16):  # packed per group (engine.placement)
+            return self.wo_b(self.wo_a.resident.grouped(g).flatten(1))
         w = self.wo_a.dequantized().view(cfg.o_groups, cfg.o_lora_rank, -1)
         z = torch.einsum("sgi,goi->sgo", g, w.to(g.dtype))  # the release runs wo_a unquantized
         return self.wo_b(z.flatten(1))

@@ -74,6 +74,8 @@ class Compressor(nn.Module):
         kv = self.wkv(x.float(), act_quant=False)
         gate = self.wgate(x.float(), act_quant=False) + self.ape.float()[pos % self.ratio]
         kv, gate = close_windows(kv, gate, self.ratio, self.overlap, st)
+        if kv.shape[0] == 0:  # most decode steps: the window is still open
+            return 0
         pooled = registry.get("compressor.pool", kv.device)(kv, gate)
         if pooled.shape[0]:
             rows = self.norm(pooled)

@@ -11,6 +11,7 @@ from torch import nn
 from engine import quant
 from engine.kernels import registry
 from engine.kernels.gemm_fp8 import dequant, gemm  # noqa: F401 - twins, used by moe.py
+from engine.kernels.packed_f16 import PackedF16
 from engine.numerics import Numerics
 
 PLAIN = "bf16"  # unquantized; a loaded checkpoint may bring float32 or bfloat16
@@ -27,11 +28,14 @@ def weight_shapes(fmt: str, out_f: int, in_f: int, lead: tuple[int, ...] = ()):
 
 
 class Linear(nn.Module):
-    """`weight` (and `scale` when quantized) exactly as the checkpoint names them."""
+    """`weight` (and `scale` when quantized) exactly as the checkpoint names them. `groups` > 1:
+    the rows form that many blocks, block g applied to its own input slice (attention's wo_a;
+    the caller does the grouping, placement packs the blocks apart)."""
 
-    def __init__(self, in_f: int, out_f: int, fmt: str, numerics: Numerics):
+    def __init__(self, in_f: int, out_f: int, fmt: str, numerics: Numerics, groups: int = 1):
         super().__init__()
         self.in_features, self.out_features, self.fmt, self.numerics = in_f, out_f, fmt, numerics
+        self.groups = groups
         wshape, wdtype, sshape = weight_shapes(fmt, out_f, in_f)
         self.weight = nn.Parameter(torch.empty(wshape, dtype=wdtype), requires_grad=False)
         if sshape is not None:
@@ -39,10 +43,12 @@ class Linear(nn.Module):
                                       requires_grad=False)
         else:
             self.scale = None
-        self.resident: torch.Tensor | None = None  # float copy [out, in] (engine.placement)
+        # float copy [out, in] or a PackedF16 of it (engine.placement)
+        self.resident: torch.Tensor | PackedF16 | None = None
 
     def dequantized(self) -> torch.Tensor:
-        if self.resident is not None:
+        """The weight as a float tensor [out, in]."""
+        if isinstance(self.resident, torch.Tensor):
             return self.resident
         return dequant(self.fmt, self.weight, self.scale)
 

@@ -47,10 +47,12 @@ class Gate(nn.Module):
                                                     dtype=torch.int64), requires_grad=False)
         else:
             self.bias = nn.Parameter(torch.zeros(cfg.n_routed_experts), requires_grad=False)
+        self.resident: torch.Tensor | None = None  # float32 copy of `weight` (engine.placement)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         """x [S, D] -> (expert ids [S, k], weights [S, k])."""
-        scores = route_scores(x.float() @ self.weight.float().t(), self.cfg.score_func)
+        w = self.resident if self.resident is not None else self.weight.float()
+        scores = route_scores(x.float() @ w.t(), self.cfg.score_func)
         if self.hashed:
             ids = self.tid2eid[tokens].long()
         else:

@@ -17,8 +17,13 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim, dtype=torch.bfloat16), requires_grad=False)
+        self.resident: torch.Tensor | None = None  # float32 copy of `weight` (engine.placement)
+
+    def float_weight(self) -> torch.Tensor:
+        """`weight` as float32 [dim]: the resident copy, else converted now."""
+        return self.resident if self.resident is not None else self.weight.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)
-        return (self.weight.float() * y).to(x.dtype)
+        return (self.float_weight() * y).to(x.dtype)
