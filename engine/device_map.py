@@ -67,20 +67,14 @@ def resolve(spec: str | dict | None, model) -> dict[str, str]:
 
 
 def _explicit(spec: str, model) -> dict[str, str]:
-    out, experts = {}, None
+    """Named units, `experts=DEV`, and bare devices that take the blocks left unnamed."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
-    rest = []
-    for p in parts:
-        unit, _, device = p.partition("=")
-        if unit.strip() in ("experts", "embed", "head"):
-            if unit.strip() == "experts":
-                experts = device.strip()
-            else:
-                out[unit.strip()] = device.strip()
-        else:
-            rest.append(p)
-    out.update(memplan.parse_device_map(",".join(p for p in rest if "=" in p)))
-    bare = [p for p in rest if "=" not in p]  # 'cuda:0,experts=cpu': the rest over these
+    named = dict(p.partition("=")[::2] for p in parts if "=" in p)
+    named = {u.strip(): d.strip() for u, d in named.items()}
+    experts = named.pop("experts", None)
+    out = {u: named.pop(u) for u in ("embed", "head") if u in named}
+    out.update(memplan.parse_device_map(",".join(f"{u}={d}" for u, d in named.items())))
+    bare = [p for p in parts if "=" not in p]  # 'cuda:0,experts=cpu': the rest over these
     if bare:
         for unit, device in _split(bare, model).items():
             out.setdefault(unit, device)
