@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from engine.prefix import Mark
+from engine.prefix import Mark, common_prefix
 from engine.state import CompressorState, LayerState, ModelState
 
 VERSION = "flashcode-kv-1"
@@ -182,7 +182,7 @@ class KVStore:
                 saved = []
             if saved and path.name != self.path_for(saved).name:
                 continue  # another model's file (the name hashes model and tokens)
-            ranked.append((_lcp(saved, toks), path, saved))
+            ranked.append((common_prefix(saved, toks), path, saved))
         for n, path, saved in sorted(ranked, key=lambda r: r[0], reverse=True):
             if n < self.least:
                 break
@@ -223,12 +223,6 @@ class KVStore:
             problem = f"unreadable ({type(e).__name__}: {e})"
         warnings.warn(f"{path}: KV file ignored: {problem}", KVDiskWarning, stacklevel=3)
         return None
-
-
-def _lcp(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    diff = (torch.tensor(a[:n]) != torch.tensor(b[:n])).nonzero()
-    return int(diff[0]) if len(diff) else n
 
 
 def _to_devices(state: ModelState, devices: list | None) -> ModelState:

@@ -120,7 +120,9 @@ def extend(model, tokens: torch.Tensor, state: ModelState, chunk: int = CHUNK,
     return outs[-1] if last_only else torch.cat(outs)
 
 
-def _lcp(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+def common_prefix(a, b) -> int:
+    """Length of the longest common prefix of two token sequences of one type (both tuples
+    or both lists: a tuple never equals a list)."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n
@@ -235,7 +237,7 @@ class PrefixCache:
     def _best(self, toks: tuple[int, ...]):
         best, best_n = None, 0
         for e in self._entries.values():
-            n = e.best_at(min(_lcp(e.tokens, toks), len(toks) - 1))
+            n = e.best_at(min(common_prefix(e.tokens, toks), len(toks) - 1))
             if n > best_n:
                 best, best_n = e, n
         return best, best_n
