@@ -29,20 +29,13 @@ from engine.constrain import ToolCallConstraint, _vocab
 from engine.events import Event, Usage
 from engine.generate import Generator
 from engine.json_mode import JsonReplyConstraint
+from engine.memplan import available_memory
 from engine.placement import resident_bytes, resident_weights
 from engine.prefix import PrefixCache
 from engine.sampling import SamplingParams
 from engine.tokenizer import Tokenizer, encode_conversation
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory available to allocate now, None where the OS does not say."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def resident_plan(model, resident: bool | None = None, available: int | None = None) -> bool:
@@ -55,7 +48,7 @@ def resident_plan(model, resident: bool | None = None, available: int | None = N
         return resident
     if next(model.parameters()).device.type != "cpu":
         return False
-    avail = available if available is not None else _available_memory()
+    avail = available if available is not None else available_memory()
     return avail is not None and 2 * resident_bytes(model) <= avail
 
 

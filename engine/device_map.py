@@ -18,7 +18,6 @@ The `device_map` setting / `--device-map` flag reads:
 
 from __future__ import annotations
 
-import os
 
 import torch
 
@@ -119,17 +118,10 @@ def _auto(model) -> dict[str, str]:
         return _split(["cpu"], model)
     gpus = [torch.cuda.get_device_properties(i).total_memory
             for i in range(torch.cuda.device_count())]
-    p = memplan.plan(weights_of(model), gpus, _host_memory())
+    p = memplan.plan(weights_of(model), gpus, memplan.available_memory() or 0)
     if not p.fits:
         raise ValueError(f"--device-map auto: {p.detail}")
     return _complete(dict(p.device_map), model)
-
-
-def _host_memory() -> int:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def _spans(units: list[str]) -> str:

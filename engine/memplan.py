@@ -15,6 +15,7 @@ Every GPU keeps `reserve` bytes free for the KV cache and activations.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -60,6 +61,14 @@ def read_weights(ckpt: str | Path) -> Weights:
                 start, end = info["data_offsets"]
                 w.add(name, end - start)
     return w
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available to allocate now, None where the OS does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def flash_estimate(n_layers: int = 43, experts: int = 256, dim: int = 4096, inter: int = 2048,
