@@ -18,7 +18,6 @@ The `device_map` setting / `--device-map` flag reads:
 
 from __future__ import annotations
 
-
 import torch
 
 from engine import memplan
