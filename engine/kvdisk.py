@@ -230,21 +230,10 @@ def _to_devices(state: ModelState, devices: list | None) -> ModelState:
     if not devices or all(torch.device(d).type == "cpu" for d in devices):
         return state
     main, mtp = devices[:len(state.layers)], devices[len(state.layers):]
-    move = lambda layers, devs: [_layer_to(s, d) for s, d in zip(layers, devs, strict=True)]
+    move = lambda layers, devs: [s.to(d) for s, d in zip(layers, devs, strict=True)]
     marks = {p: Mark(m.pos, tuple(move(m.layers, main)), tuple(move(m.mtp, mtp)))
              for p, m in state.marks.items()}
     return ModelState(move(state.layers, main), move(state.mtp, mtp), marks)
-
-
-def _layer_to(st: LayerState, device) -> LayerState:
-    def comp(c):
-        if c is None:
-            return None
-        to = lambda t: None if t is None else t.to(device)
-        return CompressorState(c.ratio, to(c.tail_kv), to(c.tail_gate), to(c.rows),
-                               to(c.prev_kv), to(c.prev_gate))
-    window = None if st.window is None else st.window.to(device)
-    return LayerState(st.window_size, st.pos, window, comp(st.comp), comp(st.index))
 
 
 def _problem(meta: dict, tensors: dict, model_id: str, tokens: list[int]) -> str | None:

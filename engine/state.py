@@ -41,10 +41,14 @@ class CompressorState:
         keep = new_pos - new_pos // self.ratio * self.ratio
         self.tail_kv, self.tail_gate = self.tail_kv[:keep], self.tail_gate[:keep]
 
-    def copy(self) -> CompressorState:
-        c = lambda t: None if t is None else t.clone()
+    def map(self, fn) -> CompressorState:
+        """A state whose tensors are fn(tensor) (clone for `copy`, .to(device) for `to`)."""
+        c = lambda t: None if t is None else fn(t)
         return replace(self, tail_kv=c(self.tail_kv), tail_gate=c(self.tail_gate),
                        rows=c(self.rows), prev_kv=c(self.prev_kv), prev_gate=c(self.prev_gate))
+
+    def copy(self) -> CompressorState:
+        return self.map(torch.clone)
 
 
 @dataclass
@@ -90,11 +94,18 @@ class LayerState:
                 c.truncate(self.pos, n)
         self.pos = n
 
-    def copy(self) -> LayerState:
+    def map(self, fn) -> LayerState:
+        """A state whose tensors are fn(tensor) (see CompressorState.map)."""
         return LayerState(self.window_size, self.pos,
-                          None if self.window is None else self.window.clone(),
-                          None if self.comp is None else self.comp.copy(),
-                          None if self.index is None else self.index.copy())
+                          None if self.window is None else fn(self.window),
+                          None if self.comp is None else self.comp.map(fn),
+                          None if self.index is None else self.index.map(fn))
+
+    def copy(self) -> LayerState:
+        return self.map(torch.clone)
+
+    def to(self, device) -> LayerState:
+        return self.map(lambda t: t.to(device))
 
 
 @dataclass

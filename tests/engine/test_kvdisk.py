@@ -170,3 +170,19 @@ def test_saving_a_longer_sequence_removes_its_prefixes_and_keeps_to_the_budget(t
     capped = KVStore(tmp_path, model_identity(tiny_model), budget_bytes=long.stat().st_size + 1)
     newest = capped.save(other, st2)
     assert newest.exists() and not long.exists()  # the oldest went to stay under the budget
+
+
+def test_a_loaded_state_lands_on_each_block_s_device(tiny_model, tmp_path):
+    """`devices` sends each block's state (and its marks') where the block runs ('meta' stands
+    in for a second device on this machine)."""
+    toks = _toks(300, 80)
+    st = tiny_model.new_state()
+    extend(tiny_model, torch.tensor(toks), st, chunk=128)
+    KVStore(tmp_path, model_identity(tiny_model)).save(toks, st)
+    n = len(st.layers) + len(st.mtp)
+    devices = ["cpu"] + ["meta"] * (n - 1)
+    got, m = KVStore(tmp_path, model_identity(tiny_model), devices=devices).load(toks + [1])
+    assert m == 300 and got.layers[0].window.device.type == "cpu"
+    moved = [got.layers[-1], got.marks[256].layers[-1]]
+    assert all(s.window.device.type == "meta" for s in moved)
+    assert got.layers[-1].comp.rows.device.type == "meta" and got.layers[-1].pos == 300
