@@ -128,6 +128,7 @@ class KVStore:
                  devices: list | None = None):
         self.root, self.model_id = Path(root), model_id
         self.budget_bytes, self.devices = budget_bytes, devices
+        self._tokens_seen: dict[Path, tuple[tuple[int, int], list[int]]] = {}
 
     def path_for(self, tokens) -> Path:
         return self.root / f"{len(tokens):09d}-{prefix_digest(self.model_id, tokens)}.kvs"
@@ -174,12 +175,10 @@ class KVStore:
         re-tokenizes differently still finds the turns before it (engine.prefix restores the
         state at the last mark before the divergence)."""
         toks, ranked = list(tokens), []
-        for _, path in self._candidates(1 << 62):
-            try:
-                with safe_open(str(path), "pt") as f:
-                    saved = f.get_tensor("tokens").tolist()
-            except Exception:  # noqa: BLE001 - damaged: _read warns when it is chosen
-                saved = []
+        files = [path for _, path in self._candidates(1 << 62)]
+        self._tokens_seen = {p: v for p, v in self._tokens_seen.items() if p in files}
+        for path in files:
+            saved = self._saved_tokens(path)
             if saved and path.name != self.path_for(saved).name:
                 continue  # another model's file (the name hashes model and tokens)
             ranked.append((common_prefix(saved, toks), path, saved))
@@ -190,6 +189,25 @@ class KVStore:
             if state is not None:
                 return tuple(saved), state
         return None, None
+
+    def _saved_tokens(self, path: Path) -> list[int]:
+        """A file's token ids, read once per version of the file ([] when unreadable): every
+        prompt the memory cache misses asks `nearest`, which looks at every file."""
+        try:
+            st = path.stat()
+        except OSError:
+            return []
+        key = (st.st_mtime_ns, st.st_size)
+        hit = self._tokens_seen.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        try:
+            with safe_open(str(path), "pt") as f:
+                saved = f.get_tensor("tokens").tolist()
+        except Exception:  # noqa: BLE001 - damaged: _read warns when it is chosen
+            saved = []
+        self._tokens_seen[path] = (key, saved)
+        return saved
 
     def load(self, tokens) -> tuple[ModelState | None, int]:
         """The saved state of the longest saved prefix of `tokens`, and its length."""
