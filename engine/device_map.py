@@ -125,14 +125,7 @@ def _auto(model) -> dict[str, str]:
 
 def _spans(units: list[str]) -> str:
     """['layers.3', 'layers.4', 'mtp.0'] -> 'layers.3-4, mtp.0'."""
-    out: list[list] = []
-    for u in units:
-        kind, i = u.split(".")
-        if out and out[-1][0] == kind and out[-1][2] == int(i) - 1:
-            out[-1][2] = int(i)
-        else:
-            out.append([kind, int(i), int(i)])
-    return ", ".join(f"{k}.{a}" + (f"-{b}" if b > a else "") for k, a, b in out)
+    return ", ".join(memplan.spans([(u, "") for u in units]))
 
 
 def check_device(device: str) -> None:

@@ -152,17 +152,25 @@ def parse_device_map(text: str) -> dict[str, str]:
     return out
 
 
-def to_spec(device_map: dict[str, str]) -> str:
-    """The `--device-map` text for a plan's map: 'layers.0-20=cuda:0,...,experts=cpu'."""
-    runs: list[list] = []  # [kind, lo, hi, device]
-    for unit, dev in sorted(((u, d) for u, d in device_map.items() if u.count(".") == 1),
-                            key=_order):
+def spans(units: list[tuple[str, str]]) -> list[str]:
+    """[(unit, tag)] in order -> 'kind.lo-hi' per run of consecutive units of one kind and
+    tag, with '=tag' when the tag is not empty: [('layers.0', 'a'), ('layers.1', 'a')] ->
+    ['layers.0-1=a']."""
+    runs: list[list] = []  # [kind, lo, hi, tag]
+    for unit, tag in units:
         kind, i = unit.split(".")
-        if runs and runs[-1][0] == kind and runs[-1][2] == int(i) - 1 and runs[-1][3] == dev:
+        if runs and runs[-1][0] == kind and runs[-1][2] == int(i) - 1 and runs[-1][3] == tag:
             runs[-1][2] = int(i)
         else:
-            runs.append([kind, int(i), int(i), dev])
-    parts = [f"{k}.{a}" + (f"-{b}" if b > a else "") + f"={d}" for k, a, b, d in runs]
+            runs.append([kind, int(i), int(i), tag])
+    return [f"{k}.{a}" + (f"-{b}" if b > a else "") + (f"={t}" if t else "")
+            for k, a, b, t in runs]
+
+
+def to_spec(device_map: dict[str, str]) -> str:
+    """The `--device-map` text for a plan's map: 'layers.0-20=cuda:0,...,experts=cpu'."""
+    parts = spans(sorted(((u, d) for u, d in device_map.items() if u.count(".") == 1),
+                         key=_order))
     host = {d for u, d in device_map.items() if u.endswith(".ffn.experts")}
     if len(host) == 1:
         parts.append(f"experts={host.pop()}")
