@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.paths import flashcode_dir
+
 ApprovalMode = Literal["read-only", "ask", "auto-edit", "full-auto"]
 
 
@@ -151,9 +153,7 @@ ENV_PREFIX = "FLASHCODE_"
 
 
 def user_config_path(environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "flashcode" / "config.toml"
+    return flashcode_dir("config", environ) / "config.toml"
 
 
 def find_project_file(start: Path) -> Path | None:

@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agent.paths import flashcode_dir
+
 PREFIX = "flashcode/"
 _IDENT = {"GIT_AUTHOR_NAME": "flashcode", "GIT_AUTHOR_EMAIL": "flashcode@localhost",
           "GIT_COMMITTER_NAME": "flashcode", "GIT_COMMITTER_EMAIL": "flashcode@localhost"}
@@ -51,10 +53,10 @@ def slugify(task: str, limit: int = 40) -> str:
 
 def data_dir(repo: Path, base: Path | None = None) -> Path:
     """Per-repository folder for worktrees and patch files, outside the repository."""
-    root = base or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    root = base / "flashcode" if base else flashcode_dir("data")
     top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     key = hashlib.sha1(str(top).encode()).hexdigest()[:12]
-    return root / "flashcode" / "proposals" / f"{top.name}-{key}"
+    return root / "proposals" / f"{top.name}-{key}"
 
 
 def start(repo: Path, task: str, base_dir: Path | None = None) -> Proposal:

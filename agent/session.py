@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import Message
+from agent.paths import flashcode_dir
 
 
 class SessionError(Exception):
@@ -28,10 +29,7 @@ class SessionError(Exception):
 
 
 def data_dir(environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")).expanduser()
-                                           / ".local" / "share")
-    return Path(base) / "flashcode"
+    return flashcode_dir("data", environ)
 
 
 def sessions_dir(root: Path, base: Path | None = None) -> Path:

@@ -31,6 +31,7 @@ from agent.model import (
     ToolCall,
     Usage,
 )
+from agent.paths import flashcode_dir
 
 RESIDENT = {"auto": None, "on": True, "off": False}  # setting -> Engine.load(resident=)
 
@@ -64,8 +65,7 @@ def kv_dir(settings) -> str | None:
         return None
     if settings.kv_dir.strip():
         return os.path.expanduser(settings.kv_dir)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "flashcode", "kv")
+    return str(flashcode_dir("cache") / "kv")
 
 
 class EngineModel:
