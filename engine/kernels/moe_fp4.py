@@ -16,7 +16,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.kernels._triton import check, e2m1_tile, interpreting, jit, pow2, round_e4m3, tl
+from engine.kernels._triton import (
+    check,
+    e2m1_tile,
+    helper,
+    interpreting,
+    jit,
+    pow2,
+    round_e4m3,
+    tl,
+)
 from engine.kernels.gemm_fp8 import dequant, gemm
 
 
@@ -54,6 +63,17 @@ def experts_ref(x, ids, weights, w, fmt: str, act_fp8: bool, limit: float,
     return out
 
 
+@helper
+def _fp4_dot(a, sa, w_ptr, ws_ptr, woff, soff, wm, sm, BF16_DOT: tl.constexpr,
+             BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """a [BLOCK_M, BLOCK_K] · (MXFP4 tile at woff/soff)ᵀ, scaled back by the rows' sa."""
+    w = e2m1_tile(tl.load(w_ptr + woff, mask=wm, other=0).to(tl.int32) & 255,
+                  BLOCK_N, BLOCK_K) * tl.load(ws_ptr + soff, mask=sm, other=0.0)
+    if BF16_DOT:
+        return tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16))) * sa[:, None]
+    return tl.dot(a, tl.trans(w), input_precision="ieee") * sa[:, None]
+
+
 @jit
 def _grouped_kernel(a_ptr, tok_ptr, rw_ptr, blk_e_ptr, blk_lo_ptr, blk_hi_ptr,
                     w_ptr, ws_ptr, v_ptr, vs_ptr, o_ptr, N, K, limit,
@@ -88,19 +108,10 @@ def _grouped_kernel(a_ptr, tok_ptr, rw_ptr, blk_e_ptr, blk_lo_ptr, blk_hi_ptr,
         sm = nm[:, None] & km[None, :]
         woff = e * s_we + rn[:, None] * s_wn + hk[None, :]
         soff = e * s_wse + rn[:, None] * s_wsn + ks[None, :] // 32
-        w = e2m1_tile(tl.load(w_ptr + woff, mask=wm, other=0).to(tl.int32) & 255,
-                      BLOCK_N, BLOCK_K) * tl.load(ws_ptr + soff, mask=sm, other=0.0)
-        if BF16_DOT:
-            acc += tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16))) * sa[:, None]
-        else:
-            acc += tl.dot(a, tl.trans(w), input_precision="ieee") * sa[:, None]
+        acc += _fp4_dot(a, sa, w_ptr, ws_ptr, woff, soff, wm, sm, BF16_DOT, BLOCK_N, BLOCK_K)
         if GATED:  # the same tile of W3
-            v = e2m1_tile(tl.load(v_ptr + woff, mask=wm, other=0).to(tl.int32) & 255,
-                          BLOCK_N, BLOCK_K) * tl.load(vs_ptr + soff, mask=sm, other=0.0)
-            if BF16_DOT:
-                acc3 += tl.dot(a.to(tl.bfloat16), tl.trans(v.to(tl.bfloat16))) * sa[:, None]
-            else:
-                acc3 += tl.dot(a, tl.trans(v), input_precision="ieee") * sa[:, None]
+            acc3 += _fp4_dot(a, sa, v_ptr, vs_ptr, woff, soff, wm, sm, BF16_DOT, BLOCK_N,
+                             BLOCK_K)
     if GATED:
         g = acc
         if limit > 0:
