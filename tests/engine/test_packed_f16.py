@@ -22,9 +22,12 @@ def test_pack_is_exact_and_linear_matches_float32(scale):
     assert p is not None and torch.equal(p.float(), w)
     x = torch.randn(5, 256, generator=torch.Generator().manual_seed(1))
     want = F.linear(x.double(), w.double())
-    got, f32 = p.linear(x).double(), F.linear(x, w).double()
-    # as close to the exact result as a float32 GEMM is
-    assert (got - want).abs().max() <= 4 * (f32 - want).abs().max() + 1e-30
+    got = p.linear(x).double()
+    # float32 accuracy: within a few float32 epsilons of sum|x||w| for every output. (Not
+    # "no worse than this CPU's float32 GEMM": some BLAS builds accumulate far better than
+    # float32 rounding promises, and the test then failed on those machines only.)
+    bound = torch.finfo(torch.float32).eps * (x.double().abs() @ w.double().abs().T)
+    assert ((got - want).abs() <= 4 * bound).all()
     assert p.linear(x[0]).shape == (300,) and p.linear(x[None]).shape == (1, 5, 300)
 
 
