@@ -10,24 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.slash import COMMANDS
 from tools.walk import walk_files
-
-# name → one line of help; the order here is the order /help shows.
-SLASH_COMMANDS: dict[str, str] = {
-    "/help": "list commands and keys",
-    "/model": "show the model, backend and context window",
-    "/rewrite": "toggle rewriting requests into a task spec first",
-    "/diff": "show what the agent changed since the last turn began",
-    "/undo": "restore the files to the checkpoint before the last turn",
-    "/compact": "compact the conversation now to free context",
-    "/escalate": "hand the next turn to the escalation model",
-    "/sessions": "list this repository's sessions and resume one",
-    "/resume": "resume a session: /resume [ID] (the latest without an ID)",
-    "/cost": "tokens and cost of this session so far",
-    "/clear": "clear the transcript and start a new session",
-    "/theme": "switch between the dark and light theme",
-    "/quit": "leave flashcode",
-}
 
 MAX_FILES = 20_000  # a walk stops here so a huge repository cannot stall the input
 
@@ -100,8 +84,8 @@ def complete(text: str, cursor: int, paths: PathIndex | None, limit: int = 8) ->
     """Candidates for the word at the cursor: `/command` at the start, `@path` anywhere."""
     start, word = current_word(text, cursor)
     if word.startswith("/") and start == 0:
-        return [Completion(start, name + " ", f"{name}  {help_}")
-                for name, help_ in SLASH_COMMANDS.items() if name.startswith(word)][:limit]
+        return [Completion(start, name + " ", f"{name}  {c.help}")
+                for name, c in COMMANDS.items() if name.startswith(word)][:limit]
     if word.startswith("@") and paths is not None:
         return [Completion(start, "@" + f + " ", f) for f in paths.match(word[1:], limit)]
     return []

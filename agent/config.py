@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.approval import Rule
 from agent.paths import flashcode_dir
 
 ApprovalMode = Literal["read-only", "ask", "auto-edit", "full-auto"]
@@ -124,6 +125,13 @@ class Settings(BaseModel):
         description="Price per million tokens by kind (input, cached_input, output), for the "
         "cost shown at the end of a task.",
     )
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _rules(cls, rules: list[str]) -> list[str]:
+        for text in rules:
+            Rule.parse(text)  # a ValueError that says how to write one
+        return rules
 
     @field_validator("resident", mode="before")
     @classmethod

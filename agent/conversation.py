@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import checkpoints, context, hunks
+from agent import checkpoints, context, hunks, wiring
 from agent import rewrite as rewrite_mod
 from agent.config import Settings
 from agent.escalation import EscalatingModel
 from agent.exits import AgentExit
-from agent.headless import agent_for, with_escalation
 from agent.loop import Agent
 from agent.model import LanguageModel
 from agent.session import (
@@ -50,18 +49,29 @@ class SessionInfo:
 
 
 class Conversation:
+    """`ask` answers approvals and `on_event` receives the agent's events: the front end's
+    handlers, given once and used for every session this conversation switches to."""
+
     def __init__(self, model: LanguageModel, root: Path, settings: Settings,
-                 session: Session | None = None, data_dir: Path | None = None):
-        self.settings, self.data_dir = settings, data_dir
+                 session: Session | None = None, data_dir: Path | None = None, *,
+                 ask: Asker | None = None, on_event: Callable[[dict], None] | None = None,
+                 backend: str = ""):
+        self.settings, self.data_dir, self.backend = settings, data_dir, backend
         self.root = Path(root).resolve()
+        self._model, self._ask, self._on_event = model, ask, on_event
         session = session or Session.create(self.root, model.name, data_dir)
-        # With an escalation endpoint configured, /escalate (or failed tests) hands over.
-        self.model = with_escalation(settings, model, session.id)
         self.agent = self._new_agent(session)
         self.last_before: checkpoints.Checkpoint | None = None  # checkpoint before the last turn
 
     def _new_agent(self, session: Session) -> Agent:
-        return agent_for(self.settings, self.model, self.root, session)
+        # With an escalation endpoint configured, /escalate (or failed tests) hands over.
+        return wiring.build_agent(self.settings, self._model, self.root, session,
+                                  ask=self._ask, on_event=self._on_event)
+
+    @property
+    def model(self) -> LanguageModel:
+        """The model answering now (the escalation model once escalated)."""
+        return self.agent.model
 
     @property
     def session(self) -> Session:
@@ -69,16 +79,11 @@ class Conversation:
 
     # --- turns -----------------------------------------------------------------------------
 
-    def run_turn(self, text: str, ask: Asker | None,
-                 on_event: Callable[[dict], None]) -> TurnResult:
+    def run_turn(self, text: str) -> TurnResult:
         """Run the agent on one request until it exits; the files it changed come back too."""
         before = self._checkpoint("before turn")
         self.last_before = before or self.last_before
-        agent = self.agent
-        agent.ask, agent.on_event, agent.steps = ask, on_event, 0
-        if isinstance(self.model, EscalatingModel):
-            agent.on_event = lambda event: (on_event(event), self.model.observe(event))
-        result = agent.run(text)
+        result = self.agent.run(text)
         diff = self.diff_since(before) if before else ""
         return TurnResult(result, diff, hunks.parse(diff))
 

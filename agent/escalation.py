@@ -31,7 +31,10 @@ def read_log(path: Path | None = None) -> list[dict]:
 
 
 def is_failed_verification(event: dict) -> bool:
-    """A `tests` tool result whose run failed (the loop's tool_result event)."""
+    """A `tests` tool result whose run failed (the loop's tool_result event), or a failed
+    verification by `flashcode fix` (its "tests" event after the agent submitted)."""
+    if event.get("type") == "tests":
+        return event.get("when") == "after" and not event.get("ok")
     if event.get("type") != "tool_result" or event.get("name") != "tests":
         return False
     output = event.get("output") or {}
@@ -85,9 +88,11 @@ class EscalatingModel:
             self.escalate(f"{self.failures} failed verifications")
 
     def observe(self, event: dict) -> None:
-        """Feed the loop's events here (compose with on_event) to count failed tests."""
+        """Feed the loop's events here (agent.wiring attaches it) to count failed tests."""
         if is_failed_verification(event):
-            self.record_failure("verification", event.get("content", ""))
+            detail = event.get("content") or event.get("error") or \
+                f"`{event.get('command')}` exited {event.get('exit_code')}"
+            self.record_failure("verification", detail)
 
     def _write(self, kind: str, **data) -> None:
         record = {"time": time.time(), "kind": kind, "task": self.task,

@@ -8,7 +8,6 @@ NOT_FIXED = 1  # the work ran but did not succeed (for `fix`: not fixed), or a r
 USAGE = 2  # bad command line or bad configuration
 NEEDS_APPROVAL = 3  # an action needed approval that was not given (headless runs)
 BACKEND_UNAVAILABLE = 4  # no usable model: no weights, endpoint unreachable, auth failed
-NOT_IMPLEMENTED = 5  # the command exists in the CLI but its feature has not landed yet
 
 DESCRIPTIONS = {
     OK: "success (fix: fixed and verified)",
@@ -16,7 +15,6 @@ DESCRIPTIONS = {
     USAGE: "usage error: bad arguments or bad configuration",
     NEEDS_APPROVAL: "an action needed approval that was not given",
     BACKEND_UNAVAILABLE: "no usable model backend (weights, endpoint, auth)",
-    NOT_IMPLEMENTED: "this command is not available yet in this build",
 }
 
 

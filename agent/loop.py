@@ -50,7 +50,9 @@ class Agent:
     policy: Policy = field(default_factory=Policy)
     limits: Limits = field(default_factory=Limits)
     ask: toolrun.Asker | None = None
-    on_event: Callable[[dict], None] = lambda event: None
+    on_event: Callable[[dict], None] = lambda event: None  # the front end (replaceable)
+    # fixed listeners fed every event after the front end (the escalation model's counter)
+    observers: tuple[Callable[[dict], None], ...] = ()
     thinking: bool = True
     tally: Tally = field(default_factory=Tally)
     tools: list[dict] | None = None
@@ -81,8 +83,14 @@ class Agent:
             result = exit_
         self.session.event("exit", status=result.status, message=result.message,
                            usage=self.tally.summary())
-        self.on_event({"type": "exit", "status": result.status, "message": result.message})
+        self.emit({"type": "exit", "status": result.status, "message": result.message})
         return result
+
+    def emit(self, event: dict) -> None:
+        """Report an event to the front end, then to every observer."""
+        self.on_event(event)
+        for observe in self.observers:
+            observe(event)
 
     def interrupt(self) -> None:
         """Stop cleanly within a moment during generation, or between tool calls (safe from
@@ -97,7 +105,7 @@ class Agent:
         self.session.append(reply.message(), tokens=reply.tokens, usage=reply.usage_dict(),
                             timing={"seconds": round(reply.elapsed, 3)},
                             format_errors=[vars(e) for e in reply.format_errors] or None)
-        self.on_event({"type": "assistant", **reply.message()})
+        self.emit({"type": "assistant", **reply.message()})
         for i, call in enumerate(reply.tool_calls):  # the well-formed ones, even beside bad ones
             self._run_tool(call, reply.tool_calls[i + 1:])
         if reply.format_errors:
@@ -119,7 +127,7 @@ class Agent:
             for event in pump(events, self._stop):
                 reply.add(event)
                 if isinstance(event, ReasoningDelta | TextDelta | Usage):
-                    self.on_event(_event_dict(event))
+                    self.emit(_event_dict(event))
                 if self._stop.is_set():
                     raise Interrupted("Interrupted by the user during generation.")
                 self._check_limits(mid_reply=True)
@@ -148,7 +156,7 @@ class Agent:
         self.session.messages[:] = compacted
         self.session.event("compaction", messages=compacted)
         self.tokens.reset()
-        self.on_event({"type": "compaction", "messages": len(compacted)})
+        self.emit({"type": "compaction", "messages": len(compacted)})
 
     def _format_error(self, reply: Reply) -> None:
         self._format_errors += 1
@@ -159,10 +167,10 @@ class Agent:
                                    f"row (last: {reason}).")
         text = prompts.render("agent/format_error.md.j2", reason=reason, attempts_left=left)
         self.session.append({"role": "user", "content": text.strip()})
-        self.on_event({"type": "format_error", "reason": reason})
+        self.emit({"type": "format_error", "reason": reason})
 
     def _run_tool(self, call: ToolCall, rest: list[ToolCall]) -> None:
-        self.on_event({"type": "tool_call", "id": call.id, "name": call.name,
+        self.emit({"type": "tool_call", "id": call.id, "name": call.name,
                        "arguments": call.arguments})
         started = time.monotonic()
         try:
@@ -185,7 +193,7 @@ class Agent:
         self.session.append({"role": "tool", "tool_call_id": call.id, "content": content},
                             timing={"seconds": round(time.monotonic() - started, 3)},
                             ok=outcome.ok)
-        self.on_event({"type": "tool_result", "id": call.id, "name": call.name,
+        self.emit({"type": "tool_result", "id": call.id, "name": call.name,
                        "ok": outcome.ok, "content": content, "output": outcome.output})
 
     def _repeat_note(self, call: ToolCall) -> str:

@@ -21,9 +21,8 @@ from prompt_toolkit.completion import Completer
 from prompt_toolkit.completion import Completion as PTCompletion
 from prompt_toolkit.history import InMemoryHistory
 
-from agent import checkpoints
+from agent import slash, wiring
 from agent.completion import (
-    SLASH_COMMANDS,
     PathIndex,
     append_history,
     complete,
@@ -33,7 +32,6 @@ from agent.completion import (
 from agent.config import Settings
 from agent.conversation import Conversation, call_summary
 from agent.exits import Submitted
-from agent.hunks import parse
 from agent.model import LanguageModel, ToolCall
 from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
@@ -43,13 +41,19 @@ Reader = Callable[[str], str]  # prompt → line; raises EOFError at the end, Ke
 
 
 class PlainUI:
-    def __init__(self, conversation: Conversation, read: Reader, out: TextIO,
+    """The line interface around one Conversation, which it builds with its own handlers."""
+
+    def __init__(self, settings: Settings, root: Path, model: LanguageModel, read: Reader,
+                 out: TextIO, *, session: Session | None = None, data_dir: Path | None = None,
                  color: bool = False, history_file: Path | None = None):
-        self.conv, self.read, self.out, self.color = conversation, read, out, color
+        self.read, self.out, self.color = read, out, color
         self.history_file = history_file
         self._shown_calls: set[str] = set()
         self._in_reasoning = False
         self._line_open = False  # streamed text has not ended with a newline yet
+        self.conv = Conversation(model, root, settings, session=session, data_dir=data_dir,
+                                 ask=self.ask, on_event=self.on_event,
+                                 backend=wiring.backend_label(settings))
 
     # --- output ----------------------------------------------------------------------------
 
@@ -160,7 +164,7 @@ class PlainUI:
         task = self.task_for(text)
         if task is None:
             return
-        result = self.conv.run_turn(task, self.ask, self.on_event)
+        result = self.conv.run_turn(task)
         self._end_line()
         if not isinstance(result.exit, Submitted):
             self.say(result.exit.message, "yellow")
@@ -187,34 +191,21 @@ class PlainUI:
         return {"a": spec, "": spec, "s": request}.get(answer[:1])
 
     def command(self, line: str) -> str | None:
-        name, _, arg = line.partition(" ")
-        handler = getattr(self, "cmd_" + name.lstrip("/"), None)
-        if name not in SLASH_COMMANDS or handler is None:
-            self.say(f"Unknown command {name}. See /help.", "red")
+        """Run a slash command; "quit" when it says to leave."""
+        notice = slash.run(self.conv, line, own={"/diff": self.review})
+        if notice is None:
             return None
-        return handler(arg.strip())
+        if notice.quit:
+            return "quit"
+        if notice.text:
+            self.say(notice.text, "red" if notice.style == "error" else "")
+        return None
 
-    def cmd_help(self, arg: str) -> None:
-        for name, text in SLASH_COMMANDS.items():
-            self.say(f"{name:<10} {text}")
-
-    def cmd_model(self, arg: str) -> None:
-        m = self.conv.model
-        self.say(f"{m.name}, context window {m.context_window:,} tokens")
-
-    def cmd_rewrite(self, arg: str) -> None:
-        settings = self.conv.settings
-        settings.rewrite = arg == "on" if arg in ("on", "off") else not settings.rewrite
-        self.say(f"Rewriting requests into a task spec: {'on' if settings.rewrite else 'off'}.")
-
-    def cmd_diff(self, arg: str) -> None:
-        if self.conv.last_before is None:
-            self.say("No turn has run yet.")
-            return
-        files = parse(self.conv.diff_since(self.conv.last_before))
-        if not files:
-            self.say("No changes since the last turn began.")
-            return
+    def review(self, arg: str) -> slash.Notice:
+        """/diff: each hunk of the last turn's changes, kept or reverted by a y/n answer."""
+        files = slash.turn_files(self.conv)
+        if isinstance(files, slash.Notice):
+            return files
         rejected = set()
         for fi, f in enumerate(files):
             for hi, hunk in enumerate(f.hunks):
@@ -223,47 +214,7 @@ class PlainUI:
                 if not self.confirm("Keep this hunk?"):
                     rejected.add((fi, hi))
         self.conv.reject_hunks(files, rejected)
-        self.say(f"Reverted {len(rejected)} hunk(s).")
-
-    def cmd_undo(self, arg: str) -> None:
-        try:
-            self.say(self.conv.undo().summary())
-        except checkpoints.CheckpointError as exc:
-            self.say(str(exc), "red")
-
-    def cmd_compact(self, arg: str) -> None:
-        before, after = self.conv.compact()
-        self.say(f"Compacted: {before} → {after} messages.")
-
-    def cmd_escalate(self, arg: str) -> None:
-        ok = self.conv.escalate()
-        self.say("From now on the escalation model answers." if ok else
-                 "No escalation model is configured.")
-
-    def cmd_sessions(self, arg: str) -> None:
-        for s in self.conv.sessions():
-            mark = "*" if s.id == self.conv.session.id else " "
-            self.say(f"{mark} {s.id}  {s.messages:>3} msgs  {s.first_request}")
-
-    def cmd_resume(self, arg: str) -> None:
-        try:
-            session = self.conv.resume(arg)
-        except SessionError as exc:
-            self.say(f"Cannot resume: {exc}", "red")
-            return
-        self.say(f"Resumed session {session.id} ({len(session.messages)} messages).")
-
-    def cmd_cost(self, arg: str) -> None:
-        self.say(self.conv.cost_line())
-
-    def cmd_clear(self, arg: str) -> None:
-        self.say(f"New session {self.conv.clear().id}.")
-
-    def cmd_theme(self, arg: str) -> None:
-        self.say("Themes apply to the full-screen app.")
-
-    def cmd_quit(self, arg: str) -> str:
-        return "quit"
+        return slash.Notice(f"Reverted {len(rejected)} hunk(s).")
 
 
 class PathCompleter(Completer):
@@ -315,11 +266,11 @@ def run_plain(settings: Settings, root: Path, model: LanguageModel, *,
         except SessionError as exc:
             print(f"flashcode: cannot resume: {exc}", file=sys.stderr)
             return 2
-    conv = Conversation(model, root, settings, session=session, data_dir=data_dir)
+    tty = sys.stdin.isatty() and out.isatty()
     if read is None:
-        tty = sys.stdin.isatty() and out.isatty()
-        read = terminal_reader(conv.root, history_path(base)) if tty else stdin_reader(echo=out)
-    ui = PlainUI(conv, read, out, color=out.isatty(), history_file=history_path(base))
+        read = terminal_reader(root, history_path(base)) if tty else stdin_reader(echo=out)
+    ui = PlainUI(settings, root, model, read, out, session=session, data_dir=data_dir,
+                 color=out.isatty(), history_file=history_path(base))
     if session is not None:
         ui.say(f"Resumed session {session.id} ({len(session.messages)} messages).", "dim")
     return ui.loop()

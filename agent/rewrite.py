@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -109,26 +108,6 @@ def task_message(request: str, spec: TaskSpec) -> str:
                           context=bullets(spec.context), constraints=bullets(spec.constraints),
                           acceptance_criteria=bullets(spec.acceptance_criteria),
                           deliverable=spec.deliverable).strip()
-
-
-def prepare_task(model: LanguageModel, request: str, root: Path,
-                 review: Callable[[TaskSpec], TaskSpec | None], enabled: bool = True,
-                 failing_output: str = "") -> tuple[str, TaskSpec | None]:
-    """The task text the agent gets, and the spec behind it (None when skipped).
-
-    `review` is the front end: it shows the spec and returns it (edited or not), or None to
-    skip it. Rewriting off (`--no-rewrite`) or failing leaves the request as it is.
-    """
-    if not enabled:
-        return request, None
-    try:
-        spec = rewrite(model, request, gather_facts(root, request, failing_output))
-    except RewriteFailed:
-        return request, None
-    reviewed = review(spec)
-    if reviewed is None:
-        return request, None
-    return task_message(request, reviewed), reviewed
 
 
 def gather_facts(root: Path, request: str, failing_output: str = "") -> RepoFacts:

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 import prompts
 from agent import approval, checkpoints, context
 from agent.model import ToolCall
-from tools import base, patch_parse, specs
+from tools import base, specs
 
 # ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
 Asker = Callable[[ToolCall, str], str]
@@ -68,11 +68,11 @@ def _is_long(value: Any) -> bool:
 def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
              ask: Asker | None) -> tuple[Outcome, approval.Policy]:
     """Run one call under the policy; returns what the model reads and the (updated) policy."""
-    tool = base.all_tools().get(call.name)
-    if tool is None:
-        known = ", ".join(sorted(base.all_tools()))
-        msg = f"There is no tool named '{call.name}'. Available: {known}."
-        return Outcome(_error(call.name, msg), False), policy
+    try:
+        tool = base.get(call.name)
+        args = base.validate(tool, call.arguments)
+    except base.ToolError as exc:  # unknown tool or bad arguments: nothing to approve
+        return Outcome(_error(call.name, str(exc)), False), policy
     decision = approval.decide(policy, call.name, tool.effect, call.arguments)
     if decision == "ask":
         if ask is None:
@@ -87,22 +87,27 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
         return Outcome(text, False), policy
-    hit = protected_hit(call, ctx, policy.protected) if tool.effect == "write" else []
+    try:
+        touched = tool.paths(args)
+    except base.ToolError as exc:  # e.g. a malformed patch: the tool would say the same
+        return Outcome(_error(call.name, str(exc)), False), policy
+    hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
     if hit:
         text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
         return Outcome(text.strip(), False), policy
-    problem = checkpoint_before(call, tool.effect, ctx)
+    problem = checkpoint_before(call, tool.effect, ctx, touched)
     if problem:
         return Outcome(problem, False), policy
-    return _execute(call, ctx), policy
+    return _execute(tool, args, ctx), policy
 
 
-def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext) -> str | None:
+def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext,
+                      touched: list[str]) -> str | None:
     """Record the working tree before a call that can write; the model's error text if that
     fails (the call is then not run). Outside a git repository there is nothing to record to."""
     if effect == "read" or not (ctx.root / ".git").exists():
         return None
-    subject = approval.subject_of(call.arguments) or ", ".join(_named_paths(call))
+    subject = approval.subject_of(call.arguments) or ", ".join(touched)
     label = f"before {call.name}: {subject}".strip().rstrip(":")
     try:
         checkpoints.create(ctx.root, " ".join(label.split())[:120], reuse=True)
@@ -112,43 +117,33 @@ def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext) -> str
     return None
 
 
-def protected_hit(call: ToolCall, ctx: base.ToolContext, protected: frozenset[str]) -> list[str]:
-    """The protected paths this write call would change (all of them for a commit, which
-    could take the user's staged work along)."""
+def protected_hit(touched: list[str], ctx: base.ToolContext,
+                  protected: frozenset[str]) -> list[str]:
+    """The protected paths a write to `touched` would change: the file a link leads to and the
+    link itself (delete/add/move act on it), and everything under a touched directory ("."
+    for the whole tree, as a commit could take the user's staged work along)."""
     if not protected:
         return []
-    if call.name == "git_change":
-        return sorted(protected) if call.arguments.get("op") == "commit" else []
-    named = []
-    for raw in _named_paths(call):
-        try:  # the file a link leads to, and the link itself (delete/add/move act on it)
-            named.append(ctx.rel(ctx.resolve(raw)))
-            named.append(ctx.rel(ctx.resolve(raw, follow=False), follow=False))
+    named = set()
+    for raw in touched:
+        try:
+            named.add(ctx.rel(ctx.resolve(raw)))
+            named.add(ctx.rel(ctx.resolve(raw, follow=False), follow=False))
         except base.ToolError:  # outside the repo: the tool itself says so
             continue
-    return sorted(set(named) & protected)
+    return sorted(p for p in protected
+                  if any(n == "." or p == n or p.startswith(n + "/") for n in named))
 
 
-def _named_paths(call: ToolCall) -> list[str]:
-    args = call.arguments
-    if call.name == "apply_patch" and isinstance(args.get("patch"), str):
-        try:
-            ops = patch_parse.parse(args["patch"])
-        except base.ToolError:  # malformed: the tool reports it and writes nothing
-            return []
-        return [p for op in ops for p in (op.path, getattr(op, "move_to", None)) if p]
-    return [args[k] for k in ("path", "file") if isinstance(args.get(k), str)]
-
-
-def _execute(call: ToolCall, ctx: base.ToolContext) -> Outcome:
+def _execute(tool: base.Tool, args: BaseModel, ctx: base.ToolContext) -> Outcome:
     try:
-        result = base.call(call.name, call.arguments, ctx)
+        result = tool.fn(ctx, args)
     except base.ToolError as exc:
-        return Outcome(_error(call.name, str(exc)), False)
+        return Outcome(_error(tool.name, str(exc)), False)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # a tool bug must not end the task; the model can work around it
-        return Outcome(_error(call.name, f"the tool crashed ({type(exc).__name__}: {exc})"),
+        return Outcome(_error(tool.name, f"the tool crashed ({type(exc).__name__}: {exc})"),
                        False)
     text = format_result(result)
     if context.too_long(text):

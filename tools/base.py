@@ -84,12 +84,21 @@ class ToolContext:
         return real.relative_to(self.root).as_posix() or "."
 
 
+def named_paths(args: BaseModel) -> list[str]:
+    """The paths a call names in its `path` or `file` argument (the default `Tool.paths`)."""
+    return [v for k in ("path", "file") if isinstance(v := getattr(args, k, None), str)]
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
     input: type[BaseModel]
     fn: Callable[[ToolContext, Any], BaseModel]
     effect: Effect
+    # the repository paths a call (its validated arguments) may change or read, as the model
+    # wrote them; "." for the whole tree. Approvals, protected paths and checkpoint labels
+    # use this instead of knowing each tool's arguments.
+    paths: Callable[[Any], list[str]] = named_paths
 
 
 REGISTRY: dict[str, Tool] = {}
@@ -100,11 +109,13 @@ TOOL_MODULES: list[str] = ["tools.files", "tools.search", "tools.edit",
                            "tools.tests", "tools.repomap.tool"]
 
 
-def register(name: str, input: type[BaseModel], effect: Effect):
-    """Decorator: `@register("read", ReadArgs, "read")` on `def read(ctx, args) -> ReadResult`."""
+def register(name: str, input: type[BaseModel], effect: Effect,
+             paths: Callable[[Any], list[str]] = named_paths):
+    """Decorator: `@register("read", ReadArgs, "read")` on `def read(ctx, args) -> ReadResult`;
+    `paths(args)` when the tool touches other paths than its `path`/`file` argument."""
 
     def wrap(fn: Callable[[ToolContext, Any], BaseModel]):
-        REGISTRY[name] = Tool(name, input, fn, effect)
+        REGISTRY[name] = Tool(name, input, fn, effect, paths)
         return fn
 
     return wrap
@@ -116,17 +127,26 @@ def all_tools() -> dict[str, Tool]:
     return dict(REGISTRY)
 
 
-def call(name: str, args: dict[str, Any], ctx: ToolContext) -> BaseModel:
-    """Validate `args` against the tool's input model and run it. Errors are ToolErrors."""
+def get(name: str) -> Tool:
+    """The registered tool called `name`, or a ToolError listing the ones there are."""
     tools = all_tools()
     if name not in tools:
         raise ToolError(f"There is no tool named '{name}'. Available: {', '.join(sorted(tools))}.")
-    tool = tools[name]
+    return tools[name]
+
+
+def validate(tool: Tool, args: dict[str, Any]) -> BaseModel:
+    """`args` as the tool's input model, or a ToolError naming each bad field."""
     try:
-        parsed = tool.input.model_validate(args)
+        return tool.input.model_validate(args)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
         )
-        raise ToolError(f"Bad arguments for '{name}': {problems}.") from None
-    return tool.fn(ctx, parsed)
+        raise ToolError(f"Bad arguments for '{tool.name}': {problems}.") from None
+
+
+def call(name: str, args: dict[str, Any], ctx: ToolContext) -> BaseModel:
+    """Validate `args` against the tool's input model and run it. Errors are ToolErrors."""
+    tool = get(name)
+    return tool.fn(ctx, validate(tool, args))

@@ -170,7 +170,12 @@ def git_tool(ctx: ToolContext, args: GitArgs) -> GitResult:
     return _result(args, *_OPS[args.op](ctx, _repo(ctx), args.model_copy(update={"name": None})))
 
 
-@register("git_change", GitChangeArgs, "write")
+def _change_paths(args: GitChangeArgs) -> list[str]:
+    """A commit may take anything already staged along: it touches the whole tree."""
+    return ["."] if args.op == "commit" else []
+
+
+@register("git_change", GitChangeArgs, "write", paths=_change_paths)
 def git_change(ctx: ToolContext, args: GitChangeArgs) -> GitResult:
     if args.op != "commit" and not args.name:
         raise ToolError(f"{args.op} needs `name`: the new branch to create.")

@@ -13,18 +13,32 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from tools.base import ToolContext, ToolError, register
 from tools.edit import check_fresh, unified_diff
 from tools.edit_match import ascii_punct, closest
-from tools.patch_parse import AddOp, Chunk, DeleteOp, UpdateOp, parse
+from tools.patch_parse import AddOp, Chunk, DeleteOp, Op, UpdateOp, parse
 from tools.textio import Decoded, atomic_write, decode, is_binary, stamp
 
 
 class PatchArgs(BaseModel):
     patch: str = Field(description="the patch: '*** Begin Patch' … '*** End Patch', or a "
                                    "unified diff as `git diff` prints it")
+    _ops: list[Op] | None = PrivateAttr(None)
+
+    @property
+    def ops(self) -> list[Op]:
+        """The parsed operations (parsed once: the approval check and the tool share them);
+        a ToolError when the patch is malformed."""
+        if self._ops is None:
+            self._ops = parse(self.patch)
+        return self._ops
+
+
+def touched_paths(args: PatchArgs) -> list[str]:
+    """Every path the patch names: each operation's file and where a move takes it."""
+    return [p for op in args.ops for p in (op.path, getattr(op, "move_to", None)) if p]
 
 
 class FileChange(BaseModel):
@@ -357,11 +371,10 @@ def _restore(backups, made_dirs: list[Path]) -> None:
             pass
 
 
-@register("apply_patch", PatchArgs, "write")
+@register("apply_patch", PatchArgs, "write", paths=touched_paths)
 def apply_patch(ctx: ToolContext, args: PatchArgs) -> PatchResult:
-    ops = parse(args.patch)
     try:
-        state, changes, diffs = _plan(ctx, ops)
+        state, changes, diffs = _plan(ctx, args.ops)
     except ToolError as exc:
         raise type(exc)(f"{exc}\nThe patch was not applied: no file was changed.") from None
     _commit(state)

@@ -28,6 +28,6 @@ def make_model(settings: Settings) -> LanguageModel:
         from agent.backends import local
 
         return local.load(settings)
-    from agent.doctor import backend_problem
+    from agent.backends.check import backend_problem
 
     raise BackendUnavailable(backend_problem(settings) or "no model configured.")

@@ -1,20 +1,12 @@
-"""`--model DIR`: the in-process DeepSeek-V4 engine, imported lazily (torch loads only here).
+"""`--model DIR`: the in-process DeepSeek-V4 engine (engine/api.py). This module is the one
+place besides agent/cli that imports the engine, and it does so when a model is loaded, so
+torch loads only then.
 
-The engine's surface (engine/api.py):
-    Engine.load(path, kernels=..., device_map=..., context_window=..., resident=...) -> Engine
-    engine.stream(messages, tools, thinking=..., max_tokens=..., response_format=...)
-        yields engine.events: ReasoningDelta, TextDelta, ToolCallStarted, ToolCallArgDelta,
-        ToolCallFinished(index, name, arguments, raw), FormatError(raw, reason),
-        Usage(prompt_tokens, cached_tokens, generated_tokens, prefill_tps, decode_tps),
-        Done(finish_reason, tokens)
-    engine.count_tokens(messages, tools) -> int;  engine.context_window -> int
-    engine.kv_stats() -> {"kv_bytes", "kv_sequences", "kv_tokens", ...}  (ints)
-`EngineModel` maps those events to the agent's own (by class name: no engine import here).
+`EngineModel` turns the engine's events (engine.events) into the agent's (agent.model).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Iterator
@@ -32,28 +24,28 @@ from agent.model import (
     Usage,
 )
 from agent.paths import flashcode_dir
+from engine import events as ev  # plain dataclasses: no torch
 
 RESIDENT = {"auto": None, "on": True, "off": False}  # setting -> Engine.load(resident=)
-
-NOT_AVAILABLE = ("the in-process engine is not available in this build; use an endpoint "
-                 "instead: --endpoint URL --model-name NAME (vLLM, SGLang, the DeepSeek API, "
-                 "or `flashcode serve` on a machine with the weights)")
 
 
 def load(settings) -> EngineModel:
     """A LanguageModel over the in-process engine, or BackendUnavailable saying why not."""
-    try:  # by name: engine.api may not exist in this build, and importing it loads torch
-        engine_cls = importlib.import_module("engine.api").Engine
-    except (ImportError, AttributeError):
-        raise BackendUnavailable(NOT_AVAILABLE) from None
     try:
-        engine = engine_cls.load(settings.model, kernels=settings.kernels,
-                                 device_map=settings.device_map,
-                                 context_window=settings.context_window,
-                                 resident=RESIDENT[settings.resident],
-                                 kv_cache_bytes=int(settings.kv_cache_gib * 2**30),
-                                 kv_dir=kv_dir(settings),
-                                 kv_dir_bytes=int(settings.kv_dir_gib * 2**30))
+        from engine.api import Engine
+    except ImportError as exc:  # torch, triton or another engine requirement is broken
+        raise BackendUnavailable(
+            f"the in-process engine cannot be imported ({type(exc).__name__}: {exc}). "
+            "Reinstall flashcode (scripts/setup), check `flashcode doctor`, or use an "
+            "endpoint instead: --endpoint URL --model-name NAME.") from None
+    try:
+        engine = Engine.load(settings.model, kernels=settings.kernels,
+                             device_map=settings.device_map,
+                             context_window=settings.context_window,
+                             resident=RESIDENT[settings.resident],
+                             kv_cache_bytes=int(settings.kv_cache_gib * 2**30),
+                             kv_dir=kv_dir(settings),
+                             kv_dir_bytes=int(settings.kv_dir_gib * 2**30))
     except (OSError, ValueError, RuntimeError) as exc:  # no weights, bad config, wrong tokenizer
         raise BackendUnavailable(f"cannot load the checkpoint {settings.model}: {exc}") from None
     return EngineModel(engine, f"local:{settings.model}", settings.context_window)
@@ -134,18 +126,17 @@ def _turn_key(m: dict) -> str:
 
 def convert(event: Any) -> Event | None:
     """One engine event as the agent's event; None for fragments the agent does not need."""
-    kind = type(event).__name__
-    if kind == "ReasoningDelta":
+    if isinstance(event, ev.ReasoningDelta):
         return ReasoningDelta(event.text)
-    if kind == "TextDelta":
+    if isinstance(event, ev.TextDelta):
         return TextDelta(event.text)
-    if kind == "ToolCallFinished":
+    if isinstance(event, ev.ToolCallFinished):
         return ToolCall(f"call_{event.index}", event.name, dict(event.arguments))
-    if kind == "FormatError":
+    if isinstance(event, ev.FormatError):
         return FormatError(event.reason, event.raw)
-    if kind == "Usage":
+    if isinstance(event, ev.Usage):
         return Usage(event.prompt_tokens, event.cached_tokens, event.generated_tokens,
                      event.prefill_tps, event.decode_tps)
-    if kind == "Done":
-        return Done(event.finish_reason, getattr(event, "tokens", None))
+    if isinstance(event, ev.Done):
+        return Done(event.finish_reason, event.tokens)
     return None  # ToolCallStarted, ToolCallArgDelta: the finished call carries everything

@@ -28,7 +28,6 @@ from agent.exits import Submitted
 from agent.model import LanguageModel, ToolCall
 from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
-from agent.tui import commands
 from agent.tui.inbox import Inbox
 from agent.tui.messages import (
     AgentEvents,
@@ -41,6 +40,7 @@ from agent.tui.messages import (
 )
 from agent.tui.screens.approval import ApprovalScreen
 from agent.tui.screens.taskspec import TaskSpecScreen
+from agent.tui.slash_commands import SlashCommands
 from agent.tui.widgets.diff_view import DiffView
 from agent.tui.widgets.prompt import PromptBox
 from agent.tui.widgets.status import StatusBar
@@ -49,8 +49,7 @@ from agent.tui.widgets.transcript import Transcript
 FLUSH_SECONDS = 0.03
 ModelLoader = Callable[[Callable[[float, str], None]], LanguageModel]
 
-
-class FlashcodeApp(App):
+class FlashcodeApp(SlashCommands, App):
     CSS_PATH = "app.tcss"
     TITLE = "flashcode"
     ENABLE_COMMAND_PALETTE = False
@@ -137,7 +136,8 @@ class FlashcodeApp(App):
         self.model = model
         session = self._session_to_resume()
         self.conversation = Conversation(model, self.root, self.settings, session=session,
-                                         data_dir=self.data_dir)
+                                         data_dir=self.data_dir, ask=self._ask,
+                                         on_event=self.inbox.put, backend=self.backend)
         self.rewrite = self.rewrite or self.conversation.rewrite
         status = self.status
         status.model_name, status.backend = model.name, self.backend
@@ -154,16 +154,6 @@ class FlashcodeApp(App):
             self.transcript.add_notice(f"Cannot resume: {exc} Starting a new session.", "error")
             return None
 
-    def resume_session(self, session_id: str) -> None:
-        """Switch to another recorded session (the latest other one when `session_id` is "")."""
-        try:
-            session = self.conversation.resume(session_id)
-        except SessionError as exc:
-            self.transcript.add_notice(f"Cannot resume: {exc}", "error")
-            return
-        self.transcript.clear_all()
-        self._show_resumed(session)
-
     def _show_resumed(self, session: Session) -> None:
         self.transcript.replay(session.records)
         self.transcript.add_notice(f"Resumed session {session.id} "
@@ -176,7 +166,7 @@ class FlashcodeApp(App):
     def _submitted(self, message: PromptBox.Submitted) -> None:
         append_history(history_path(self._data_dir()), message.text)
         if message.text.startswith("/"):
-            commands.run(self, message.text)
+            self.slash_command(message.text)
         else:
             self.submit(message.text)
 
@@ -233,7 +223,7 @@ class FlashcodeApp(App):
     @work(thread=True, group="agent")
     def _turn_thread(self, text: str) -> None:
         try:
-            result = self.conversation.run_turn(text, self._ask, self.inbox.put)
+            result = self.conversation.run_turn(text)
         except Exception as exc:  # a bug must not leave the app stuck in "working"
             self.post_message(TurnFailed(f"{type(exc).__name__}: {exc}"))
             return

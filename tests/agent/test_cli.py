@@ -64,9 +64,9 @@ def test_bad_usage_exits_2():
 
 def test_help_imports_neither_torch_nor_pydantic():
     code = ("import sys, contextlib, io\n"
-            "from agent import cli\n"
+            "from agent.cli.main import main\n"
             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    cli.main(['--help'])\n"
+            "    main(['--help'])\n"
             "heavy = [m for m in ('torch', 'pydantic', 'textual', 'engine', 'transformers')"
             " if m in sys.modules]\n"
             "print(','.join(heavy))\n")

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 import pytest
 
 from agent import exitcodes
+from agent.backends.check import backend_problem, check_backend
+from agent.cli.doctor import collect
 from agent.config import Settings
-from agent.doctor import backend_problem, check_backend, collect
 from tests.conftest import run_flashcode
 
 

@@ -220,7 +220,7 @@ def test_fix_help_documents_the_exit_codes():
 
 
 def test_dirty_paths_covers_staged_unstaged_untracked_renamed_and_deleted(repo):
-    from agent.fix import dirty_paths
+    from agent.cli.fix import dirty_paths
 
     (repo / "sub").mkdir()
     (repo / "sub" / "new.txt").write_text("untracked in a folder\n")

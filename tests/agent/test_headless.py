@@ -10,7 +10,6 @@ import pytest
 
 from agent import exitcodes
 from tests.conftest import run_flashcode
-from tools import base
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
@@ -67,8 +66,6 @@ FIX_TURNS = [
 
 
 def test_exec_fixes_a_failing_test_and_the_log_replays_the_same(buggy_repo, env, tmp_path):
-    if "shell" not in base.all_tools():
-        pytest.skip("the shell tool has not landed on this branch yet")
     assert not pytest_passes(buggy_repo)
     model = write_recording(tmp_path / "fix.jsonl", FIX_TURNS)
     out, events = exec_json(buggy_repo, model, env, "--approval", "full-auto")
@@ -143,17 +140,13 @@ def test_exec_without_a_model_exits_4(env, tmp_path):
     assert "needs a model" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_exec_with_a_local_checkpoint_and_no_engine_says_to_use_an_endpoint(env, tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("engine.api") is not None:
-        pytest.skip("this build has the in-process engine")
+def test_exec_with_a_checkpoint_that_does_not_load_exits_4_and_says_why(env, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text("{}")
     out = run_flashcode("exec", "hi", "--model", str(ckpt), "-C", str(tmp_path), env=env)
     assert out.returncode == exitcodes.BACKEND_UNAVAILABLE
-    assert "in-process engine is not available" in out.stderr and "--endpoint" in out.stderr
+    assert f"cannot load the checkpoint {ckpt}" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_exec_includes_agents_md_down_to_the_working_directory(buggy_repo, env, tmp_path):

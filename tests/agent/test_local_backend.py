@@ -1,77 +1,16 @@
-"""The local-engine adapter: engine events (mirrored here by class name) become agent events,
-and a build without engine.api says to use an endpoint."""
+"""The local-engine adapter: the engine's own events (engine.events) become agent events, and
+an engine that cannot be imported is reported with the real ImportError."""
 
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
-from typing import Any
+import sys
 
 import pytest
 
 from agent.backends import local
 from agent.config import Settings
 from agent.model import BackendUnavailable, Done, FormatError, Reply, ToolCall, Usage
-
-
-# The engine's event shapes (engine/events.py on the chat branch), by name and fields.
-@dataclass(frozen=True)
-class ReasoningDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallStarted:
-    index: int
-    name: str
-
-
-@dataclass(frozen=True)
-class ToolCallArgDelta:
-    index: int
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallFinished:
-    index: int
-    name: str
-    arguments: dict[str, Any]
-    raw: str
-
-
-@dataclass(frozen=True)
-class EngineFormatError:
-    raw: str
-    reason: str
-
-
-EngineFormatError.__name__ = "FormatError"
-
-
-@dataclass(frozen=True)
-class EngineUsage:
-    prompt_tokens: int
-    cached_tokens: int
-    generated_tokens: int
-    prefill_tps: float
-    decode_tps: float
-
-
-EngineUsage.__name__ = "Usage"
-
-
-@dataclass(frozen=True)
-class EngineDone:
-    finish_reason: str
-
-
-EngineDone.__name__ = "Done"
+from engine import events as ev
 
 
 class FakeEngine:
@@ -89,11 +28,12 @@ class FakeEngine:
 
 
 def test_engine_events_become_agent_events():
-    engine = FakeEngine([ReasoningDelta("hmm"), TextDelta("ok"), ToolCallStarted(0, "read"),
-                         ToolCallArgDelta(0, '{"path":'), ToolCallArgDelta(0, '"a"}'),
-                         ToolCallFinished(0, "read", {"path": "a"}, "<dsml>"),
-                         EngineFormatError("<bad", "unclosed invoke"),
-                         EngineUsage(100, 80, 12, 5000.0, 40.0), EngineDone("tool_calls")])
+    engine = FakeEngine([ev.ReasoningDelta("hmm"), ev.TextDelta("ok"),
+                         ev.ToolCallStarted(0, "read"), ev.ToolCallArgDelta(0, '{"path":'),
+                         ev.ToolCallArgDelta(0, '"a"}'),
+                         ev.ToolCallFinished(0, "read", {"path": "a"}, "<dsml>"),
+                         ev.FormatError("<bad", "unclosed invoke"),
+                         ev.Usage(100, 80, 12, 5000.0, 40.0), ev.Done("tool_calls", [5, 6])])
     model = local.EngineModel(engine, "local:x")
     reply = Reply()
     events = list(model.stream([{"role": "user", "content": "hi"}], [], thinking=False))
@@ -104,15 +44,29 @@ def test_engine_events_become_agent_events():
     assert reply.format_errors == [FormatError("unclosed invoke", "<bad")]
     assert reply.usage == Usage(100, 80, 12, 5000.0, 40.0)
     assert isinstance(events[-1], Done) and reply.finish_reason == "tool_calls"
+    assert reply.tokens == [5, 6]
     assert engine.calls[0]["thinking"] is False
     assert model.context_window == 1_048_576 and model.count_tokens([{}, {}], []) == 14
 
 
-def test_without_the_engine_it_says_to_use_an_endpoint(tmp_path):
-    if importlib.util.find_spec("engine.api") is not None:
-        pytest.skip("this build has the in-process engine")
-    with pytest.raises(BackendUnavailable, match="--endpoint URL"):
+def test_every_engine_event_is_converted_or_deliberately_dropped():
+    """A new event class in engine/events.py must be handled here (or dropped on purpose)."""
+    dropped = {ev.ToolCallStarted, ev.ToolCallArgDelta}
+    samples = {ev.ReasoningDelta: ("r",), ev.TextDelta: ("t",), ev.ToolCallStarted: (0, "x"),
+               ev.ToolCallArgDelta: (0, "{"), ev.ToolCallFinished: (0, "x", {}, ""),
+               ev.FormatError: ("", "why"), ev.Usage: (1, 0, 1, 1.0, 1.0), ev.Done: ("stop",)}
+    assert set(samples) == set(ev.Event.__args__)
+    for cls, fields in samples.items():
+        assert (local.convert(cls(*fields)) is None) == (cls in dropped), cls
+
+
+def test_an_engine_that_cannot_be_imported_names_the_import_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "engine.api", None)  # `import engine.api` now fails
+    with pytest.raises(BackendUnavailable) as info:
         local.load(Settings(model=str(tmp_path)))
+    message = str(info.value)
+    assert "cannot be imported (ModuleNotFoundError: " in message and "engine.api" in message
+    assert "--endpoint URL" in message
 
 
 # ---- the real engine behind EngineModel (a tiny random checkpoint) ----------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import checkpoints, exitcodes, propose
+from agent import checkpoints, exitcodes
+from agent.cli import propose
 from tests.agent.test_headless import turn, write_recording
 from tests.conftest import run_flashcode
 

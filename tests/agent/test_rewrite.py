@@ -8,13 +8,14 @@ import subprocess
 import pytest
 
 from agent.backends.openai_compat import OpenAIModel
+from agent.config import Settings
+from agent.conversation import Conversation
 from agent.rewrite import (
     RepoFacts,
     RewriteFailed,
     TaskSpec,
     gather_facts,
     parse_spec,
-    prepare_task,
     rewrite,
     task_message,
 )
@@ -94,23 +95,16 @@ def test_the_task_message_keeps_the_request_verbatim():
     assert "Goal: add() returns the sum" in text and "- pytest passes" in text
 
 
-def test_prepare_task_shows_the_spec_and_uses_the_reviewed_version(py_repo):
-    seen = []
-
-    def review(spec):
-        seen.append(spec)
-        return spec.model_copy(update={"goal": "edited goal"})
-
+def test_a_conversation_turns_a_request_into_the_task_text_the_user_reviews(py_repo, tmp_path):
     model = ScriptedModel([say(json.dumps(SPEC))])
-    text, spec = prepare_task(model, "fix add", py_repo, review)
-    assert seen == [TaskSpec(**SPEC)] and spec.goal == "edited goal"
-    assert text.startswith("fix add\n") and "Goal: edited goal" in text
+    conv = Conversation(model, py_repo, Settings(), data_dir=tmp_path)
+    text = conv.rewrite("fix add")
+    assert text == task_message("fix add", TaskSpec(**SPEC))
+    assert text.startswith("fix add\n") and "Goal: add() returns the sum" in text
 
 
-def test_prepare_task_can_be_skipped_or_fall_back(py_repo):
-    assert prepare_task(ScriptedModel([]), "fix add", py_repo, lambda s: s,
-                        enabled=False) == ("fix add", None)
-    skip = ScriptedModel([say(json.dumps(SPEC))])
-    assert prepare_task(skip, "fix add", py_repo, lambda s: None) == ("fix add", None)
+def test_a_conversation_says_when_rewriting_fails_so_the_words_go_as_typed(py_repo, tmp_path):
     broken = ScriptedModel([say("nope"), say("still nope")])
-    assert prepare_task(broken, "fix add", py_repo, lambda s: s) == ("fix add", None)
+    conv = Conversation(broken, py_repo, Settings(), data_dir=tmp_path)
+    with pytest.raises(RewriteFailed):
+        conv.rewrite("fix add")

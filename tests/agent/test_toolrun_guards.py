@@ -111,3 +111,33 @@ def test_calls_that_change_nothing_add_no_checkpoint(repo):
     (repo / "a.txt").write_text("changed by hand\n")
     toolrun.run_call(call("shell", command="ls"), ctx, ALLOW, None)
     assert len(checkpoints.history(repo)) == 2
+
+
+def test_a_patch_is_parsed_once_for_the_guards_and_the_tool(repo, monkeypatch):
+    from tools import patch
+
+    parsed = []
+    real = patch.parse
+    monkeypatch.setattr(patch, "parse", lambda text: parsed.append(text) or real(text))
+    policy = Policy("full-auto", protected=frozenset({"b.txt"}))
+    body = "*** Begin Patch\n*** Add File: n.txt\n+n\n*** End Patch"
+    out, _ = toolrun.run_call(call("apply_patch", patch=body), ToolContext(repo), policy, None)
+    assert out.ok and (repo / "n.txt").read_text() == "n\n" and len(parsed) == 1
+
+
+def test_a_directory_write_covers_the_protected_files_under_it(repo):
+    """Every tool says what it touches (Tool.paths); a touched directory covers its files."""
+    (repo / "d").mkdir()
+    (repo / "d" / "x.txt").write_text("mine\n")
+    from tools.base import ToolContext as Ctx
+
+    assert toolrun.protected_hit(["d"], Ctx(repo), frozenset({"d/x.txt", "a.txt"})) == ["d/x.txt"]
+    assert toolrun.protected_hit(["."], Ctx(repo), frozenset({"d/x.txt", "a.txt"})) == \
+        ["a.txt", "d/x.txt"]
+
+
+def test_bad_arguments_are_refused_before_anyone_is_asked(repo):
+    asked = []
+    out, _ = toolrun.run_call(call("edit", path="a.txt"), ToolContext(repo), Policy("ask"),
+                              lambda c, effect: asked.append(c) or "yes")
+    assert not out.ok and "Bad arguments for 'edit'" in out.content and asked == []

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from agent.cli.doctor import check_memory_plan
 from agent.config import Settings
-from agent.doctor import check_memory_plan
 from engine import memplan
 from engine.memplan import GIB, Weights, flash_estimate, parse_device_map, plan, read_weights
 

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent import cli, interactive
+from agent import wiring
+from agent.cli.main import main as flashcode_main
 from agent.model import Done, TextDelta
 from tests.scripted import ScriptedModel, call, say
 from tests.tui import testtools
@@ -49,8 +50,8 @@ def main(argv: list[str]) -> int:
     if items and items[0].get("tools"):
         testtools.register()
     model = ScriptedModel(_replies(items))
-    interactive.model_loader = lambda settings: (lambda progress: model)
-    return cli.main(argv[1:])
+    wiring.model_loader = lambda settings: (lambda progress: model)
+    return flashcode_main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.completion import SLASH_COMMANDS, complete, fuzzy_score
-from agent.tui import commands
+from agent import slash
+from agent.completion import complete, fuzzy_score
 from agent.tui.screens.sessions import SessionsScreen
 from tests.scripted import ScriptedModel, call, say
 from tests.tui.conftest import send, wait_for
@@ -27,7 +27,7 @@ async def test_slash_completion_then_help(make_app):
     app = make_app(ScriptedModel([]))
     async with app.run_test(size=(80, 30)) as pilot:
         await pilot.press(*"/he")
-        assert menu_items(app) == [f"/help  {SLASH_COMMANDS['/help']}"]
+        assert menu_items(app) == [f"/help  {slash.COMMANDS['/help'].help}"]
         await pilot.press("tab")
         assert prompt_text(app) == "/help " and not app.query_one("#completions").display
         await pilot.press("enter")
@@ -104,8 +104,19 @@ async def test_unknown_command_and_busy_guard(make_app):
         assert "Unknown command /hepl. Did you mean /help?" in notices(app)
 
 
-def test_every_listed_command_has_a_handler():
-    assert set(commands._HANDLERS) == set(SLASH_COMMANDS)
+async def test_every_command_runs_in_the_app_and_says_what_plain_mode_says(make_app):
+    app = make_app(ScriptedModel([]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.conversation is not None)
+        for name in slash.COMMANDS:
+            if name not in ("/quit", "/sessions", "/clear", "/resume"):  # they leave the view
+                await send(pilot, name)
+                await pilot.pause()
+        text = notices(app)
+        assert "not available here" not in text and "Unknown command" not in text
+        # one function answers for both front ends: the same words
+        for name in ("/model", "/cost", "/escalate", "/undo"):
+            assert slash.run(app.conversation, name).text in text
 
 
 def test_fuzzy_ranking_prefers_file_name_starts_and_short_paths():

@@ -130,3 +130,13 @@ def test_task_spec_is_shown_and_accepted(git_repo, tmp_path):
     task = model.prompts[1][-1]["content"]
     assert "what is the readme?" in task and "Explain README.md." in task
     assert "Rewriting requests into a task spec: off." in out
+
+
+def test_every_slash_command_runs_in_plain_mode(git_repo, tmp_path):
+    from agent import slash
+
+    names = [n for n in slash.COMMANDS if n != "/quit"] + ["/quit"]
+    code, out, _ = plain(git_repo, tmp_path, ScriptedModel([]), *names, "never read")
+    assert code == 0
+    assert "not available here" not in out and "Unknown command" not in out
+    assert "Model " in out and "Themes apply to the full-screen app." in out

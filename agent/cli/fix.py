@@ -3,7 +3,7 @@
 1. Checkpoint the working tree (agent.checkpoints) and note the user's uncommitted files: the
    file tools may not change or commit them unless --allow-dirty (Policy.protected).
 2. Run the test command (--test, else tools.tests.detect) and record it: tests before.
-3. Run the agent (headless's helpers). When it submits, verify: the test command exits 0.
+3. Run the agent (built by agent.wiring). When it submits, verify: the test command exits 0.
    With no test command, the agent's own check counts: the last `tests` or `shell` call it
    made after its last write exited 0. When verification fails, what failed goes back to the
    agent, up to VERIFY_ROUNDS times, all within --max-steps.
@@ -11,7 +11,7 @@
    the start checkpoint, so it is as it was, and exits 1 (not fixed), 3 (needs approval that
    was not given), 4 (backend unavailable) or 130 (interrupted).
 
---json prints the exec events (agent/headless.py) one per line, plus
+--json prints the exec events (agent/cli/exec.py) one per line, plus
     {"type": "fix_start", "checkpoint", "test_command", "protected"}
     {"type": "tests", "when": "before"|"after", "command", "ok", "exit_code", "passed", ...}
 and last {"type": "summary", "status", "exit_code", "reason", "message", "applied",
@@ -23,6 +23,7 @@ and last {"type": "summary", "status", "exit_code", "reason", "message", "applie
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,22 +32,14 @@ from pathlib import Path
 from typing import TextIO
 
 import prompts
-from agent import checkpoints, exitcodes
+from agent import checkpoints, exitcodes, wiring
+from agent.cli.args import cwd_of, settings_for
+from agent.cli.output import printer
 from agent.config import Settings
 from agent.context import discover_instructions
-from agent.escalation import EscalatingModel
 from agent.exits import AgentExit, Interrupted, Submitted
-from agent.headless import (
-    _json_printer,
-    _plain_printer,
-    agent_for,
-    load_model,
-    repo_root,
-    rules_error,
-    with_escalation,
-)
 from agent.loop import Agent
-from agent.session import Session
+from agent.model import BackendError
 from tools import base
 from tools.tests import detect
 
@@ -76,21 +69,27 @@ class FixRun:
         return self.agent.ctx.root
 
 
+def run(args: argparse.Namespace) -> int:
+    return run_fix(settings_for(args), args.task, cwd_of(args), test=args.test, yes=args.yes,
+                   as_json=args.json, allow_dirty=args.allow_dirty)
+
+
 def run_fix(settings: Settings, task: str, cwd: Path, test: str | None = None, yes: bool = False,
             as_json: bool = False, allow_dirty: bool = False, out: TextIO = sys.stdout,
             err: TextIO = sys.stderr) -> int:
-    if (code := rules_error(settings, "fix", err)) is not None:
-        return code
-    root = repo_root(cwd)
+    root = wiring.repo_root(cwd)
     if not (root / ".git").exists():
         print(f"flashcode fix: {root} is not in a git repository. fix checkpoints your files "
               "so it can put them back when it fails; run `git init` first.", file=err)
         return exitcodes.USAGE
-    if (model := load_model(settings, "fix", err)) is None:
+    try:
+        model = wiring.model_loader(settings)(lambda fraction, what: None)
+    except BackendError as exc:
+        print(f"flashcode fix: {exc}", file=err)
         return exitcodes.BACKEND_UNAVAILABLE
     try:
         run = _prepare(settings, model, root, task, test, yes, allow_dirty,
-                       _json_printer(out) if as_json else _plain_printer(err))
+                       printer(as_json, out, err))
     except checkpoints.CheckpointError as exc:
         print(f"flashcode fix: {exc}\nNothing was changed.", file=err)
         return exitcodes.NOT_FIXED
@@ -108,17 +107,14 @@ def run_fix(settings: Settings, task: str, cwd: Path, test: str | None = None, y
 
 def _prepare(settings: Settings, model, root: Path, task: str, test: str | None, yes: bool,
              allow_dirty: bool, emit) -> FixRun:
-    session = Session.create(root, model.name)
-    model = with_escalation(settings, model, session.id)
-    agent = agent_for(settings, model, root, session)
+    session = wiring.open_session(root, model.name)
     protected = [] if allow_dirty else dirty_paths(root)
-    agent.policy = replace(agent.policy, protected=frozenset(protected))
-    if yes:
-        agent.ask = lambda call, effect: "yes"
     start = checkpoints.create(root, " ".join(f"fix: start: {task}".split())[:120])
     command = test or _detected(root)
+    agent = wiring.build_agent(settings, model, root, session, protected=protected,
+                               ask=wiring.always_yes if yes else None,
+                               on_event=lambda event: _observe(run, event))
     run = FixRun(agent, start, command, test is not None, protected, emit)
-    agent.on_event = lambda event: _observe(run, event)
     emit({"type": "session", "id": session.id, "path": str(session.path)})
     emit({"type": "fix_start", "checkpoint": start.commit, "test_command": command,
           "protected": protected})
@@ -150,11 +146,8 @@ def _detected(root: Path) -> str | None:
 
 
 def _observe(run: FixRun, event: dict) -> None:
-    """Forward an agent event; track the agent's own check and the escalation count."""
+    """Forward an agent event; track the agent's own check."""
     run.emit(event)
-    model = run.agent.model
-    if isinstance(model, EscalatingModel):
-        model.observe(event)
     if event["type"] != "tool_result":
         return
     tool = base.all_tools().get(event["name"])
@@ -206,12 +199,9 @@ def _tests(run: FixRun, when: str) -> dict:
                   "errors": r.errors, "timed_out": r.timed_out, "output": r.output[-4000:]}
     except base.ToolError as exc:
         record = {"command": run.command, "ok": False, "error": str(exc), "output": str(exc)}
-    run.emit({"type": "tests", "when": when, **{k: v for k, v in record.items()
-                                                 if k != "output"}})
-    model = run.agent.model
-    if when == "after" and isinstance(model, EscalatingModel):  # a failed verification counts
-        model.observe({"type": "tool_result", "name": "tests", "ok": record["ok"],
-                       "output": record, "content": record["output"]})
+    # through the agent: its observers count a failed verification (escalation)
+    run.agent.emit({"type": "tests", "when": when, **{k: v for k, v in record.items()
+                                                       if k != "output"}})
     return record
 
 
@@ -229,8 +219,7 @@ def _finish(run: FixRun, result: AgentExit, verified: bool) -> dict:
     if not verified and result.code in _STATUS and result.code != exitcodes.OK:
         code = result.code  # needs approval, backend unavailable, interrupted
     restored = None if verified else checkpoints.restore(root, start)
-    model = run.agent.model
-    escalations = [e for e in getattr(model, "events", []) if e["kind"] == "escalation"]
+    escalations = wiring.escalations(run.agent)
     tally = run.agent.tally
     return {"type": "summary", "status": _STATUS.get(code, "not_fixed"), "exit_code": code,
             "reason": _reason(run, result, verified), "message": result.message,

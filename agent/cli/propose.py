@@ -17,41 +17,38 @@ Because edits cannot reach the user's files, the default approval mode `ask` is 
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 import prompts
-from agent import exitcodes, proposals
+from agent import exitcodes, proposals, wiring
+from agent.cli.args import cwd_of, settings_for
+from agent.cli.output import printer
 from agent.config import Settings
 from agent.context import discover_instructions
-from agent.escalation import EscalatingModel
 from agent.exits import AgentExit
-from agent.headless import (
-    _json_printer,
-    _plain_printer,
-    agent_for,
-    load_model,
-    repo_root,
-    rules_error,
-    with_escalation,
-)
 from agent.loop import Agent
-from agent.model import Reply
+from agent.model import BackendError, Reply
 from agent.proposals import Proposal, ProposalError
-from agent.session import Session
 
 SUBJECT_MAX = 72
 
 
+def run(args: argparse.Namespace) -> int:
+    return run_propose(settings_for(args), args.task, cwd_of(args), yes=args.yes,
+                       as_json=args.json)
+
+
 def run_propose(settings: Settings, task: str, cwd: Path, yes: bool = False,
                 as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    if (code := rules_error(settings, "propose", err)) is not None:
-        return code
-    root = repo_root(cwd)
-    if (model := load_model(settings, "propose", err)) is None:
+    root = wiring.repo_root(cwd)
+    try:
+        model = wiring.model_loader(settings)(lambda fraction, what: None)
+    except BackendError as exc:
+        print(f"flashcode propose: {exc}", file=err)
         return exitcodes.BACKEND_UNAVAILABLE
     try:
         proposal = proposals.start(root, task)
@@ -59,7 +56,7 @@ def run_propose(settings: Settings, task: str, cwd: Path, yes: bool = False,
         print(f"flashcode propose: {exc}\npropose needs a git repository with at least one "
               "commit to start from.", file=err)
         return exitcodes.USAGE
-    emit = _json_printer(out) if as_json else _plain_printer(err)
+    emit = printer(as_json, out, err)
     agent = _agent(settings, model, proposal, yes, emit)
     emit({"type": "proposal_start", "branch": proposal.branch, "worktree": proposal.worktree})
     wt = Path(proposal.worktree)
@@ -77,16 +74,11 @@ def run_propose(settings: Settings, task: str, cwd: Path, yes: bool = False,
 
 def _agent(settings: Settings, model, proposal: Proposal, yes: bool, emit) -> Agent:
     wt = Path(proposal.worktree)
-    session = Session.create(wt, model.name)
-    model = with_escalation(settings, model, session.id)
-    agent = agent_for(settings, model, wt, session)
-    if agent.policy.mode == "ask":  # writes land in the proposal's worktree only
-        agent.policy = replace(agent.policy, mode="auto-edit")
-    if yes:
-        agent.ask = lambda call, effect: "yes"
-    agent.on_event = emit
-    if isinstance(model, EscalatingModel):
-        agent.on_event = lambda event: (emit(event), model.observe(event))
+    session = wiring.open_session(wt, model.name)
+    # writes land in the proposal's worktree only: `ask` needs to ask for commands alone
+    mode = "auto-edit" if settings.approval == "ask" else settings.approval
+    agent = wiring.build_agent(settings, model, wt, session, approval=mode,
+                               ask=wiring.always_yes if yes else None, on_event=emit)
     emit({"type": "session", "id": session.id, "path": str(session.path)})
     return agent
 

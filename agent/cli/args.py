@@ -1,0 +1,71 @@
+"""What several commands share on the command line: the model and agent flag groups, and the
+settings and directory an invocation means. Standard library only until settings load."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agent import exitcodes
+
+DEVICE_MAP_HELP = ("where the local engine puts the model: cpu (default), cuda:0, cuda:0,cuda:1 "
+                   "(blocks split by size), auto (the plan `flashcode doctor` shows), or units: "
+                   "layers.0-20=cuda:0,layers.21-42=cuda:1,mtp.0=cuda:1,experts=cpu (routed "
+                   "experts in host memory)")
+
+# the flags that become settings (agent.config's last layer), by their attribute names
+SETTING_FLAGS = ("model", "endpoint", "model_name", "approval", "max_steps", "rewrite",
+                 "thinking", "device_map", "kernels")
+
+
+def subparser(sub, name: str, help_: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog=exitcodes.epilog())
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a flag given before the subcommand must not be reset by the subcommand's default.
+    g = p.add_argument_group("model")
+    add = lambda *a, **k: g.add_argument(*a, default=argparse.SUPPRESS, **k)
+    add("--model", metavar="DIR|replay:PATH",
+        help="local DeepSeek-V4 checkpoint directory, or replay:SESSION.jsonl")
+    add("--endpoint", metavar="URL",
+        help="OpenAI-compatible base URL (vLLM, SGLang, DeepSeek API, flashcode serve)")
+    add("--model-name", metavar="NAME", help="model name to request from --endpoint")
+    add("--device-map", metavar="SPEC", help=DEVICE_MAP_HELP)
+    add("--kernels", choices=["auto", "triton", "ref"],
+        help="engine kernels: auto (Triton on CUDA, PyTorch on CPU), triton, ref")
+    add("--config", metavar="FILE",
+        help="use this TOML file as the project config instead of .flashcode.toml")
+    add("-C", "--cwd", metavar="DIR", help="work in DIR instead of the current directory")
+
+
+def add_agent_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("agent")
+    add = lambda *a, **k: g.add_argument(*a, default=argparse.SUPPRESS, **k)
+    add("--approval", choices=["read-only", "ask", "auto-edit", "full-auto"],
+        help="what the agent may do without asking (default: ask)")
+    add("--max-steps", type=int, metavar="N", help="most model turns (default: 100)")
+    add("--no-rewrite", dest="rewrite", action="store_false",
+        help="skip rewriting the request into a task spec")
+    add("--no-thinking", dest="thinking", action="store_false",
+        help="ask the model to answer without reasoning first")
+
+
+def cwd_of(args: argparse.Namespace) -> Path:
+    """The directory this invocation works in (-C DIR, else the current one)."""
+    return Path(getattr(args, "cwd", None) or ".")
+
+
+def settings_for(args: argparse.Namespace):
+    """Settings for this invocation (the layers of agent.config, plus these flags)."""
+    from agent.config import ConfigError, default_sources, load_settings
+
+    sources = default_sources(Path(args.cwd) if getattr(args, "cwd", None) else None)
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file.")
+        sources = type(sources)(sources.user_file, path, sources.environ)
+    return load_settings(sources, {n: getattr(args, n, None) for n in SETTING_FLAGS})

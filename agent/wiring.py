@@ -1,0 +1,119 @@
+"""Settings → a model, a session and a finished `Agent`: the one place that builds an agent.
+
+Every command and both front ends get their agent from `build_agent`, so the approval policy,
+limits, sandbox, prices and escalation are wired the same way everywhere and nothing patches
+an Agent after it is built. With an escalation endpoint configured, the agent's model is an
+`EscalatingModel` and its failure counter is attached once, as one of the agent's observers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from agent.approval import Policy
+from agent.config import Settings
+from agent.cost import Tally
+from agent.escalation import EscalatingModel
+from agent.loop import Agent, Limits
+from agent.model import LanguageModel
+from agent.session import Session, SessionError, find_session
+from agent.toolrun import Asker
+from tools.base import ToolContext
+
+Progress = Callable[[float, str], None]
+
+
+def always_yes(call, effect: str) -> str:
+    """The Asker of `--yes`: every action the policy would ask about is approved."""
+    return "yes"
+
+
+def repo_root(cwd: Path) -> Path:
+    """The git work tree containing `cwd`, or `cwd` itself outside git."""
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
+                         text=True)
+    return Path(out.stdout.strip()) if out.returncode == 0 else Path(cwd).resolve()
+
+
+def backend_label(settings: Settings) -> str:
+    """Where the model runs, in words: endpoint, replay or local engine."""
+    if settings.endpoint:
+        return "endpoint"
+    if (settings.model or "").startswith("replay:"):
+        return "replay"
+    return "local engine"
+
+
+def model_loader(settings: Settings) -> Callable[[Progress], LanguageModel]:
+    """A function that builds the configured model, reporting progress when it can
+    (BackendUnavailable, whose message says what to fix, when there is none)."""
+    def load(progress: Progress) -> LanguageModel:
+        from agent.backends import make_model  # lazy: the local backend pulls in torch
+
+        progress(0.0, "model")
+        if "progress" in inspect.signature(make_model).parameters:
+            model = make_model(settings, progress=progress)
+        else:
+            model = make_model(settings)
+        progress(1.0, "model")
+        return model
+    return load
+
+
+def open_session(root: Path, model_name: str, resume: str | None = None, cont: bool = False,
+                 fork: str | None = None, data_dir: Path | None = None) -> Session:
+    """A new session; the one --resume ID / --continue names (the latest for ''); or a fork:
+    a new session starting with the first N messages of session ID (`ID:N`; all without N)."""
+    if fork is not None:
+        sid, _, at = fork.partition(":")
+        if at and not at.isdigit():
+            raise SessionError(f"--fork {fork}: write ID or ID:N, N a message count.")
+        return Session.load(find_session(root, sid or None, data_dir)).fork(
+            int(at) if at else None)
+    if resume is None and not cont:
+        return Session.create(root, model_name, data_dir)
+    return Session.load(find_session(root, resume or None, data_dir))
+
+
+def build_agent(settings: Settings, model: LanguageModel, root: Path, session: Session, *,
+                approval: str | None = None, protected: Iterable[str] = (),
+                ask: Asker | None = None,
+                on_event: Callable[[dict], None] | None = None) -> Agent:
+    """The agent for one session: `approval` overrides the configured mode (propose raises
+    `ask` to `auto-edit`), `protected` paths are refused to the file tools (fix), `ask` answers
+    approvals (None: nobody can, the run stops instead), `on_event` is the front end."""
+    model = _with_escalation(settings, model, session.id)
+    policy = Policy.from_settings(approval or settings.approval, settings.allow, settings.deny)
+    limits = Limits(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
+                    max_seconds=settings.max_seconds, max_cost=settings.max_cost)
+    observers = (model.observe,) if isinstance(model, EscalatingModel) else ()
+    return Agent(model, ToolContext(root, sandbox=settings.sandbox), session,
+                 policy=replace(policy, protected=frozenset(protected)), limits=limits,
+                 ask=ask, on_event=on_event or _ignore, observers=observers,
+                 thinking=settings.thinking, tally=Tally(default_prices=settings.prices))
+
+
+def _ignore(event: dict) -> None:
+    pass
+
+
+def _with_escalation(settings: Settings, model: LanguageModel, task: str) -> LanguageModel:
+    """`model`, wrapped to hand over to the escalation endpoint when one is configured."""
+    if not settings.escalation_endpoint or isinstance(model, EscalatingModel):
+        return model
+    from agent.backends.openai_compat import OpenAIModel
+
+    second = OpenAIModel.from_settings(settings, settings.escalation_endpoint,
+                                       settings.escalation_model_name)
+    return EscalatingModel(model, second, settings.escalate_after, task=task)
+
+
+def escalations(agent: Agent) -> list[dict]:
+    """The hand-overs to the escalation model during this agent's work (for a summary)."""
+    model = agent.model
+    events = model.events if isinstance(model, EscalatingModel) else []
+    return [e for e in events if e["kind"] == "escalation"]
