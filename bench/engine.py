@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import cache as kvcache  # noqa: E402
-from engine import device_map as device_map_mod  # noqa: E402
 from engine.config import build  # noqa: E402
-from engine.kvdisk import KVStore, model_identity  # noqa: E402
-from engine.placement import resident_weights  # noqa: E402
-from engine.prefix import PrefixCache, extend  # noqa: E402
-from engine.tiny import random_model, transformers_state_dict  # noqa: E402
+from engine.kv import pages as kvcache  # noqa: E402
+from engine.kv.disk import KVStore, model_identity  # noqa: E402
+from engine.kv.prefix import PrefixCache, extend  # noqa: E402
+from engine.weights import device_map as device_map_mod  # noqa: E402
+from engine.weights.placement import resident_weights  # noqa: E402
+from engine.weights.tiny import random_model, transformers_state_dict  # noqa: E402
 
 CONTEXTS = (1024, 4096, 16384)
 
@@ -47,7 +47,7 @@ def bench_config():
 
 
 def load_models(cfg, device_map: str = "cpu"):
-    """Both models on the same weights; ours placed by `device_map` (engine.device_map),
+    """Both models on the same weights; ours placed by `device_map` (engine.weights.device_map),
     transformers' on the device of our first block."""
     from transformers import DeepseekV4Config, DeepseekV4ForCausalLM
 
@@ -254,7 +254,7 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer decode steps; shorter session")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device-map", default="cpu",
-                    help="where our model runs (engine.device_map: cpu, cuda:0, "
+                    help="where our model runs (engine.weights.device_map: cpu, cuda:0, "
                          "cuda:0,experts=cpu, ...); transformers' goes on the first block's device")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.chat_parse import TokenReplyParser
-from engine.constrain import ToolCallConstraint
+from engine.chat.constraint import ToolCallConstraint
+from engine.chat.json_mode import JsonReplyConstraint, wants_json
+from engine.chat.parse import TokenReplyParser
+from engine.chat.tokenizer import Tokenizer
 from engine.events import Done, Event, ReasoningDelta, TextDelta, Usage
-from engine.json_mode import JsonReplyConstraint, wants_json
+from engine.kv.prefix import PrefixCache, extend
+from engine.kv.state import ModelState
 from engine.model import Transformer
-from engine.prefix import PrefixCache, extend
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 from engine.speculate import Stepper
-from engine.state import ModelState
-from engine.tokenizer import Tokenizer
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Generator:
     def prefill(self, prompt: list[int], streams: list | None = None
                 ) -> tuple[ModelState, torch.Tensor, int]:
         """State after the prompt, the last position's logits [vocab], tokens reused;
-        `streams` receives the last chunk's streams and tokens (engine.prefix.extend)."""
+        `streams` receives the last chunk's streams and tokens (engine.kv.prefix.extend)."""
         state, n = self.cache.lookup(prompt)
         if state is not None and n >= len(prompt):  # all cached: step back one for logits
             try:
@@ -106,7 +106,7 @@ class Generator:
         if state.pos != n:
             raise RuntimeError(f"prefix cache returned a state at {state.pos}, not {n}")
         # chunked, marking the state at 128-token boundaries so a later prompt that shares
-        # only part of this one can be restored exactly (engine.prefix)
+        # only part of this one can be restored exactly (engine.kv.prefix)
         ids = torch.tensor(prompt[n:], device=self.model.embed.weight.device)
         logits = extend(self.model, ids, state, chunk=self.prefill_chunk,
                         last_only=True, streams=streams)[-1]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.prefix import CHUNK, Mark
-from engine.state import ModelState
+from engine.kv.prefix import CHUNK, Mark
+from engine.kv.state import ModelState
 
 
 def _ids(model, ids: list[int]) -> torch.Tensor:

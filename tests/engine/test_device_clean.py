@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from engine import speculate
-from engine.prefix import Mark, extend
+from engine.kv.prefix import Mark, extend
 
 
 def test_prefill_decode_follow_the_weights(tiny_model, tokens):

@@ -8,9 +8,9 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine import dsml
 from engine.api import Engine, PromptTooLong
-from engine.chat_parse import parse_reply
+from engine.chat import dsml
+from engine.chat.parse import parse_reply
 from engine.events import (
     Done,
     FormatError,
@@ -20,7 +20,7 @@ from engine.events import (
     ToolCallStarted,
     Usage,
 )
-from engine.prefix import PrefixCache
+from engine.kv.prefix import PrefixCache
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 
 HI = [{"role": "user", "content": "hello there, write some code"}]
@@ -256,7 +256,7 @@ def test_local_backend_hands_sampled_ids_back_so_the_next_turn_reuses_the_prefix
 
 
 def test_json_response_format_keeps_the_content_a_json_object(engine):
-    from engine.json_prefix import JsonPrefix
+    from engine.chat.json_prefix import JsonPrefix
 
     finished = 0
     for temperature, seed in ((0.0, None), (1.0, 0), (1.0, 1)):
@@ -275,8 +275,8 @@ def test_json_response_format_keeps_the_content_a_json_object(engine):
 
 
 def test_kv_bytes_count_the_cached_state_plain_and_in_pages(engine):
-    from engine.cache import Pools
-    from engine.prefix import state_bytes
+    from engine.kv.pages import Pools
+    from engine.kv.prefix import state_bytes
 
     plain = Engine(engine.model, engine.tok)
     pools = Pools.for_config(engine.model.cfg, "fp8r32", "fp4")

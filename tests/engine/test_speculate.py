@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import preset
 from engine.speculate import MTPDrafter, generate, greedy
-from engine.tiny import random_model
+from engine.weights.tiny import random_model
 
 
 @pytest.fixture(scope="module", params=["tiny", "tiny-window"])

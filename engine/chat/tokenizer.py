@@ -13,8 +13,8 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from engine import dsml
-from engine.chat import Splice, messages_from_openai, render_segments
+from engine.chat import dsml
+from engine.chat.render import Splice, messages_from_openai, render_segments
 
 EXTRACTED_URL = "<｜extracted_url｜>"
 # name → text; every one must be in the tokenizer (EXTRACTED_URL is optional, see README of

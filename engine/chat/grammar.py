@@ -1,5 +1,5 @@
 """The grammar of one V4 reply, as a character-level machine shared by the streaming parser
-(chat_parse.py) and constrained decoding (constrain.py), so what the sampler allows is exactly
+(parse.py) and constrained decoding (constraint.py), so what the sampler allows is exactly
 what the parser accepts.
 
 Reply grammar (thinking mode starts in reasoning, chat mode in content):
@@ -12,7 +12,7 @@ Reply grammar (thinking mode starts in reasoning, chat mode in content):
 Payload (reasoning, content, VALUE) runs to its terminator; text that might begin one is held
 back. Once `<｜DSML｜` appears in content the text is markup and must follow the grammar.
 Without schemas any names pass and `string="false"` values are checked with json.loads at
-their end; with schemas (constrain.ToolSchemas) names, types and required parameters are
+their end; with schemas (constraint.ToolSchemas) names, types and required parameters are
 enforced and JSON is checked as it arrives.
 """
 
@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from engine import dsml
-from engine.json_prefix import JsonPrefix
+from engine.chat import dsml
+from engine.chat.json_prefix import JsonPrefix
 
 if TYPE_CHECKING:
-    from engine.constrain import ToolSchemas
+    from engine.chat.constraint import ToolSchemas
 
 _COMMIT = "<" + dsml.DSML  # in content, markup from here on
 _BLOCK_TERMS = (("\n\n" + dsml.CALLS_OPEN, "block"), (dsml.CALLS_OPEN, "block"))

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from engine import dsml
+from engine.chat import dsml
 
 Task = Literal["action", "query", "authority", "domain", "title", "read_url"]
 

@@ -8,7 +8,7 @@ forbid the call block.
     mask = c.allowed()          # np.bool_[vocab_size]; logits[~mask] = -inf
     c.advance(token_id)         # after sampling; False if the token was not allowed
 
-It runs reply_grammar.Machine (the parser's own grammar, plus schemas) over a byte trie of the
+It runs grammar.Machine (the parser's own grammar, plus schemas) over a byte trie of the
 vocabulary. In free text at most the few tokens that could complete a terminator are tried, the
 rest is allowed at once; in markup the walk follows only the characters the grammar permits;
 inside JSON strings and numbers a token is judged by its rest after plain bytes (one run per
@@ -25,10 +25,10 @@ from functools import cache
 
 import numpy as np
 
-from engine import dsml
-from engine.json_prefix import JsonPrefix
-from engine.reply_grammar import TERMS, Machine
-from engine.tokenizer import Tokenizer
+from engine.chat import dsml
+from engine.chat.grammar import TERMS, Machine
+from engine.chat.json_prefix import JsonPrefix
+from engine.chat.tokenizer import Tokenizer
 
 _BAR = "｜".encode()
 _STRING_STOPS = bytes([*range(0x20), ord('"'), ord("\\"), ord("<")])
