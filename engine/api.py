@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from engine.chat.constraint import ToolCallConstraint, _vocab
+from engine.chat.constraint import ToolCallConstraint, vocab_tables
 from engine.chat.json_mode import JsonReplyConstraint
-from engine.chat.render import System, messages_from_openai
-from engine.chat.tokenizer import Tokenizer, encode_conversation
+from engine.chat.render import System, encode_conversation, messages_from_openai
+from engine.chat.tokenizer import Tokenizer
 from engine.events import Event, Usage
 from engine.generate import Generator
 from engine.kv.prefix import PrefixCache
@@ -97,7 +97,7 @@ class Engine:
         self.gen = Generator(model, tokenizer, cache, window)
         self.lock = threading.Lock()
         self.stats = Stats()
-        _vocab(tokenizer)  # build the constraint's token trie now, not on the first request
+        vocab_tables(tokenizer)  # build the constraint's token trie now, not on the first request
 
     @classmethod
     def load(cls, path: str | Path, kernels: str = "auto", device_map: str | None = None,

@@ -18,7 +18,7 @@ import codecs
 
 import numpy as np
 
-from engine.chat.constraint import ToolCallConstraint, _vocab
+from engine.chat.constraint import ToolCallConstraint, vocab_tables
 from engine.chat.json_prefix import JsonPrefix
 from engine.chat.tokenizer import Tokenizer
 
@@ -34,7 +34,7 @@ class JsonReplyConstraint:
         self.tok = tokenizer
         self.pre = ToolCallConstraint(tokenizer, [], thinking, vocab_size, "none")
         self.width = self.pre.width
-        self.ok = _vocab(tokenizer).ok
+        self.ok = vocab_tables(tokenizer).ok
         self.think_close = tokenizer.special["think_close"]
         self.js: JsonPrefix | None = None if thinking else JsonPrefix("{")
         self.dec = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -7,8 +7,16 @@ import re
 
 import pytest
 
-from engine.chat.render import Assistant, System, ToolCall, ToolResult, User, render
-from engine.chat.tokenizer import SPECIALS, Tokenizer, encode_conversation, write_tiny_tokenizer
+from engine.chat.render import (
+    Assistant,
+    System,
+    ToolCall,
+    ToolResult,
+    User,
+    encode_conversation,
+    render,
+)
+from engine.chat.tokenizer import SPECIALS, Tokenizer, write_tiny_tokenizer
 
 TOOLS = [{"type": "function", "function": {"name": "read", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}}}}]
