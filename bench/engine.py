@@ -233,15 +233,30 @@ def save_load(model, state, toks, c):
           f"{torch.equal(a, b)} (max |Δ| {(a - b).abs().max().item():.1e})")
 
 
+def _speculate(model, prompt: torch.Tensor, n: int):
+    """n greedy tokens decoded as engine/generate.py decodes them (a chunked prefill keeping the
+    last chunk's streams for the drafter, then speculate.Stepper), and the stepper's counts."""
+    from engine.kv.prefix import extend
+    from engine.speculate import Stepper
+
+    state, chunk = model.new_state(), []
+    logits = extend(model, prompt, state, last_only=True, streams=chunk)[-1]
+    stepper = Stepper(model, state, True, *chunk[0])
+    out = [int(logits.argmax())]
+    while len(out) < n:
+        out.append(int(stepper.next(out[-1]).argmax()))
+    return out, stepper.stats
+
+
 def speculation(model, toks, n: int):
-    from engine.speculate import generate, greedy
+    from engine.speculate import greedy
 
     prompt = toks[:1024].tolist()
     t = time.perf_counter()
     plain = greedy(model, prompt, n)
     tp = time.perf_counter() - t
     t = time.perf_counter()
-    spec, stats = generate(model, prompt, n)
+    spec, stats = _speculate(model, toks[:1024], n)
     ts = time.perf_counter() - t
     print(f"\n== MTP speculation, {n} greedy tokens after 1K (random MTP weights: acceptance is "
           f"chance level) ==\nidentical to plain greedy: {spec == plain}; acceptance "

@@ -3,7 +3,7 @@
     engine = Engine.load("DIR")                      # config.json, shards, tokenizer.json
     for ev in engine.stream(messages, tools, SamplingParams(temperature=0), max_tokens=64):
         ...                                          # engine.events, ending Usage, Done
-    engine.count_tokens(messages, tools); engine.context_window; engine.stats
+    engine.count_tokens(messages, tools); engine.context_window; engine.kv_stats()
 
 `messages` are OpenAI-style dicts or engine.chat.render messages; `tools` OpenAI function specs.
 Keyword arguments override fields of `params` (the agent adapter passes thinking=,
@@ -28,7 +28,7 @@ from engine.chat.constraint import ToolCallConstraint, vocab_tables
 from engine.chat.json_mode import JsonReplyConstraint
 from engine.chat.render import System, encode_conversation, messages_from_openai
 from engine.chat.tokenizer import Tokenizer
-from engine.events import Event, Usage
+from engine.events import Event
 from engine.generate import Generator
 from engine.kv.prefix import PrefixCache
 from engine.sampling import SamplingParams
@@ -76,15 +76,6 @@ class Prepared:
     constraint: ToolCallConstraint | JsonReplyConstraint | None
 
 
-@dataclass
-class Stats:
-    requests: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    generated_tokens: int = 0
-    last: Usage | None = None
-
-
 class Engine:
     def __init__(self, model, tokenizer: Tokenizer, name: str = "flashcode",
                  context_window: int | None = None, cache: PrefixCache | None = None) -> None:
@@ -96,7 +87,6 @@ class Engine:
         cache = cache if cache is not None else PrefixCache()  # an empty one is falsy
         self.gen = Generator(model, tokenizer, cache, window)
         self.lock = threading.Lock()
-        self.stats = Stats()
         vocab_tables(tokenizer)  # build the constraint's token trie now, not on the first request
 
     @classmethod
@@ -181,23 +171,12 @@ class Engine:
     def generate(self, req: Prepared) -> Iterator[Event]:
         """Run a prepared request (waits for the sequence before it)."""
         with self.lock:
-            for ev in self.gen.run(req.ids, req.tools, req.params, req.constraint):
-                if isinstance(ev, Usage):
-                    self._count(ev)
-                yield ev
+            yield from self.gen.run(req.ids, req.tools, req.params, req.constraint)
 
     def stream(self, messages: list, tools: list | None = None,
                params: SamplingParams | None = None, **overrides: Any) -> Iterator[Event]:
         """Events of one reply; see the module docstring."""
         yield from self.generate(self.prepare(messages, tools, params, **overrides))
-
-    def _count(self, u: Usage) -> None:
-        s = self.stats
-        s.requests += 1
-        s.prompt_tokens += u.prompt_tokens
-        s.cached_tokens += u.cached_tokens
-        s.generated_tokens += u.generated_tokens
-        s.last = u
 
     def kv_bytes(self) -> int:
         """Bytes of KV state the engine holds now: every sequence in the prefix cache (the

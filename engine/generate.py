@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,15 +29,6 @@ from engine.kv.state import ModelState
 from engine.model import Transformer
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 from engine.speculate import Stepper
-
-
-@dataclass
-class Reply:
-    """What the last run produced, for callers that want the whole turn (the server, tests)."""
-    ids: list[int]
-    message: object  # chat.Assistant with token_ids
-    usage: Usage
-    finish_reason: str
 
 
 class _StopGate:
@@ -74,7 +64,6 @@ class Generator:
         # unconstrained: only ids the tokenizer knows (the embedding may have padding rows)
         self.known = np.zeros(self.vocab, dtype=bool)
         self.known[:min(tokenizer.vocab_size, self.vocab)] = True
-        self.last: Reply | None = None
         # prefill in pieces: attention over S tokens at once costs S² memory (8k tokens of the
         # tiny model on CPU: 34 s in one piece, 4.5 s in pieces of 512)
         self.prefill_chunk = 512
@@ -157,10 +146,10 @@ class Generator:
             if state.pos == len(fed):
                 self.cache.store(fed, state)
         acc = stepper.stats.acceptance if stepper.drafter is not None else None
-        yield from self._finish(gate, final, parser, ids, (len(prompt), cached, t0, t1, acc))
+        yield from self._finish(gate, final, ids, (len(prompt), cached, t0, t1, acc))
 
-    def _finish(self, gate: _StopGate, final: list[Event], parser: TokenReplyParser,
-                ids: list[int], timing: tuple) -> Iterator[Event]:
+    def _finish(self, gate: _StopGate, final: list[Event], ids: list[int],
+                timing: tuple) -> Iterator[Event]:
         n_prompt, cached, t0, t1, acc = timing
         t2 = time.perf_counter()
         reason = "stop"
@@ -175,6 +164,5 @@ class Generator:
             yield from gate.release()
         usage = Usage(n_prompt, cached, len(ids), (n_prompt - cached) / max(t1 - t0, 1e-9),
                       len(ids) / max(t2 - t1, 1e-9), acc)
-        self.last = Reply(list(ids), parser.message(), usage, reason)
         yield usage
         yield Done(reason, list(ids))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from engine.api import Engine, PromptTooLong
 from engine.chat import dsml
-from engine.chat.parse import parse_reply
+from engine.chat.parse import TokenReplyParser, parse_reply, reply_message
 from engine.events import (
     Done,
     FormatError,
@@ -108,7 +108,7 @@ def test_prefix_reuse_gives_the_same_reply_as_a_fresh_prefill(engine):
     # thinking off: with it on and no tools, V4 drops earlier reasoning, so no prefix is shared
     engine.gen.cache = PrefixCache()
     first = run(engine, temperature=0, max_tokens=6, thinking=False)
-    turn = engine.gen.last.message  # Assistant with the sampled token_ids
+    turn = reply_message(first, first[-1].tokens)  # Assistant with the sampled token_ids
     follow = [*HI, turn.model_dump(), {"role": "user", "content": "and then?"}]
     reused = run(engine, follow, temperature=0, max_tokens=8, thinking=False)
     assert reused[-2].cached_tokens >= first[-2].prompt_tokens  # the whole first turn reused
@@ -174,7 +174,10 @@ def test_forced_named_tool_completes(engine):
     calls = _check_calls(ev, thinking=False)
     assert ev[-1].finish_reason == "tool_calls"
     assert calls and {c.name for c in calls} == {"ping"} and calls[0].arguments == {}
-    turn = engine.gen.last.message
+    replay = TokenReplyParser(engine.tok, thinking=False)  # the reported ids, parsed again
+    for i in ev[-1].tokens:
+        replay.step(i)
+    turn = replay.message()
     assert [c.name for c in turn.tool_calls] == ["ping"] * len(calls)
     assert turn.token_ids == ev[-1].tokens
 
