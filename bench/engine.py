@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import cache as kvcache  # noqa: E402
-from engine import device_map as device_map_mod  # noqa: E402
 from engine.config import build  # noqa: E402
-from engine.kvdisk import KVStore, model_identity  # noqa: E402
-from engine.placement import resident_weights  # noqa: E402
-from engine.prefix import PrefixCache, extend  # noqa: E402
-from engine.tiny import random_model, transformers_state_dict  # noqa: E402
+from engine.kv import pages as kvcache  # noqa: E402
+from engine.kv.disk import KVStore, model_identity  # noqa: E402
+from engine.kv.prefix import PrefixCache, extend  # noqa: E402
+from engine.weights import device_map as device_map_mod  # noqa: E402
+from engine.weights.placement import resident_weights  # noqa: E402
+from engine.weights.tiny import random_model, transformers_state_dict  # noqa: E402
 
 CONTEXTS = (1024, 4096, 16384)
 
@@ -47,7 +47,7 @@ def bench_config():
 
 
 def load_models(cfg, device_map: str = "cpu"):
-    """Both models on the same weights; ours placed by `device_map` (engine.device_map),
+    """Both models on the same weights; ours placed by `device_map` (engine.weights.device_map),
     transformers' on the device of our first block."""
     from transformers import DeepseekV4Config, DeepseekV4ForCausalLM
 
@@ -233,15 +233,30 @@ def save_load(model, state, toks, c):
           f"{torch.equal(a, b)} (max |Δ| {(a - b).abs().max().item():.1e})")
 
 
+def _speculate(model, prompt: torch.Tensor, n: int):
+    """n greedy tokens decoded as engine/generate.py decodes them (a chunked prefill keeping the
+    last chunk's streams for the drafter, then speculate.Stepper), and the stepper's counts."""
+    from engine.kv.prefix import extend
+    from engine.speculate import Stepper
+
+    state, chunk = model.new_state(), []
+    logits = extend(model, prompt, state, last_only=True, streams=chunk)[-1]
+    stepper = Stepper(model, state, True, *chunk[0])
+    out = [int(logits.argmax())]
+    while len(out) < n:
+        out.append(int(stepper.next(out[-1]).argmax()))
+    return out, stepper.stats
+
+
 def speculation(model, toks, n: int):
-    from engine.speculate import generate, greedy
+    from engine.speculate import greedy
 
     prompt = toks[:1024].tolist()
     t = time.perf_counter()
     plain = greedy(model, prompt, n)
     tp = time.perf_counter() - t
     t = time.perf_counter()
-    spec, stats = generate(model, prompt, n)
+    spec, stats = _speculate(model, toks[:1024], n)
     ts = time.perf_counter() - t
     print(f"\n== MTP speculation, {n} greedy tokens after 1K (random MTP weights: acceptance is "
           f"chance level) ==\nidentical to plain greedy: {spec == plain}; acceptance "
@@ -254,7 +269,7 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer decode steps; shorter session")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device-map", default="cpu",
-                    help="where our model runs (engine.device_map: cpu, cuda:0, "
+                    help="where our model runs (engine.weights.device_map: cpu, cuda:0, "
                          "cuda:0,experts=cpu, ...); transformers' goes on the first block's device")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -54,7 +54,7 @@ def attention_cases(s: dict, dev) -> list[Case]:
     import torch
 
     from engine.kernels import attention as A
-    from engine.layers.rope import inv_freq
+    from engine.kernels.rope import inv_freq
     freqs = inv_freq(s["r"], 160000.0, 16.0, 65536).to(dev)
     out = []
     for ctx in s["ctx"]:
@@ -113,7 +113,7 @@ def indexer_cases(s: dict, dev) -> list[Case]:
 def compressor_cases(s: dict, dev) -> list[Case]:
     from engine.kernels import cache_insert as CI
     from engine.kernels import compressor as C
-    from engine.layers.rope import inv_freq
+    from engine.kernels.rope import inv_freq
     out = []
     for kind, ratio, slots in (("CSA", 4, 8), ("HCA", 128, 128)):
         for phase, windows in (("decode", 1), ("prefill", max(s["chunk"] // ratio, 1))):

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.prefix import extend  # noqa: E402
+from engine.kv.prefix import extend  # noqa: E402
 
 
 def _bench_module():

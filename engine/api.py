@@ -3,9 +3,9 @@
     engine = Engine.load("DIR")                      # config.json, shards, tokenizer.json
     for ev in engine.stream(messages, tools, SamplingParams(temperature=0), max_tokens=64):
         ...                                          # engine.events, ending Usage, Done
-    engine.count_tokens(messages, tools); engine.context_window; engine.stats
+    engine.count_tokens(messages, tools); engine.context_window; engine.kv_stats()
 
-`messages` are OpenAI-style dicts or engine.chat messages; `tools` OpenAI function specs.
+`messages` are OpenAI-style dicts or engine.chat.render messages; `tools` OpenAI function specs.
 Keyword arguments override fields of `params` (the agent adapter passes thinking=,
 max_tokens=, response_format=). One sequence runs at a time: `stream` holds a lock while it
 generates, so concurrent callers queue (close or drop an abandoned stream to free it).
@@ -24,16 +24,16 @@ from typing import Any
 
 import torch
 
-from engine.chat import System, messages_from_openai
-from engine.constrain import ToolCallConstraint, _vocab
-from engine.events import Event, Usage
+from engine.chat.constraint import ToolCallConstraint, vocab_tables
+from engine.chat.json_mode import JsonReplyConstraint
+from engine.chat.render import System, encode_conversation, messages_from_openai
+from engine.chat.tokenizer import Tokenizer
+from engine.events import Event
 from engine.generate import Generator
-from engine.json_mode import JsonReplyConstraint
-from engine.memplan import available_memory
-from engine.placement import resident_bytes, resident_weights
-from engine.prefix import PrefixCache
+from engine.kv.prefix import PrefixCache
 from engine.sampling import SamplingParams
-from engine.tokenizer import Tokenizer, encode_conversation
+from engine.weights.memplan import available_memory
+from engine.weights.placement import resident_bytes, resident_weights
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -56,7 +56,7 @@ def _kv_store(model, root: str | Path | None, budget: int):
     """A KVStore in `root`/<model identity>, or None without a root."""
     if not root:
         return None
-    from engine.kvdisk import KVStore, model_identity
+    from engine.kv.disk import KVStore, model_identity
 
     ident = model_identity(model)
     devices = [b.attn.wkv.weight.device for b in (*model.layers, *model.mtp)]
@@ -76,15 +76,6 @@ class Prepared:
     constraint: ToolCallConstraint | JsonReplyConstraint | None
 
 
-@dataclass
-class Stats:
-    requests: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    generated_tokens: int = 0
-    last: Usage | None = None
-
-
 class Engine:
     def __init__(self, model, tokenizer: Tokenizer, name: str = "flashcode",
                  context_window: int | None = None, cache: PrefixCache | None = None) -> None:
@@ -96,8 +87,7 @@ class Engine:
         cache = cache if cache is not None else PrefixCache()  # an empty one is falsy
         self.gen = Generator(model, tokenizer, cache, window)
         self.lock = threading.Lock()
-        self.stats = Stats()
-        _vocab(tokenizer)  # build the constraint's token trie now, not on the first request
+        vocab_tables(tokenizer)  # build the constraint's token trie now, not on the first request
 
     @classmethod
     def load(cls, path: str | Path, kernels: str = "auto", device_map: str | None = None,
@@ -107,15 +97,15 @@ class Engine:
              kv_dir: str | Path | None = None, kv_dir_bytes: int = 0) -> Engine:
         """Weights, config and tokenizer from a checkpoint directory. `kernels`: auto (Triton
         on CUDA tensors, the PyTorch twins on the CPU), triton or ref (engine.kernels.registry).
-        `device_map`: where the blocks and routed experts go (engine.device_map: cpu, cuda:0,
-        cuda:0,cuda:1, explicit units, auto). `resident`: keep dequantized float copies of the
-        FP8/FP4 weights (several times faster on CPU); None = the FLASHCODE_RESIDENT
+        `device_map`: where the blocks and routed experts go (engine.weights.device_map: cpu,
+        cuda:0, cuda:0,cuda:1, explicit units, auto). `resident`: keep dequantized float copies
+        of the FP8/FP4 weights (several times faster on CPU); None = the FLASHCODE_RESIDENT
         environment variable (0/1), else yes when they fit in half the available memory (see
-        `resident_plan`). Prompt states are cached (engine.prefix) under `kv_cache_bytes` (0:
-        the newest few) and, with `kv_dir`, saved there under `kv_dir_bytes` (engine.kvdisk),
+        `resident_plan`). Prompt states are cached (engine.kv.prefix) under `kv_cache_bytes` (0:
+        the newest few) and, with `kv_dir`, saved there under `kv_dir_bytes` (engine.kv.disk),
         in a folder per model."""
         from engine.kernels import registry
-        from engine.loader import load as load_model
+        from engine.weights.loader import load as load_model
 
         registry.configure(None if kernels == "auto" else kernels)
         path = Path(path).expanduser()
@@ -138,7 +128,7 @@ class Engine:
     @property
     def placement(self) -> str:
         """Where the weights are, in one line: 'layers.0-42 cuda:0; routed experts cpu'."""
-        from engine.device_map import describe
+        from engine.weights.device_map import describe
 
         dmap = getattr(self.model, "device_map", None) or {"layers.0": "cpu"}
         resident = any(getattr(m, "resident", None) is not None for m in self.model.modules())
@@ -181,23 +171,12 @@ class Engine:
     def generate(self, req: Prepared) -> Iterator[Event]:
         """Run a prepared request (waits for the sequence before it)."""
         with self.lock:
-            for ev in self.gen.run(req.ids, req.tools, req.params, req.constraint):
-                if isinstance(ev, Usage):
-                    self._count(ev)
-                yield ev
+            yield from self.gen.run(req.ids, req.tools, req.params, req.constraint)
 
     def stream(self, messages: list, tools: list | None = None,
                params: SamplingParams | None = None, **overrides: Any) -> Iterator[Event]:
         """Events of one reply; see the module docstring."""
         yield from self.generate(self.prepare(messages, tools, params, **overrides))
-
-    def _count(self, u: Usage) -> None:
-        s = self.stats
-        s.requests += 1
-        s.prompt_tokens += u.prompt_tokens
-        s.cached_tokens += u.cached_tokens
-        s.generated_tokens += u.generated_tokens
-        s.last = u
 
     def kv_bytes(self) -> int:
         """Bytes of KV state the engine holds now: every sequence in the prefix cache (the

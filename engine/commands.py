@@ -22,7 +22,7 @@ KINDS = [  # (label, test on the parameter name), first match wins
 
 def make_tiny(out: str, preset: str = "tiny", seed: int = 0) -> int:
     from engine.config import ConfigError
-    from engine.tiny import make_tiny as write
+    from engine.weights.tiny import make_tiny as write
 
     try:
         path = write(Path(out), preset, seed)
@@ -60,7 +60,7 @@ def logits(model_dir: str, tokens: str, mode: str, out: str) -> int:
 
 def _load(model_dir: str, mode: str):
     from engine.config import ConfigError
-    from engine.loader import LoadError, load
+    from engine.weights.loader import LoadError, load
 
     try:
         return load(model_dir, mode=mode)
@@ -72,7 +72,7 @@ def _load(model_dir: str, mode: str):
 def inspect(model_dir: str) -> int:
     """Config, layer pattern and stored bytes by kind and dtype (from config.json alone)."""
     from engine.config import ConfigError, load
-    from engine.loader import build
+    from engine.weights.loader import build
 
     try:
         cfg = load(model_dir)

@@ -1,4 +1,4 @@
-"""Typed events the engine yields while a reply streams in (chat_parse.StreamParser makes the
+"""Typed events the engine yields while a reply streams in (chat.parse.StreamParser makes the
 text ones; the generator adds Usage). Concatenating every ToolCallArgDelta of one call gives the
 JSON text of its arguments, which is what OpenAI-style streaming clients expect."""
 

@@ -15,30 +15,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from engine.chat_parse import TokenReplyParser
-from engine.constrain import ToolCallConstraint
+from engine.chat.constraint import ToolCallConstraint
+from engine.chat.json_mode import JsonReplyConstraint, wants_json
+from engine.chat.parse import TokenReplyParser
+from engine.chat.tokenizer import Tokenizer
 from engine.events import Done, Event, ReasoningDelta, TextDelta, Usage
-from engine.json_mode import JsonReplyConstraint, wants_json
+from engine.kv.prefix import PrefixCache, extend
+from engine.kv.state import ModelState
 from engine.model import Transformer
-from engine.prefix import PrefixCache, extend
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 from engine.speculate import Stepper
-from engine.state import ModelState
-from engine.tokenizer import Tokenizer
-
-
-@dataclass
-class Reply:
-    """What the last run produced, for callers that want the whole turn (the server, tests)."""
-    ids: list[int]
-    message: object  # chat.Assistant with token_ids
-    usage: Usage
-    finish_reason: str
 
 
 class _StopGate:
@@ -74,7 +64,6 @@ class Generator:
         # unconstrained: only ids the tokenizer knows (the embedding may have padding rows)
         self.known = np.zeros(self.vocab, dtype=bool)
         self.known[:min(tokenizer.vocab_size, self.vocab)] = True
-        self.last: Reply | None = None
         # prefill in pieces: attention over S tokens at once costs S² memory (8k tokens of the
         # tiny model on CPU: 34 s in one piece, 4.5 s in pieces of 512)
         self.prefill_chunk = 512
@@ -93,7 +82,7 @@ class Generator:
     def prefill(self, prompt: list[int], streams: list | None = None
                 ) -> tuple[ModelState, torch.Tensor, int]:
         """State after the prompt, the last position's logits [vocab], tokens reused;
-        `streams` receives the last chunk's streams and tokens (engine.prefix.extend)."""
+        `streams` receives the last chunk's streams and tokens (engine.kv.prefix.extend)."""
         state, n = self.cache.lookup(prompt)
         if state is not None and n >= len(prompt):  # all cached: step back one for logits
             try:
@@ -106,7 +95,7 @@ class Generator:
         if state.pos != n:
             raise RuntimeError(f"prefix cache returned a state at {state.pos}, not {n}")
         # chunked, marking the state at 128-token boundaries so a later prompt that shares
-        # only part of this one can be restored exactly (engine.prefix)
+        # only part of this one can be restored exactly (engine.kv.prefix)
         ids = torch.tensor(prompt[n:], device=self.model.embed.weight.device)
         logits = extend(self.model, ids, state, chunk=self.prefill_chunk,
                         last_only=True, streams=streams)[-1]
@@ -157,10 +146,10 @@ class Generator:
             if state.pos == len(fed):
                 self.cache.store(fed, state)
         acc = stepper.stats.acceptance if stepper.drafter is not None else None
-        yield from self._finish(gate, final, parser, ids, (len(prompt), cached, t0, t1, acc))
+        yield from self._finish(gate, final, ids, (len(prompt), cached, t0, t1, acc))
 
-    def _finish(self, gate: _StopGate, final: list[Event], parser: TokenReplyParser,
-                ids: list[int], timing: tuple) -> Iterator[Event]:
+    def _finish(self, gate: _StopGate, final: list[Event], ids: list[int],
+                timing: tuple) -> Iterator[Event]:
         n_prompt, cached, t0, t1, acc = timing
         t2 = time.perf_counter()
         reason = "stop"
@@ -175,6 +164,5 @@ class Generator:
             yield from gate.release()
         usage = Usage(n_prompt, cached, len(ids), (n_prompt - cached) / max(t1 - t0, 1e-9),
                       len(ids) / max(t2 - t1, 1e-9), acc)
-        self.last = Reply(list(ids), parser.message(), usage, reason)
         yield usage
         yield Done(reason, list(ids))

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.kv.state import LayerState, ModelState
 from engine.layers import mhc
 from engine.layers.attention import Attention
 from engine.layers.linear import Linear
 from engine.layers.moe import MoE
 from engine.layers.norm import RMSNorm
 from engine.numerics import Numerics
-from engine.state import LayerState, ModelState
 
 
 class Block(nn.Module):

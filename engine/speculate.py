@@ -1,12 +1,14 @@
 """MTP speculative decoding (greedy): the MTP block drafts token P+1 from the main model's final
-streams at P-1 and token P; one main forward over [t_P, draft] verifies it.
+streams at P-1 and token P; one main forward over [t_P, draft] verifies it. `Stepper` runs it
+under the generation loop (engine/generate.py); `greedy` is the plain reference it must match.
 
 Invariant between steps: the main state holds t_0..t_{P-1}; `last` = streams of P-1 [1, n, D];
-`nxt` = t_P (greedy, already emitted); the MTP state holds pairs (streams_i, t_{i+1}) up to
-i = P-2, and `backlog` the pairs it still has to see before drafting.
-  accept (argmax L_P == draft): emit draft and t_{P+2} = argmax L_{P+1}; 2 tokens per forward
-  reject: emit t_{P+1} = argmax L_P; roll the main state back to P+1 (one token; when that
-          token closed a compressor window, restore the light mark taken before and rerun t_P)
+t_P is the token just sampled; the MTP state holds pairs (streams_i, t_{i+1}) up to i = P-2,
+and `backlog` the pairs it still has to see before drafting.
+  accept (the next token sampled is the draft): L_{P+1} came with the same forward; 2 tokens
+          per forward
+  reject: roll the main state back to P+1 (one token; when that token closed a compressor
+          window, restore the light mark taken before and rerun t_P)
 Output equals plain greedy decoding (up to float ties between a 1- and a 2-token forward).
 """
 
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.prefix import CHUNK, Mark
-from engine.state import ModelState
+from engine.kv.prefix import Mark
+from engine.kv.state import ModelState
 
 
 def _ids(model, ids: list[int]) -> torch.Tensor:
@@ -74,35 +76,6 @@ def _roll_back(model, state: ModelState, mark: Mark | None, nxt: int) -> ModelSt
     back.mtp = state.mtp  # the MTP states are live (the drafter's); the mark's are older
     model.streams(_ids(model, [nxt]), back)
     return back
-
-
-@torch.no_grad()
-def generate(model, prompt: list[int], max_new: int, drafter_cls=MTPDrafter,
-             state: ModelState | None = None) -> tuple[list[int], SpecStats]:
-    """Greedy tokens after `prompt` (max_new of them) with MTP speculation, and the stats."""
-    state = state if state is not None else model.new_state()
-    x = torch.cat([model.streams(_ids(model, prompt[i:i + CHUNK]), state)
-                   for i in range(0, len(prompt), CHUNK)])  # chunked: no [S, H, S] scores
-    nxt = int(model.logits(x[-1:])[0].argmax())
-    drafter = drafter_cls(model, state)
-    drafter.feed(x[:-1], prompt[1:])
-    out, last, stats = [nxt], x[-1:], SpecStats()
-    while len(out) < max_new:
-        draft = drafter.propose(last, nxt)
-        xs, lg, mark = _step(model, state, nxt, draft)
-        stats.forwards, stats.drafted = stats.forwards + 1, stats.drafted + 1
-        true = int(lg[0].argmax())
-        if true == draft:
-            stats.accepted += 1
-            drafter.feed(xs[:1], [draft])
-            nxt, last = int(lg[1].argmax()), xs[1:]
-            out += [draft, nxt]
-        else:
-            state = _roll_back(model, state, mark, nxt)
-            nxt, last = true, xs[:1]
-            out.append(nxt)
-    stats.tokens = len(out) - 1
-    return out[:max_new], stats
 
 
 @torch.no_grad()

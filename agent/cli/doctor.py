@@ -68,7 +68,7 @@ def check_triton() -> Check:
 
 def check_memory_plan(settings: Settings, gpus: list[int] | None = None) -> Check:
     """Which placement of the weights (the configured checkpoint, else Flash) fits here."""
-    from engine import memplan  # torch-free arithmetic on safetensors headers
+    from engine.weights import memplan  # torch-free arithmetic on safetensors headers
 
     path = Path(settings.model).expanduser() if settings.model else None
     if path is not None and (path / "config.json").is_file():

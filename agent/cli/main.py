@@ -257,7 +257,7 @@ def _serve(sub) -> None:
     def handler(a: argparse.Namespace) -> int:
         if not getattr(a, "model", None):
             p.error("give the checkpoint: --model DIR")
-        from engine.server import main
+        from engine.serve.server import main
 
         return main(a.model, a.host, a.port, a.context_window, a.name, a.device_map, a.kernels)
     p.set_defaults(handler=handler)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from engine.kernels._triton import check, jit, pow2, tl
-from engine.layers.rope import apply_rope
+from engine.kernels.rope import apply_rope
 
 NOPE_BLOCK = 64  # one FP8 scale per 64 nope channels (the release's KV block)
 

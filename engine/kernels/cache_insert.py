@@ -16,7 +16,7 @@ import torch
 from engine import quant
 from engine.kernels._triton import check, jit, pow2, round_e4m3, tl
 from engine.kernels.attention import KVFp8
-from engine.layers.rope import apply_rope
+from engine.kernels.rope import apply_rope
 
 
 def norm_rope_ref(x: torch.Tensor, w: torch.Tensor | None, eps: float, pos: torch.Tensor,

@@ -23,7 +23,7 @@ from engine.kernels.packed_f16 import PackedF16
 
 def dequant(fmt: str, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     """Any format -> float32 weight of the logical shape. A weight without a scale is taken as
-    already dequantized (engine.placement's resident copies), whatever `fmt` says; a packed
+    already dequantized (engine.weights.placement's resident copies), whatever `fmt` says; a packed
     resident copy passes through as is (`gemm` takes it)."""
     if isinstance(w, PackedF16):
         return w

@@ -14,13 +14,13 @@ from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
 from engine.kernels.packed_f16 import PackedF16
+from engine.kernels.rope import apply_rope, inv_freq
+from engine.kv.state import LayerState
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Linear
 from engine.layers.norm import RMSNorm, rms
-from engine.layers.rope import apply_rope, inv_freq
 from engine.numerics import Numerics
-from engine.state import LayerState
 
 
 def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.Tensor:
@@ -120,7 +120,7 @@ class Attention(nn.Module):
         """o [S, H, d] -> groups [S, G, H·d/G] -> wo_a per group [S, G, r] -> wo_b [S, D]."""
         cfg = self.cfg
         g = o.reshape(o.shape[0], cfg.o_groups, -1)
-        if isinstance(self.wo_a.resident, PackedF16):  # packed per group (engine.placement)
+        if isinstance(self.wo_a.resident, PackedF16):  # packed per group (engine.weights.placement)
             return self.wo_b(self.wo_a.resident.grouped(g).flatten(1))
         w = self.wo_a.dequantized().view(cfg.o_groups, cfg.o_lora_rank, -1)
         z = torch.einsum("sgi,goi->sgo", g, w.to(g.dtype))  # the release runs wo_a unquantized

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from engine.kernels import registry
+from engine.kv.state import CompressorState
 from engine.layers.linear import PLAIN, Linear
 from engine.layers.norm import RMSNorm
 from engine.numerics import Numerics
-from engine.state import CompressorState
 
 
 def close_windows(kv: torch.Tensor, gate: torch.Tensor, ratio: int, overlap: bool,

@@ -15,10 +15,10 @@ from engine import quant
 from engine.kernels import registry
 from engine.kernels.indexer import index_scores_ref as index_scores  # noqa: F401
 from engine.kernels.indexer import topk_mask
+from engine.kv.state import CompressorState
 from engine.layers.compressor import Compressor
 from engine.layers.linear import PLAIN, Linear
 from engine.numerics import Numerics
-from engine.state import CompressorState
 
 
 class Indexer(nn.Module):

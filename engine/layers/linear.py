@@ -43,7 +43,7 @@ class Linear(nn.Module):
                                       requires_grad=False)
         else:
             self.scale = None
-        # float copy [out, in] or a PackedF16 of it (engine.placement)
+        # float copy [out, in] or a PackedF16 of it (engine.weights.placement)
         self.resident: torch.Tensor | PackedF16 | None = None
 
     def dequantized(self) -> torch.Tensor:

@@ -47,7 +47,8 @@ class Gate(nn.Module):
                                                     dtype=torch.int64), requires_grad=False)
         else:
             self.bias = nn.Parameter(torch.zeros(cfg.n_routed_experts), requires_grad=False)
-        self.resident: torch.Tensor | None = None  # float32 copy of `weight` (engine.placement)
+        # float32 copy of `weight` (engine.weights.placement)
+        self.resident: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         """x [S, D] -> (expert ids [S, k], weights [S, k])."""
@@ -62,7 +63,7 @@ class Gate(nn.Module):
 
 class Experts(nn.Module):
     """Stacked routed experts: `w1`, `w2`, `w3` each with `.weight` (and `.scale`). They may
-    live in host memory apart from their block (engine.device_map); engine.offload runs them
+    live in host memory apart from their block (engine.weights.device_map); engine.offload runs them
     then, and counts what crossed in `traffic`."""
 
     stream_from = offload.STREAM_FROM

@@ -17,7 +17,8 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim, dtype=torch.bfloat16), requires_grad=False)
-        self.resident: torch.Tensor | None = None  # float32 copy of `weight` (engine.placement)
+        # float32 copy of `weight` (engine.weights.placement)
+        self.resident: torch.Tensor | None = None
 
     def float_weight(self) -> torch.Tensor:
         """`weight` as float32 [dim]: the resident copy, else converted now."""

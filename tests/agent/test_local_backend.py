@@ -74,7 +74,7 @@ def test_an_engine_that_cannot_be_imported_names_the_import_error(tmp_path, monk
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     pytest.importorskip("torch")
-    from engine.tiny import make_tiny
+    from engine.weights.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0)
 
@@ -93,7 +93,7 @@ def _linears(model: local.EngineModel) -> list:
 def test_stats_report_the_kv_bytes_the_engine_holds(tiny_ckpt):
     import torch
 
-    from engine.prefix import extend, state_bytes
+    from engine.kv.prefix import extend, state_bytes
 
     model = local.load(Settings(model=str(tiny_ckpt), resident="off"))
     assert model.stats()["kv_bytes"] == 0  # nothing generated yet

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from engine.chat_parse import StreamParser
+from engine.chat.parse import StreamParser
 from engine.events import (
     Done,
     FormatError,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.config import preset
-from engine.tiny import make_tiny, random_model, transformers_state_dict
+from engine.weights.tiny import make_tiny, random_model, transformers_state_dict
 
 LENGTHS = [1, 3, 4, 5, 127, 128, 129, 300]
 

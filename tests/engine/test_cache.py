@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import cache
 from engine.config import preset
+from engine.kv import pages
 from engine.quant import fp4_roundtrip, fp8_roundtrip, hadamard
-from engine.tiny import random_model
+from engine.weights.tiny import random_model
 
 
 def test_row_sizes_of_the_flash_layout():
     cfg = preset("flash")
-    assert cache.kv_row_bytes("fp8", cfg.head_dim, cfg.rope_head_dim) == 584
-    assert cache.kv_row_bytes("bf16", cfg.head_dim, cfg.rope_head_dim) == 1024
-    assert cache.index_row_bytes("fp4", cfg.index_head_dim) == 68
-    assert cache.index_row_bytes("fp8", cfg.index_head_dim) == 132
+    assert pages.kv_row_bytes("fp8", cfg.head_dim, cfg.rope_head_dim) == 584
+    assert pages.kv_row_bytes("bf16", cfg.head_dim, cfg.rope_head_dim) == 1024
+    assert pages.index_row_bytes("fp4", cfg.index_head_dim) == 68
+    assert pages.index_row_bytes("fp8", cfg.index_head_dim) == 132
 
 
 def kv_qat(kv: torch.Tensor, rope_dim: int) -> torch.Tensor:
@@ -36,14 +36,14 @@ def test_fp8_rows_are_exact_on_qat_values(fmt):
     rows = kv_qat(_rows(), 64)
     if fmt == "fp8":
         rows = rows.to(torch.bfloat16).float()  # a bf16 model's rope dims
-    raw = cache.pack_kv(rows, 64, fmt)
-    assert raw.shape == (37, cache.kv_row_bytes(fmt, 512, 64)) and raw.dtype == torch.uint8
-    assert torch.equal(cache.unpack_kv(raw, 512, 64, fmt), rows)
+    raw = pages.pack_kv(rows, 64, fmt)
+    assert raw.shape == (37, pages.kv_row_bytes(fmt, 512, 64)) and raw.dtype == torch.uint8
+    assert torch.equal(pages.unpack_kv(raw, 512, 64, fmt), rows)
 
 
 def test_fp8_rows_round_unrounded_values():
     rows = _rows()
-    back = cache.unpack_kv(cache.pack_kv(rows, 64, "fp8"), 512, 64, "fp8")
+    back = pages.unpack_kv(pages.pack_kv(rows, 64, "fp8"), 512, 64, "fp8")
     assert not torch.equal(back, rows)
     assert torch.allclose(back, rows, rtol=0.07, atol=1e-6)
 
@@ -51,7 +51,7 @@ def test_fp8_rows_round_unrounded_values():
 @pytest.mark.parametrize("fmt", ["fp4", "fp8", "bf16", "fp32"])
 def test_index_keys(fmt):
     keys = fp4_roundtrip(hadamard(_rows(d=128)), 32)
-    back = cache.unpack_index(cache.pack_index(keys, fmt), 128, fmt)
+    back = pages.unpack_index(pages.pack_index(keys, fmt), 128, fmt)
     assert back.shape == keys.shape
     if fmt in ("fp4", "fp32"):
         assert torch.equal(back, keys)  # fp4: exact on MXFP4-rounded keys (official)
@@ -60,8 +60,8 @@ def test_index_keys(fmt):
 
 
 def test_paged_rows_append_gather_truncate_and_reuse():
-    pool = cache.PagePool(row_bytes=5, page_rows=4)
-    a, b = cache.PagedRows(pool), cache.PagedRows(pool)
+    pool = pages.PagePool(row_bytes=5, page_rows=4)
+    a, b = pages.PagedRows(pool), pages.PagedRows(pool)
     data = torch.arange(50, dtype=torch.uint8).view(10, 5)
     a.append(data[:3])
     b.append(data[:6])
@@ -70,7 +70,7 @@ def test_paged_rows_append_gather_truncate_and_reuse():
     assert len(a.table) == 3 and len(pool.pages) == 5
     a.truncate(5)
     assert torch.equal(a.rows(), data[:5]) and len(pool.free) == 1
-    c = cache.PagedRows(pool)
+    c = pages.PagedRows(pool)
     c.append(data[:2])
     assert len(pool.pages) == 5  # the freed page was reused
 
@@ -87,26 +87,26 @@ def test_packed_state_is_lossless_on_the_official_path(official, tokens, dtype):
     try:
         st = official.new_state()
         official(tokens[:270], st)
-        pools = cache.Pools.for_config(official.cfg, "fp8r32", "fp4")
-        packed = [cache.pack_layer(s, pools) for s in st.layers]
+        pools = pages.Pools.for_config(official.cfg, "fp8r32", "fp4")
+        packed = [pages.pack_layer(s, pools) for s in st.layers]
         back = st.copy()
-        back.layers = [cache.unpack_layer(p, pools, dtype) for p in packed]
+        back.layers = [pages.unpack_layer(p, pools, dtype) for p in packed]
         want = official(tokens[270:280], st)
         got = official(tokens[270:280], back)
     finally:
         official.dtype = torch.float32
     assert torch.equal(got, want)
-    sizes = cache.packed_bytes(packed)
+    sizes = pages.packed_bytes(packed)
     assert sizes["compressed"] == (270 // 4 * 2 + 270 // 128) * 120  # d=64, rope 16: 48 + 8 + 4·16
     assert sizes["indexer"] == 270 // 4 * 2 * 17  # di=32: 16 + 1
 
 
 def test_bytes_per_token_compressed_far_below_dense():
     cfg = preset("flash")
-    b = cache.bytes_per_token(cfg, 16384)
+    b = pages.bytes_per_token(cfg, 16384)
     assert b["dense_mla_bf16"] == 43 * 1024
     assert b["total"] < b["dense_mla_bf16"] / 5
-    short = cache.bytes_per_token(cfg, 1024)
+    short = pages.bytes_per_token(cfg, 1024)
     assert short["window"] > b["window"]  # the ring is a fixed cost, spread over the context
 
 
@@ -120,10 +120,10 @@ def test_release_layout_is_exact_for_a_bf16_models_window(official, tokens):
     finally:
         official.dtype = torch.float32
     lay = st.layers[1]
-    raw = cache.pack_kv(lay.window.float(), 16, "fp8")
-    assert torch.equal(cache.unpack_kv(raw, 64, 16, "fp8"), lay.window.float())
+    raw = pages.pack_kv(lay.window.float(), 16, "fp8")
+    assert torch.equal(pages.unpack_kv(raw, 64, 16, "fp8"), lay.window.float())
     rows = lay.comp.rows
-    back = cache.unpack_kv(cache.pack_kv(rows, 16, "fp8"), 64, 16, "fp8")
+    back = pages.unpack_kv(pages.pack_kv(rows, 16, "fp8"), 64, 16, "fp8")
     assert torch.equal(back[:, :48], rows[:, :48]) and not torch.equal(back, rows)
 
 
@@ -132,8 +132,8 @@ def test_a_short_state_packs_before_any_window_closed(official, tokens, n):
     """Under 128 tokens the HCA compressor has no rows yet (under 4, the CSA ones neither)."""
     st = official.new_state()
     official(tokens[:n], st)
-    pools = cache.Pools.for_config(official.cfg, "fp8r32", "fp4")
-    packed = [cache.pack_layer(s, pools) for s in st.layers]
+    pools = pages.Pools.for_config(official.cfg, "fp8r32", "fp4")
+    packed = [pages.pack_layer(s, pools) for s in st.layers]
     back = st.copy()
-    back.layers = [cache.unpack_layer(p, pools, torch.float32) for p in packed]
+    back.layers = [pages.unpack_layer(p, pools, torch.float32) for p in packed]
     assert torch.equal(official(tokens[n:n + 2], back), official(tokens[n:n + 2], st))

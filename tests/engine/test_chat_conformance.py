@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.chat import Assistant, System, ToolResult, User, messages_from_openai, render
-from engine.dsml import EFFORT_MAX
+from engine.chat.dsml import EFFORT_MAX
+from engine.chat.render import Assistant, System, ToolResult, User, messages_from_openai, render
 from tests.engine.chat_fixtures import CASE_MODES, expected, load_case, parse_chunks
 
 

@@ -8,9 +8,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import dsml
-from engine.chat import Assistant, ToolCall, User, render
-from engine.chat_parse import parse_reply, reply_message
+from engine.chat import dsml
+from engine.chat.parse import parse_reply, reply_message
+from engine.chat.render import Assistant, ToolCall, User, render
 from engine.events import Done, FormatError
 from tests.engine.chat_fixtures import gather, parse_chunks
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.loader import load
-from engine.tokenizer import Tokenizer
+from engine.chat.tokenizer import Tokenizer
+from engine.weights.loader import load
 from tests.conftest import CONFORMANCE, run_flashcode
 
 

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from engine import dsml
-from engine.chat_parse import parse_reply
-from engine.constrain import ToolCallConstraint
+from engine.chat import dsml
+from engine.chat.constraint import ToolCallConstraint
+from engine.chat.parse import parse_reply
+from engine.chat.tokenizer import Tokenizer, write_tiny_tokenizer
 from engine.events import FormatError, ToolCallFinished
-from engine.tokenizer import Tokenizer, write_tiny_tokenizer
 
 TOOLS = [
     {"type": "function", "function": {"name": "read_file", "parameters": {

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.json_prefix import JsonPrefix
+from engine.chat.json_prefix import JsonPrefix
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=6)

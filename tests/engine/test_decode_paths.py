@@ -41,7 +41,7 @@ def test_one_token_experts_equal_the_general_loop(before_w2, ids):
 
 def test_window_ring_decode_matches_prefill_past_the_window():
     from engine.config import preset
-    from engine.tiny import random_model
+    from engine.weights.tiny import random_model
 
     model = random_model(preset("tiny-window"), seed=2, mode="reference")
     w = model.cfg.window_size

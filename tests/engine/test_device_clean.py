@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from engine import speculate
-from engine.prefix import Mark, extend
+from engine.kv.prefix import Mark, extend
+from tests.engine.spec_fixtures import decode
 
 
 def test_prefill_decode_follow_the_weights(tiny_model, tokens):
@@ -31,7 +32,7 @@ def test_speculation_follows_the_weights(tiny_model, tokens):
     prompt = tokens[:150].tolist()
     plain = speculate.greedy(tiny_model, prompt, 12)
     with torch.device("meta"):
-        spec, stats = speculate.generate(tiny_model, prompt, 12)
+        spec, stats = decode(tiny_model, prompt, 12)
     assert spec == plain and stats.forwards > 0
 
 

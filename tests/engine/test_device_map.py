@@ -11,10 +11,10 @@ import copy
 import pytest
 import torch
 
-from engine import device_map as dm
 from engine.api import Engine
-from engine.loader import build, load
-from engine.prefix import extend
+from engine.kv.prefix import extend
+from engine.weights import device_map as dm
+from engine.weights.loader import build, load
 
 NO_CUDA = not torch.cuda.is_available()
 

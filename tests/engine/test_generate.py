@@ -8,9 +8,9 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine import dsml
 from engine.api import Engine, PromptTooLong
-from engine.chat_parse import parse_reply
+from engine.chat import dsml
+from engine.chat.parse import TokenReplyParser, parse_reply, reply_message
 from engine.events import (
     Done,
     FormatError,
@@ -20,7 +20,7 @@ from engine.events import (
     ToolCallStarted,
     Usage,
 )
-from engine.prefix import PrefixCache
+from engine.kv.prefix import PrefixCache
 from engine.sampling import SamplingParams, StopStrings, generator_for, sample
 
 HI = [{"role": "user", "content": "hello there, write some code"}]
@@ -108,7 +108,7 @@ def test_prefix_reuse_gives_the_same_reply_as_a_fresh_prefill(engine):
     # thinking off: with it on and no tools, V4 drops earlier reasoning, so no prefix is shared
     engine.gen.cache = PrefixCache()
     first = run(engine, temperature=0, max_tokens=6, thinking=False)
-    turn = engine.gen.last.message  # Assistant with the sampled token_ids
+    turn = reply_message(first, first[-1].tokens)  # Assistant with the sampled token_ids
     follow = [*HI, turn.model_dump(), {"role": "user", "content": "and then?"}]
     reused = run(engine, follow, temperature=0, max_tokens=8, thinking=False)
     assert reused[-2].cached_tokens >= first[-2].prompt_tokens  # the whole first turn reused
@@ -174,7 +174,10 @@ def test_forced_named_tool_completes(engine):
     calls = _check_calls(ev, thinking=False)
     assert ev[-1].finish_reason == "tool_calls"
     assert calls and {c.name for c in calls} == {"ping"} and calls[0].arguments == {}
-    turn = engine.gen.last.message
+    replay = TokenReplyParser(engine.tok, thinking=False)  # the reported ids, parsed again
+    for i in ev[-1].tokens:
+        replay.step(i)
+    turn = replay.message()
     assert [c.name for c in turn.tool_calls] == ["ping"] * len(calls)
     assert turn.token_ids == ev[-1].tokens
 
@@ -256,7 +259,7 @@ def test_local_backend_hands_sampled_ids_back_so_the_next_turn_reuses_the_prefix
 
 
 def test_json_response_format_keeps_the_content_a_json_object(engine):
-    from engine.json_prefix import JsonPrefix
+    from engine.chat.json_prefix import JsonPrefix
 
     finished = 0
     for temperature, seed in ((0.0, None), (1.0, 0), (1.0, 1)):
@@ -275,8 +278,8 @@ def test_json_response_format_keeps_the_content_a_json_object(engine):
 
 
 def test_kv_bytes_count_the_cached_state_plain_and_in_pages(engine):
-    from engine.cache import Pools
-    from engine.prefix import state_bytes
+    from engine.kv.pages import Pools
+    from engine.kv.prefix import state_bytes
 
     plain = Engine(engine.model, engine.tok)
     pools = Pools.for_config(engine.model.cfg, "fp8r32", "fp4")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.config import preset
-from engine.tiny import random_model
+from engine.weights.tiny import random_model
 
 
 @pytest.fixture(scope="module", params=["tiny", "tiny-topk", "tiny-window"])

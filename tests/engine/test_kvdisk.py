@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 
-from engine.kvdisk import KVDiskWarning, KVStore, model_identity
-from engine.prefix import extend
+from engine.kv.disk import KVDiskWarning, KVStore, model_identity
+from engine.kv.prefix import extend
 
 
 def _toks(n: int, seed: int) -> list[int]:
@@ -52,7 +52,7 @@ def test_other_prefixes_and_models_miss_quietly(tiny_model, saved):
 
 def _other_model():
     from engine.config import preset
-    from engine.tiny import random_model
+    from engine.weights.tiny import random_model
     return random_model(preset("tiny"), seed=1, mode="reference")
 
 
@@ -116,7 +116,7 @@ def test_writes_are_atomic(saved):
 
 
 def test_prefix_cache_with_disk_starts_a_second_run_warm(tiny_model, tmp_path):
-    from engine.prefix import PrefixCache
+    from engine.kv.prefix import PrefixCache
 
     toks = _toks(200, 50)
     disk = KVStore(tmp_path, model_identity(tiny_model))
@@ -137,7 +137,7 @@ def test_prefix_cache_with_disk_starts_a_second_run_warm(tiny_model, tmp_path):
 def test_a_resumed_conversation_that_diverges_finds_the_turns_before(tiny_model, tmp_path):
     """The last reply re-tokenizes differently after a restart: the saved sequence is still
     used up to the last mark before the divergence, exactly."""
-    from engine.prefix import PrefixCache
+    from engine.kv.prefix import PrefixCache
 
     toks = _toks(400, 60)
     first = PrefixCache(disk=KVStore(tmp_path, model_identity(tiny_model)))

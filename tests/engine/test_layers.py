@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from engine.kernels.rope import apply_rope, inv_freq
 from engine.layers import mhc
 from engine.layers.attention import compressed_visible, sparse_attention, window_mask
-from engine.layers.rope import apply_rope, inv_freq
 
 
 def test_flash_yarn_table_blends_between_dims_15_and_25():

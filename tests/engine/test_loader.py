@@ -12,9 +12,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from engine import loader
 from engine.config import preset
-from engine.tiny import official_tensors, random_model, transformers_state_dict
+from engine.weights import loader
+from engine.weights.tiny import official_tensors, random_model, transformers_state_dict
 from tests.conftest import CONFORMANCE, REPO_ROOT
 
 FAMILIES = CONFORMANCE / "dsv4-flash-config" / "tensor_families.json"

@@ -9,8 +9,15 @@ import pytest
 
 from agent.cli.doctor import check_memory_plan
 from agent.config import Settings
-from engine import memplan
-from engine.memplan import GIB, Weights, flash_estimate, parse_device_map, plan, read_weights
+from engine.weights import memplan
+from engine.weights.memplan import (
+    GIB,
+    Weights,
+    flash_estimate,
+    parse_device_map,
+    plan,
+    read_weights,
+)
 
 
 def test_headers_give_the_stored_bytes(tiny_ckpt):
@@ -62,13 +69,13 @@ def test_doctor_reports_the_plan(tiny_ckpt):
 
 def test_memplan_imports_no_torch():
     code = f"import sys; sys.path.insert(0, {str(memplan.__file__)!r}.rsplit('/', 2)[0]); " \
-           "import engine.memplan; print('torch' in sys.modules)"
+           "import engine.weights.memplan; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_a_plan_spells_out_as_a_device_map_that_reads_back():
-    from engine.memplan import to_spec
+    from engine.weights.memplan import to_spec
 
     p = plan(flash_estimate(), [141 * GIB], 512 * GIB)
     spec = to_spec(p.device_map)

@@ -16,7 +16,7 @@ import torch
 
 from engine.config import preset
 from engine.numerics import Numerics
-from engine.tiny import random_model
+from engine.weights.tiny import random_model
 
 OFFICIAL = Numerics.of("official")
 NO_ROUNDING = replace(OFFICIAL, act_fp8=False, kv_fp8=False, indexer_fp4=False)

@@ -14,7 +14,7 @@ from engine.kernels.packed_f16 import PackedF16
 from engine.layers.linear import Linear
 from engine.layers.moe import Experts, Gate
 from engine.layers.norm import RMSNorm
-from engine.placement import _keep, drop_resident, resident_bytes, resident_weights
+from engine.weights.placement import _keep, drop_resident, resident_bytes, resident_weights
 
 
 def _quantized(model) -> list:
@@ -120,7 +120,7 @@ def test_widened_linear_in_blocks_is_bit_for_bit(rows):
 
 def test_resident_weights_in_official_mode(tokens):
     from engine.config import preset
-    from engine.tiny import random_model
+    from engine.weights.tiny import random_model
 
     model = random_model(preset("tiny"), seed=0, mode="official")
     before = model(tokens[:24])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.prefix import CHUNK, SNAP, Mark, PrefixCache, extend, state_bytes
+from engine.kv.prefix import CHUNK, SNAP, Mark, PrefixCache, extend, state_bytes
 
 TOL = 1e-5
 
@@ -146,9 +146,9 @@ def test_cached_state_is_a_copy(tiny_model):
 
 
 def test_packed_cache_is_exact_on_the_official_path_and_smaller():
-    from engine.cache import Pools
     from engine.config import preset
-    from engine.tiny import random_model
+    from engine.kv.pages import Pools
+    from engine.weights.tiny import random_model
 
     model = random_model(preset("tiny"), seed=4, mode="official")
     toks = _toks(300, 40)

@@ -1,4 +1,4 @@
-"""The official `openai` client against the real server (engine/server.py) over 127.0.0.1,
+"""The official `openai` client against the real server (engine/serve/server.py) over 127.0.0.1,
 serving a tiny random checkpoint: chat with and without streaming, thinking on and off, a
 forced tool call as a structured `tool_calls` entry, 8 concurrent streams, 400s."""
 
@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from engine.api import Engine
-from engine.server import Server
+from engine.serve.server import Server
 
 WINDOW = 2048
 HI = [{"role": "user", "content": "hi"}]

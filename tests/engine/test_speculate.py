@@ -1,4 +1,5 @@
-"""MTP speculation: greedy output identical to plain greedy decoding; acceptance counted."""
+"""MTP speculation (speculate.Stepper, as the generation loop drives it): greedy output identical
+to plain greedy decoding; acceptance counted."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import random
 
 import pytest
 
+from engine import speculate
 from engine.config import preset
-from engine.speculate import MTPDrafter, generate, greedy
-from engine.tiny import random_model
+from engine.speculate import MTPDrafter, greedy
+from engine.weights.tiny import random_model
+from tests.engine.spec_fixtures import decode
 
 
 @pytest.fixture(scope="module", params=["tiny", "tiny-window"])
@@ -22,7 +25,8 @@ def _prompt(n: int, seed: int) -> list[int]:
 
 
 def _oracle(want: list[int], n_prompt: int, p_right: float):
-    """The MTP drafter's bookkeeping, but the draft is the true greedy token with p_right."""
+    """The MTP drafter's bookkeeping, but the draft is the true greedy token with p_right. The
+    drafter sees the prompt's last prefill chunk: here the whole prompt (under 128 tokens)."""
     rng = random.Random(0)
 
     class Oracle(MTPDrafter):
@@ -37,17 +41,18 @@ def _oracle(want: list[int], n_prompt: int, p_right: float):
 def test_mtp_speculation_equals_greedy(model):
     prompt = _prompt(37, 1)
     want = greedy(model, prompt, 30)
-    got, stats = generate(model, prompt, 30)
+    got, stats = decode(model, prompt, 30)
     assert got == want
     assert stats.drafted == stats.forwards > 0 and 0 <= stats.acceptance <= 1
 
 
 @pytest.mark.parametrize("p_right", [0.0, 0.6, 1.0])
-def test_accept_and_reject_paths_roll_back_exactly(model, p_right):
+def test_accept_and_reject_paths_roll_back_exactly(model, p_right, monkeypatch):
     """Accepts and rejects at every phase of the 4- and 128-token windows."""
     prompt = _prompt(123, 2)
     want = greedy(model, prompt, 40)
-    got, stats = generate(model, prompt, 40, drafter_cls=_oracle(want, len(prompt), p_right))
+    monkeypatch.setattr(speculate, "MTPDrafter", _oracle(want, len(prompt), p_right))
+    got, stats = decode(model, prompt, 40)
     assert got == want
     if p_right == 1.0:
         assert stats.acceptance == 1.0 and stats.forwards <= 20

@@ -1,4 +1,4 @@
-"""engine/tokenizer.py over a tiny real byte-level BPE: special tokens looked up by name, exact
+"""engine/chat/tokenizer.py over a tiny real byte-level BPE: special tokens looked up by name, exact
 encode/decode of code and unicode, streaming decode across split characters, the vocab check,
 and exact replay of sampled turns."""
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import dsml
-from engine.tokenizer import (
+from engine.chat import dsml
+from engine.chat.tokenizer import (
     SPECIALS,
     Tokenizer,
     TokenizerMismatch,

@@ -7,8 +7,16 @@ import re
 
 import pytest
 
-from engine.chat import Assistant, System, ToolCall, ToolResult, User, render
-from engine.tokenizer import SPECIALS, Tokenizer, encode_conversation, write_tiny_tokenizer
+from engine.chat.render import (
+    Assistant,
+    System,
+    ToolCall,
+    ToolResult,
+    User,
+    encode_conversation,
+    render,
+)
+from engine.chat.tokenizer import SPECIALS, Tokenizer, write_tiny_tokenizer
 
 TOOLS = [{"type": "function", "function": {"name": "read", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}}}}]
@@ -83,7 +91,7 @@ def test_dropped_reasoning_keeps_only_ids_after_think(tok):
 
 
 def test_token_reply_parser_feeds_ids_and_gives_a_replayable_turn(tok):
-    from engine.chat_parse import TokenReplyParser
+    from engine.chat.parse import TokenReplyParser
     from engine.events import Done, ToolCallFinished
 
     msgs: list = [System(content="s"), User(content="read it 𝄞")]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.config import preset
-from engine.tiny import random_model, transformers_state_dict
+from engine.weights.tiny import random_model, transformers_state_dict
 from tests.engine.conftest import LENGTHS, hf_logits
 
 

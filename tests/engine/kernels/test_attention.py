@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from engine.kernels import attention as A
+from engine.kernels.rope import inv_freq
 from engine.layers.attention import compressed_visible, window_mask
-from engine.layers.rope import inv_freq
 from engine.quant import fp8_roundtrip
 from tests.engine.kernels.conftest import gen
 

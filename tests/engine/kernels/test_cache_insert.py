@@ -11,7 +11,7 @@ import torch
 
 from engine.kernels import attention as A
 from engine.kernels import cache_insert as CI
-from engine.layers.rope import inv_freq
+from engine.kernels.rope import inv_freq
 from tests.engine.kernels.conftest import gen
 
 

@@ -13,7 +13,7 @@ import torch
 
 from engine.config import preset
 from engine.kernels import registry
-from engine.tiny import random_model
+from engine.weights.tiny import random_model
 
 
 def _run(model, tokens: torch.Tensor, split: int) -> torch.Tensor:

@@ -1,9 +1,8 @@
 """The checkpoint's tokenizer (tokenizer.json, byte-level BPE) with DeepSeek-V4's special tokens,
-exact replay of sampled turns, and a tiny real tokenizer for random test checkpoints.
+and a tiny real tokenizer for random test checkpoints.
 
 Special-token ids are looked up in the file, never assumed (only BOS = 0 and EOS = 1 are fixed by
-the V4 config). `encode_conversation` renders a conversation and splices in the ids an assistant
-turn sampled, so turn N's prompt is a prefix of turn N+1's, token for token.
+the V4 config). Prompts with exact replay of sampled turns: render.encode_conversation.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from engine import dsml
-from engine.chat import Splice, messages_from_openai, render_segments
+from engine.chat import dsml
 
 EXTRACTED_URL = "<｜extracted_url｜>"
 # name → text; every one must be in the tokenizer (EXTRACTED_URL is optional, see README of
@@ -151,30 +149,6 @@ class StreamDecoder:
 
     def flush(self) -> str:
         return self.dec.decode(b"", final=True)
-
-
-def encode_conversation(messages: list, tokenizer: Tokenizer, tools: list | None = None,
-                        thinking: bool = True, reasoning_effort: str | None = None,
-                        drop_thinking: bool = True) -> list[int]:
-    """Prompt ids for `messages` (same arguments as chat.render). Assistant turns with
-    `token_ids` are spliced in verbatim (EOS appended if the ids stop short of it); if such a
-    turn's reasoning is dropped, only its ids after `</think>` are kept. Every splice sits
-    between special tokens, so tokenizing the pieces apart equals tokenizing the whole text."""
-    if messages and isinstance(messages[0], dict):
-        messages = messages_from_openai(messages)
-    ids: list[int] = []
-    think_close = tokenizer.special["think_close"]
-    for seg in render_segments(messages, tools, thinking, reasoning_effort, drop_thinking):
-        if not isinstance(seg, Splice):
-            ids += tokenizer.encode(seg)
-            continue
-        body = list(seg.ids)
-        if seg.after_think and think_close in body:
-            body = body[body.index(think_close) + 1:]
-        if not body or body[-1] != tokenizer.eos_id:
-            body.append(tokenizer.eos_id)
-        ids += body
-    return ids
 
 
 # -- a tiny real tokenizer for random test checkpoints -------------------------------------------

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from engine import cache
-from engine.state import CompressorState, LayerState, ModelState
+from engine.kv import pages
+from engine.kv.state import CompressorState, LayerState, ModelState
 
 SNAP = 128          # lcm of the compress ratios (4, 128): every window is closed at a multiple
 CHUNK = 512         # prefill chunk: longer amortizes per-call work (~1.4x at 8K on a CPU), shorter
@@ -143,9 +143,9 @@ class _Entry:
         if pools is not None and state.layers:
             self._dtype = state.layers[0].window.dtype if state.layers[0].window is not None \
                 else torch.float32
-            self._packed = [cache.pack_layer(s, pools) for s in state.layers]
+            self._packed = [pages.pack_layer(s, pools) for s in state.layers]
             self._state = ModelState([], state.mtp, state.marks)
-            self.nbytes = (sum(cache.packed_bytes(self._packed).values())
+            self.nbytes = (sum(pages.packed_bytes(self._packed).values())
                            + sum(state_bytes(s) for s in state.mtp)
                            + sum(m.nbytes() for m in state.marks.values()))
         else:
@@ -155,7 +155,7 @@ class _Entry:
         """The end state (a fresh one when packed: treat it as read-only otherwise)."""
         if self._packed is None:
             return self._state
-        layers = [cache.unpack_layer(p, self.pools, self._dtype) for p in self._packed]
+        layers = [pages.unpack_layer(p, self.pools, self._dtype) for p in self._packed]
         return ModelState(layers, [s.copy() for s in self._state.mtp], dict(self.marks))
 
     def free(self) -> None:
@@ -194,9 +194,9 @@ def _can_truncate(state: ModelState, n: int) -> bool:
 class PrefixCache:
     """Several cached sequences, least recently used evicted first once over `budget_bytes`
     (0: no byte limit, at most MAX_ENTRIES sequences). Counters: hits, misses, reused_tokens.
-    With `pools` (engine.cache.Pools) the rows are held packed in pages: exact with
+    With `pools` (engine.kv.pages.Pools) the rows are held packed in pages: exact with
     Pools.for_config(cfg, "fp8r32", "fp4") on the official path, ~3x smaller than fp32.
-    With `disk` (engine.kvdisk.KVStore) every stored sequence is also saved, and a lookup that
+    With `disk` (engine.kv.disk.KVStore) every stored sequence is also saved, and a lookup that
     finds nothing in memory tries the disk: a resumed session or a second run starts warm."""
 
     def __init__(self, budget_bytes: int = 0, pools=None, disk=None):

@@ -1,6 +1,6 @@
 """Reading V4 output back as it streams: `StreamParser` turns text deltas (split anywhere, even
 inside a marker) into typed events (engine/events.py), using the reply grammar of
-reply_grammar.py. Markup off the grammar becomes one FormatError carrying the raw text from
+grammar.py. Markup off the grammar becomes one FormatError carrying the raw text from
 where the markup began, never an exception.
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine import dsml
-from engine.chat import Assistant, ToolCall
+from engine.chat import dsml
+from engine.chat.grammar import Machine, Sink
+from engine.chat.render import Assistant, ToolCall
 from engine.events import (
     Done,
     Event,
@@ -21,7 +22,6 @@ from engine.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from engine.reply_grammar import Machine, Sink
 
 
 class StreamParser(Sink):

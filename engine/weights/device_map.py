@@ -1,5 +1,6 @@
 """Carry out a placement: which block lives on which device, and routed experts kept in host
-memory (engine.offload runs them there). The arithmetic of which plan fits is engine.memplan.
+memory (engine.offload runs them there). The arithmetic of which plan fits is
+engine.weights.memplan.
 
 A device map sends units to devices: 'embed', 'head' (hc_head, norm, head), 'layers.i',
 'mtp.i', and 'layers.i.ffn.experts' (routed experts, when they live apart from their block).
@@ -12,7 +13,7 @@ The `device_map` setting / `--device-map` flag reads:
                            explicit units; `experts=cpu` keeps every block's routed experts
                            in host memory; embed goes with the first block, head with the last
   cuda:0,experts=cpu       devices and units mixed: blocks not named go over the devices
-  auto                     the first plan of engine.memplan that fits this machine's GPUs
+  auto                     the first plan of engine.weights.memplan that fits this machine's GPUs
                            (single GPU, several, experts in host memory); the CPU without CUDA
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from engine import memplan
+from engine.weights import memplan
 
 EXPERTS = ".ffn.experts"
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from engine import names
+from engine.chat.tokenizer import write_tiny_tokenizer
 from engine.config import ModelConfig
 from engine.config import preset as get_preset
 from engine.layers.linear import Linear, init_linear_, set_weight_
 from engine.layers.moe import Experts, Gate
 from engine.model import Transformer
-from engine.tokenizer import write_tiny_tokenizer
+from engine.weights import names
 
 
 def random_model(cfg: ModelConfig, seed: int = 0, mode: str = "official") -> Transformer:

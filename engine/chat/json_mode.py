@@ -1,6 +1,6 @@
 """`response_format` json_object / json_schema as a token mask: reasoning as usual (thinking
 mode), then the content is one JSON object and nothing else, then EOS. The schema itself is
-written into the prompt (chat.py) but not enforced beyond "a JSON object".
+written into the prompt (render.py) but not enforced beyond "a JSON object".
 
     c = JsonReplyConstraint(tokenizer, thinking=True, vocab_size=model_vocab)
     mask = c.allowed(); c.advance(token_id)        # the ToolCallConstraint interface
@@ -18,9 +18,9 @@ import codecs
 
 import numpy as np
 
-from engine.constrain import ToolCallConstraint, _vocab
-from engine.json_prefix import JsonPrefix
-from engine.tokenizer import Tokenizer
+from engine.chat.constraint import ToolCallConstraint, vocab_tables
+from engine.chat.json_prefix import JsonPrefix
+from engine.chat.tokenizer import Tokenizer
 
 
 def wants_json(response_format: dict | None) -> bool:
@@ -34,7 +34,7 @@ class JsonReplyConstraint:
         self.tok = tokenizer
         self.pre = ToolCallConstraint(tokenizer, [], thinking, vocab_size, "none")
         self.width = self.pre.width
-        self.ok = _vocab(tokenizer).ok
+        self.ok = vocab_tables(tokenizer).ok
         self.think_close = tokenizer.special["think_close"]
         self.js: JsonPrefix | None = None if thinking else JsonPrefix("{")
         self.dec = codecs.getincrementaldecoder("utf-8")(errors="replace")

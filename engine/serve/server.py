@@ -1,7 +1,7 @@
 """`flashcode serve`: an OpenAI-compatible HTTP server over one in-process Engine.
 
     POST /v1/chat/completions   streaming (SSE) or not; tools, tool_choice, reasoning_effort,
-                                thinking on/off (see openai_wire.py), usage
+                                thinking on/off (see chat_completions.py), usage
     GET  /v1/models             the one model served
 
 A thread per connection (stdlib ThreadingHTTPServer); generation itself is one sequence at a
@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from engine.api import Engine, PromptTooLong
-from engine.openai_wire import BadRequest, Reply, error_body, parse_request
+from engine.serve.chat_completions import BadRequest, Reply, error_body, parse_request
 
 MAX_BODY = 64 << 20  # bytes; a longer request is refused (413)
 
@@ -157,9 +157,9 @@ def main(model: str, host: str = "127.0.0.1", port: int = 8000,
          context_window: int | None = None, name: str | None = None,
          device_map: str | None = None, kernels: str = "auto") -> int:
     """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 4 when the model cannot load."""
+    from engine.chat.tokenizer import TokenizerMismatch
     from engine.config import ConfigError
-    from engine.loader import LoadError
-    from engine.tokenizer import TokenizerMismatch
+    from engine.weights.loader import LoadError
 
     try:
         engine = Engine.load(model, kernels, device_map, context_window=context_window,

@@ -14,7 +14,7 @@ stays the spec; gpt-fast's model.py + quantize.py split).
                                get float32 copies (`.resident` on each)
   resident_bytes(model)        what that would add, without doing it
 The plan itself (which blocks go on which GPU, experts in host memory) is pure arithmetic in
-engine.memplan.
+engine.weights.memplan.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ forbid the call block.
     mask = c.allowed()          # np.bool_[vocab_size]; logits[~mask] = -inf
     c.advance(token_id)         # after sampling; False if the token was not allowed
 
-It runs reply_grammar.Machine (the parser's own grammar, plus schemas) over a byte trie of the
+It runs grammar.Machine (the parser's own grammar, plus schemas) over a byte trie of the
 vocabulary. In free text at most the few tokens that could complete a terminator are tried, the
 rest is allowed at once; in markup the walk follows only the characters the grammar permits;
 inside JSON strings and numbers a token is judged by its rest after plain bytes (one run per
@@ -25,63 +25,21 @@ from functools import cache
 
 import numpy as np
 
-from engine import dsml
-from engine.json_prefix import JsonPrefix
-from engine.reply_grammar import TERMS, Machine
-from engine.tokenizer import Tokenizer
+from engine.chat import dsml
+from engine.chat.grammar import TERMS, Machine, ToolSchemas
+from engine.chat.tokenizer import Tokenizer
 
 _BAR = "｜".encode()
 _STRING_STOPS = bytes([*range(0x20), ord('"'), ord("\\"), ord("<")])
 _PLAIN_STRING = bytes(b for b in range(256) if b not in _STRING_STOPS)
 _DIGITS = b"0123456789"
 _INNER = ("<｜".encode(), "</｜".encode(), dsml.THINK_CLOSE.encode())
-_JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
-               "array": "[", "object": "{", "null": "n"}
 # special tokens a reply never contains (EOS is decided by the grammar)
 _BANNED = ("bos", "user", "assistant", "latest_reminder", "think_open", "task_action",
            "task_query", "task_authority", "task_domain", "task_title", "task_read_url")
 
 
-class ToolSchemas:
-    """Registered tools for constrained decoding: name → (properties, required names)."""
-
-    def __init__(self, functions: list[dict]) -> None:
-        self.props: dict[str, dict[str, dict] | None] = {}
-        self.required: dict[str, frozenset[str]] = {}
-        for f in functions:
-            f = f.get("function", f) if isinstance(f, dict) else f.function()
-            params = f.get("parameters") or {}
-            props = params.get("properties")
-            self.props[f["name"]] = dict(props) if isinstance(props, dict) else None
-            required = frozenset(params.get("required") or ())
-            # a required name that is not a property could never be written: ignore it
-            self.required[f["name"]] = required & set(props) if isinstance(props, dict) \
-                else required
-
-    def __bool__(self) -> bool:
-        return True  # an empty registry still constrains: it forbids every call
-
-    def param_names(self, tool: str, used: tuple[str, ...]) -> list[str] | None:
-        """Names still allowed, or None when the schema lists no properties (any name)."""
-        props = self.props[tool]
-        return None if props is None else [p for p in props if p not in used]
-
-    def _type(self, tool: str, param: str) -> str | None:
-        t = (self.props[tool] or {}).get(param, {}).get("type")
-        return t if isinstance(t, str) else None
-
-    def string_flags(self, tool: str, param: str) -> tuple[str, ...]:
-        t = self._type(tool, param)
-        if t == "string":
-            return ("true",)
-        return ("false",) if t in _JSON_FIRST else ("true", "false")
-
-    def json_prefix(self, tool: str, param: str) -> JsonPrefix:
-        t = self._type(tool, param)
-        return JsonPrefix(_JSON_FIRST.get(t), integer=t == "integer")
-
-
-class _Vocab:
+class VocabTables:
     """Per-tokenizer tables: a byte trie of every samplable token and fast-path sets.
 
     In payload text (reasoning, content, string values) a token can only go wrong if, with the
@@ -154,8 +112,9 @@ def _name(tool) -> str:
 
 
 @cache
-def _vocab(tok: Tokenizer) -> _Vocab:
-    return _Vocab(tok)
+def vocab_tables(tok: Tokenizer) -> VocabTables:
+    """The tokenizer's tables, built once per tokenizer (a pass over the whole vocabulary)."""
+    return VocabTables(tok)
 
 
 class ToolCallConstraint:
@@ -167,7 +126,7 @@ class ToolCallConstraint:
     def __init__(self, tokenizer: Tokenizer, tools: list, thinking: bool = True,
                  vocab_size: int | None = None, tool_choice: str | dict = "auto") -> None:
         self.tok = tokenizer
-        self.vocab = _vocab(tokenizer)
+        self.vocab = vocab_tables(tokenizer)
         self.width = vocab_size or self.vocab.size
         tools, force = _apply_choice(list(tools), tool_choice)
         self.m = Machine(thinking, tools=ToolSchemas(tools), force_call=force)

@@ -1,5 +1,5 @@
 """The grammar of one V4 reply, as a character-level machine shared by the streaming parser
-(chat_parse.py) and constrained decoding (constrain.py), so what the sampler allows is exactly
+(parse.py) and constrained decoding (constraint.py), so what the sampler allows is exactly
 what the parser accepts.
 
 Reply grammar (thinking mode starts in reasoning, chat mode in content):
@@ -12,20 +12,16 @@ Reply grammar (thinking mode starts in reasoning, chat mode in content):
 Payload (reasoning, content, VALUE) runs to its terminator; text that might begin one is held
 back. Once `<｜DSML｜` appears in content the text is markup and must follow the grammar.
 Without schemas any names pass and `string="false"` values are checked with json.loads at
-their end; with schemas (constrain.ToolSchemas) names, types and required parameters are
+their end; with schemas (ToolSchemas, below) names, types and required parameters are
 enforced and JSON is checked as it arrives.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
-from engine import dsml
-from engine.json_prefix import JsonPrefix
-
-if TYPE_CHECKING:
-    from engine.constrain import ToolSchemas
+from engine.chat import dsml
+from engine.chat.json_prefix import JsonPrefix
 
 _COMMIT = "<" + dsml.DSML  # in content, markup from here on
 _BLOCK_TERMS = (("\n\n" + dsml.CALLS_OPEN, "block"), (dsml.CALLS_OPEN, "block"))
@@ -38,6 +34,47 @@ TERMS = {
 _NAME_STOP = '"\n<>'
 _END = ((dsml.EOS, "end"),)
 _WS = " \t\r\n"
+_JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
+               "array": "[", "object": "{", "null": "n"}
+
+
+class ToolSchemas:
+    """Registered tools for constrained decoding: name → (properties, required names)."""
+
+    def __init__(self, functions: list[dict]) -> None:
+        self.props: dict[str, dict[str, dict] | None] = {}
+        self.required: dict[str, frozenset[str]] = {}
+        for f in functions:
+            f = f.get("function", f) if isinstance(f, dict) else f.function()
+            params = f.get("parameters") or {}
+            props = params.get("properties")
+            self.props[f["name"]] = dict(props) if isinstance(props, dict) else None
+            required = frozenset(params.get("required") or ())
+            # a required name that is not a property could never be written: ignore it
+            self.required[f["name"]] = required & set(props) if isinstance(props, dict) \
+                else required
+
+    def __bool__(self) -> bool:
+        return True  # an empty registry still constrains: it forbids every call
+
+    def param_names(self, tool: str, used: tuple[str, ...]) -> list[str] | None:
+        """Names still allowed, or None when the schema lists no properties (any name)."""
+        props = self.props[tool]
+        return None if props is None else [p for p in props if p not in used]
+
+    def _type(self, tool: str, param: str) -> str | None:
+        t = (self.props[tool] or {}).get(param, {}).get("type")
+        return t if isinstance(t, str) else None
+
+    def string_flags(self, tool: str, param: str) -> tuple[str, ...]:
+        t = self._type(tool, param)
+        if t == "string":
+            return ("true",)
+        return ("false",) if t in _JSON_FIRST else ("true", "false")
+
+    def json_prefix(self, tool: str, param: str) -> JsonPrefix:
+        t = self._type(tool, param)
+        return JsonPrefix(_JSON_FIRST.get(t), integer=t == "integer")
 
 
 class Sink:

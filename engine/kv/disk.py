@@ -21,8 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from engine.prefix import Mark, common_prefix
-from engine.state import CompressorState, LayerState, ModelState
+from engine.kv.prefix import Mark, common_prefix
+from engine.kv.state import CompressorState, LayerState, ModelState
 
 VERSION = "flashcode-kv-1"
 _COMP_FIELDS = ("tail_kv", "tail_gate", "rows", "prev_kv", "prev_gate")
@@ -172,7 +172,7 @@ class KVStore:
     def nearest(self, tokens) -> tuple[tuple[int, ...] | None, ModelState | None]:
         """The saved sequence sharing the longest prefix with `tokens` (at least `least`
         tokens), as (its tokens, its state): a resumed conversation whose last reply
-        re-tokenizes differently still finds the turns before it (engine.prefix restores the
+        re-tokenizes differently still finds the turns before it (engine.kv.prefix restores the
         state at the last mark before the divergence)."""
         toks, ranked = list(tokens), []
         files = [path for _, path in self._candidates(1 << 62)]

@@ -2,23 +2,29 @@
 encoder writes it (checked byte for byte against ../shared/conformance/dsv4-encoding).
 
     render(messages, tools=None, thinking=True, reasoning_effort=None, drop_thinking=True) -> str
+    encode_conversation(messages, tokenizer, tools=None, ...) -> list[int]   # the same, as ids
 
 Rules in short (the conformance README has them in full): BOS, then each message; tool results
 fold into the next user turn in call order; after the last user turn comes `<｜Assistant｜>` and
 `<think>` (thinking) or `</think>` (chat); without tools anywhere, earlier turns lose their
 reasoning ("drop thinking"). `render_segments` gives the same text split so that an assistant
-turn carrying the `token_ids` it sampled can be spliced in verbatim (see tokenizer.py).
+turn carrying the `token_ids` it sampled can be spliced in verbatim: `encode_conversation`
+tokenizes the pieces and splices those ids in, so turn N's prompt is a prefix of turn N+1's,
+token for token.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from engine import dsml
+from engine.chat import dsml
+
+if TYPE_CHECKING:
+    from engine.chat.tokenizer import Tokenizer
 
 Task = Literal["action", "query", "authority", "domain", "title", "read_url"]
 
@@ -312,3 +318,25 @@ def render(messages: list, tools: list | None = None, thinking: bool = True,
         messages = messages_from_openai(messages)
     segs = render_segments(messages, tools, thinking, reasoning_effort, drop_thinking)
     return "".join(s.text if isinstance(s, Splice) else s for s in segs)
+
+
+def encode_conversation(messages: list, tokenizer: Tokenizer, tools: list | None = None,
+                        thinking: bool = True, reasoning_effort: str | None = None,
+                        drop_thinking: bool = True) -> list[int]:
+    """Prompt ids for typed `messages` (the other arguments as for `render`). Assistant turns with
+    `token_ids` are spliced in verbatim (EOS appended if the ids stop short of it); if such a
+    turn's reasoning is dropped, only its ids after `</think>` are kept. Every splice sits
+    between special tokens, so tokenizing the pieces apart equals tokenizing the whole text."""
+    ids: list[int] = []
+    think_close = tokenizer.special["think_close"]
+    for seg in render_segments(messages, tools, thinking, reasoning_effort, drop_thinking):
+        if not isinstance(seg, Splice):
+            ids += tokenizer.encode(seg)
+            continue
+        body = list(seg.ids)
+        if seg.after_think and think_close in body:
+            body = body[body.index(think_close) + 1:]
+        if not body or body[-1] != tokenizer.eos_id:
+            body.append(tokenizer.eos_id)
+        ids += body
+    return ids

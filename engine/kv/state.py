@@ -4,8 +4,8 @@ What a block must remember between calls (spec §3.1):
   window      [W, d] ring of raw kv rows (after norm, RoPE, QAT); slot = position mod W
   comp        the main compressor (CSA/HCA): emitted rows [n, d] plus the open window
   index       the indexer's compressor (CSA): emitted keys [n, di] plus its open window
-`copy` and `truncate` are what engine.prefix builds on; `marks` holds light snapshots
-(engine.prefix.Mark) taken at chunk boundaries, so the state can later be rebuilt exactly at
+`copy` and `truncate` are what engine.kv.prefix builds on; `marks` holds light snapshots
+(engine.kv.prefix.Mark) taken at chunk boundaries, so the state can later be rebuilt exactly at
 any of those positions.
 """
 
@@ -112,7 +112,7 @@ class LayerState:
 class ModelState:
     layers: list[LayerState] = field(default_factory=list)
     mtp: list[LayerState] = field(default_factory=list)
-    marks: dict = field(default_factory=dict)  # pos -> engine.prefix.Mark (immutable)
+    marks: dict = field(default_factory=dict)  # pos -> engine.kv.prefix.Mark (immutable)
 
     @property
     def pos(self) -> int:

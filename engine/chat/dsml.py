@@ -1,5 +1,5 @@
 """DeepSeek-V4's fixed prompt vocabulary: special-token strings, the tools block, the reasoning
-effort preamble, and DSML tool-call markup (render side; chat_parse.py reads it back).
+effort preamble, and DSML tool-call markup (render side; parse.py reads it back).
 
 The texts below are DeepSeek's, not ours: the model was trained on them byte for byte (see
 ../shared/conformance/dsv4-encoding), so they live here as data of the encoding rather than as

@@ -19,10 +19,10 @@ from safetensors import safe_open
 from torch import nn
 
 from engine import config as config_mod
-from engine import device_map as dm
-from engine import names
 from engine.model import Transformer
 from engine.numerics import Numerics
+from engine.weights import device_map as dm
+from engine.weights import names
 
 _QUANT = (torch.float8_e4m3fn, torch.float8_e8m0fnu, torch.int8, torch.int64)
 
@@ -62,7 +62,7 @@ class _Fill:
     """Which stacked-expert slices have arrived, per stacked parameter."""
     experts: dict[str, set[int]] = field(default_factory=dict)
     plain: set[str] = field(default_factory=set)
-    dmap: dict[str, str] = field(default_factory=dict)  # engine.device_map: unit -> device
+    dmap: dict[str, str] = field(default_factory=dict)  # engine.weights.device_map: unit -> device
 
     def device(self, name: str) -> str:
         return dm.device_of(name, self.dmap)
@@ -71,7 +71,7 @@ class _Fill:
 def load(model_dir: str | Path, mode: str = "official", dtype: torch.dtype = torch.float32,
          device_map: str | dict | None = None) -> Transformer:
     """Read config.json and every shard; return a ready model, each tensor read straight onto
-    its device under `device_map` (engine.device_map; default: the CPU)."""
+    its device under `device_map` (engine.weights.device_map; default: the CPU)."""
     model_dir = Path(model_dir)
     cfg = config_mod.load(model_dir)
     files = shard_files(model_dir)

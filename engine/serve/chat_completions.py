@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.chat import messages_from_openai
+from engine.chat.render import messages_from_openai
 from engine.events import (
     Done,
     FormatError,

@@ -1,0 +1,1 @@
+"""The V4 chat format: messages, rendering, reply parsing, DSML, grammar, tokenizer."""

@@ -1,0 +1,1 @@
+"""The HTTP server and its wire formats (OpenAI Chat Completions today)."""

@@ -1,0 +1,1 @@
+"""The checkpoint: loader, tensor names, tiny checkpoints, placement, memory plans."""
