@@ -1,10 +1,12 @@
-"""What several commands share on the command line: the model and agent flag groups, and the
-settings and directory an invocation means. Standard library only until settings load."""
+"""What several commands share on the command line: the model and agent flag groups, the
+settings and directory an invocation means, and loading the model with a message when it cannot
+be loaded. Standard library only until settings load."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TextIO
 
 from agent import exitcodes
 
@@ -51,6 +53,19 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
         help="skip rewriting the request into a task spec")
     add("--no-thinking", dest="thinking", action="store_false",
         help="ask the model to answer without reasoning first")
+
+
+def load_model(settings, command: str, err: TextIO):
+    """The configured model, or None after saying on `err` why there is none (the command
+    then exits 4, BACKEND_UNAVAILABLE)."""
+    from agent import wiring
+    from agent.model import BackendError
+
+    try:
+        return wiring.model_loader(settings)(lambda fraction, what: None)
+    except BackendError as exc:
+        print(f"flashcode {command}: {exc}", file=err)
+        return None
 
 
 def cwd_of(args: argparse.Namespace) -> Path:

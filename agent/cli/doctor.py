@@ -127,6 +127,12 @@ def collect(settings: Settings) -> list[Check]:
     ]
 
 
+def run(args) -> int:
+    from agent.cli.args import settings_for
+
+    return run_doctor(settings_for(args), as_json=args.json)
+
+
 def run_doctor(settings: Settings, as_json: bool = False) -> int:
     checks = collect(settings)
     if as_json:

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TextIO
 
 from agent import exitcodes, wiring
-from agent.cli.args import cwd_of, settings_for
+from agent.cli.args import cwd_of, load_model, settings_for
 from agent.cli.output import printer
 from agent.config import Settings
 from agent.context import discover_instructions
-from agent.model import BackendError
 from agent.session import SessionError
 
 
@@ -36,10 +35,7 @@ def run(args: argparse.Namespace) -> int:
 def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
              resume: str | None = None, cont: bool = False, fork: str | None = None,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    try:
-        model = wiring.model_loader(settings)(lambda fraction, what: None)
-    except BackendError as exc:
-        print(f"flashcode exec: {exc}", file=err)
+    if (model := load_model(settings, "exec", err)) is None:
         return exitcodes.BACKEND_UNAVAILABLE
     root = wiring.repo_root(cwd)
     try:

@@ -33,13 +33,12 @@ from typing import TextIO
 
 import prompts
 from agent import checkpoints, exitcodes, wiring
-from agent.cli.args import cwd_of, settings_for
+from agent.cli.args import cwd_of, load_model, settings_for
 from agent.cli.output import printer
 from agent.config import Settings
 from agent.context import discover_instructions
 from agent.exits import AgentExit, Interrupted, Submitted
 from agent.loop import Agent
-from agent.model import BackendError
 from tools import base
 from tools.tests import detect
 
@@ -82,10 +81,7 @@ def run_fix(settings: Settings, task: str, cwd: Path, test: str | None = None, y
         print(f"flashcode fix: {root} is not in a git repository. fix checkpoints your files "
               "so it can put them back when it fails; run `git init` first.", file=err)
         return exitcodes.USAGE
-    try:
-        model = wiring.model_loader(settings)(lambda fraction, what: None)
-    except BackendError as exc:
-        print(f"flashcode fix: {exc}", file=err)
+    if (model := load_model(settings, "fix", err)) is None:
         return exitcodes.BACKEND_UNAVAILABLE
     try:
         run = _prepare(settings, model, root, task, test, yes, allow_dirty,

@@ -6,6 +6,7 @@ engine's own commands (serve, engine, bench) hand over to engine/ and bench/ the
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -14,8 +15,6 @@ from agent.cli.args import (
     DEVICE_MAP_HELP,
     add_agent_flags,
     add_model_flags,
-    cwd_of,
-    settings_for,
     subparser,
 )
 
@@ -41,6 +40,14 @@ examples:
 """
 
 
+def _run(module: str, function: str = "run"):
+    """The handler of a command: agent.cli.<module>.<function>(args), imported only when the
+    command runs (so --help and the other commands never load it)."""
+    def handler(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"agent.cli.{module}"), function)(args)
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashcode", description=DESCRIPTION,
@@ -58,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resume a session (the latest if no ID is given)")
     parser.add_argument("--continue", dest="continue_", action="store_true",
                         help="continue the most recent session in this repository")
-    parser.set_defaults(handler=_interactive)
+    parser.set_defaults(handler=_run("interactive"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_fix, _propose, _exec, _serve, _bench, _engine, _doctor, _tool, _undo,
                 _review, _proposals):
@@ -67,12 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- the agent's commands ------------------------------------------------------------------
-
-def _interactive(args: argparse.Namespace) -> int:
-    from agent.cli import interactive
-
-    return interactive.run(args)
-
 
 def _fix(sub) -> None:
     p = subparser(sub, "fix", "fix a problem headlessly, verify it, apply it",
@@ -92,12 +93,7 @@ def _fix(sub) -> None:
                    help="let the agent change files that have uncommitted changes of yours")
     add_model_flags(p)
     add_agent_flags(p)
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import fix
-
-        return fix.run(args)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("fix"))
 
 
 def _propose(sub) -> None:
@@ -112,12 +108,7 @@ def _propose(sub) -> None:
     p.add_argument("--json", action="store_true", help="JSON events, one per line, then a summary")
     add_model_flags(p)
     add_agent_flags(p)
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import propose
-
-        return propose.run(args)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("propose"))
 
 
 def _exec(sub) -> None:
@@ -138,12 +129,7 @@ def _exec(sub) -> None:
                    help="add PROMPT to a copy of session ID (of its first N messages)")
     add_model_flags(p)
     add_agent_flags(p)
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import exec as exec_cmd
-
-        return exec_cmd.run(args)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("exec"))
 
 
 def _doctor(sub) -> None:
@@ -152,12 +138,7 @@ def _doctor(sub) -> None:
                   "Exits 0 when a model backend is usable, 4 when none is.")
     add_model_flags(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import doctor
-
-        return doctor.run_doctor(settings_for(args), as_json=args.json)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("doctor"))
 
 
 # --- the repository's commands -------------------------------------------------------------
@@ -175,16 +156,7 @@ def _tool(sub) -> None:
     p.add_argument("-C", dest="directory", metavar="DIR",
                    help="run in the git repository containing DIR (default: the current one)")
     p.add_argument("--list", action="store_true", help="list the tools with their parameters")
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import tool
-
-        if args.list:
-            return tool.list_tools()
-        if not args.name:
-            p.error("give a tool NAME, or --list")
-        return tool.run_tool(args.name, args.args, args.directory)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("tool"))
 
 
 def _undo(sub) -> None:
@@ -199,12 +171,7 @@ def _undo(sub) -> None:
     p.add_argument("--list", action="store_true", help="list checkpoints, newest first")
     p.add_argument("-C", "--cwd", metavar="DIR", default=argparse.SUPPRESS,
                    help="repository (default: the current directory)")
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import undo
-
-        return undo.run_undo(cwd_of(args), args.checkpoint, args.list)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("undo"))
 
 
 def _review(sub) -> None:
@@ -216,12 +183,7 @@ def _review(sub) -> None:
     p.add_argument("--accept", metavar="N,M|all|none", help="apply these hunks without asking")
     p.add_argument("--show", action="store_true", help="only list the numbered hunks")
     p.add_argument("-C", "--cwd", metavar="DIR", default=argparse.SUPPRESS, help="repository")
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import review
-
-        return review.run_review(cwd_of(args), args.branch, args.accept, args.show)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("review"))
 
 
 def _proposals(sub) -> None:
@@ -230,12 +192,7 @@ def _proposals(sub) -> None:
                   "--discard removes one's worktree, branch and patch file.")
     p.add_argument("--discard", metavar="BRANCH", help="remove this proposal")
     p.add_argument("-C", "--cwd", metavar="DIR", default=argparse.SUPPRESS, help="repository")
-
-    def handler(args: argparse.Namespace) -> int:
-        from agent.cli import review
-
-        return review.run_proposals(cwd_of(args), args.discard)
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=_run("review", "proposals_command"))
 
 
 # --- the engine's commands -----------------------------------------------------------------

@@ -25,13 +25,13 @@ from typing import TextIO
 
 import prompts
 from agent import exitcodes, proposals, wiring
-from agent.cli.args import cwd_of, settings_for
+from agent.cli.args import cwd_of, load_model, settings_for
 from agent.cli.output import printer
 from agent.config import Settings
 from agent.context import discover_instructions
 from agent.exits import AgentExit
 from agent.loop import Agent
-from agent.model import BackendError, Reply
+from agent.model import Reply
 from agent.proposals import Proposal, ProposalError
 
 SUBJECT_MAX = 72
@@ -45,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def run_propose(settings: Settings, task: str, cwd: Path, yes: bool = False,
                 as_json: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     root = wiring.repo_root(cwd)
-    try:
-        model = wiring.model_loader(settings)(lambda fraction, what: None)
-    except BackendError as exc:
-        print(f"flashcode propose: {exc}", file=err)
+    if (model := load_model(settings, "propose", err)) is None:
         return exitcodes.BACKEND_UNAVAILABLE
     try:
         proposal = proposals.start(root, task)

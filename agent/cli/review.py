@@ -6,8 +6,19 @@ import sys
 from pathlib import Path
 
 from agent import exitcodes, hunks, proposals
+from agent.cli.args import cwd_of
 from agent.hunks import HunkError
 from agent.proposals import ProposalError
+
+
+def run(args) -> int:
+    """`flashcode review`."""
+    return run_review(cwd_of(args), args.branch, args.accept, args.show)
+
+
+def proposals_command(args) -> int:
+    """`flashcode proposals`."""
+    return run_proposals(cwd_of(args), args.discard)
 
 
 def run_proposals(repo: Path, discard: str | None) -> int:

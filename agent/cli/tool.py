@@ -27,6 +27,15 @@ def _fail(message: str, kind: str, code: int) -> int:
     return code
 
 
+def run(args) -> int:
+    if args.list:
+        return list_tools()
+    if not args.name:
+        return _fail("Give a tool NAME (flashcode tool NAME --args JSON), or --list.",
+                     "UsageError", exitcodes.USAGE)
+    return run_tool(args.name, args.args, args.directory)
+
+
 def list_tools() -> int:
     """Print [{name, effect, description, parameters}] for every tool."""
     from tools.base import all_tools

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent import checkpoints, exitcodes
 from agent.checkpoints import CheckpointError
+from agent.cli.args import cwd_of
 
 SAFETY_PREFIX = "before restoring"
 
@@ -17,6 +18,10 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit} ago"
     return f"{int(seconds)}s ago"
+
+
+def run(args) -> int:
+    return run_undo(cwd_of(args), args.checkpoint, args.list)
 
 
 def run_undo(repo: Path, target: str | None, list_only: bool) -> int:
