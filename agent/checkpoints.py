@@ -13,13 +13,13 @@ the present state, so an undo can itself be undone.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools import gitcmd
 
 REF = "refs/flashcode/checkpoints"
 WORKTREE_REF = "refs/worktree/flashcode/checkpoints"
@@ -57,8 +57,7 @@ class Restored:
 
 def _git(repo: Path, *args: str, env: dict[str, str] | None = None,
          input: str | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, input=input,
-                          env={**os.environ, **(env or {})})
+    proc = gitcmd.run(repo, *args, env=env, input=input)
     if proc.returncode != 0:
         raise CheckpointError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -106,14 +105,12 @@ def create(repo: Path, label: str, reuse: bool = False) -> Checkpoint:
 
 def _newest(repo: Path, name: str) -> list[str] | None:
     """[commit, tree, time, label] of the newest checkpoint under `name`, or None."""
-    proc = subprocess.run(["git", "log", "-1", "--format=%H%x00%T%x00%ct%x00%s", name, "--"],
-                          cwd=repo, capture_output=True, text=True)
+    proc = gitcmd.run(repo, "log", "-1", "--format=%H%x00%T%x00%ct%x00%s", name, "--")
     return proc.stdout.rstrip("\n").split("\0", 3) if proc.returncode == 0 else None
 
 
 def _has_ref(repo: Path, name: str) -> bool:
-    return subprocess.run(["git", "rev-parse", "-q", "--verify", name], cwd=repo,
-                          capture_output=True).returncode == 0
+    return gitcmd.run(repo, "rev-parse", "-q", "--verify", name).returncode == 0
 
 
 def history(repo: Path, limit: int = 50) -> list[Checkpoint]:
@@ -170,7 +167,8 @@ def changed(repo: Path, old_tree: str, new_tree: str) -> list[tuple[str, str]]:
 
 def diff(repo: Path, old_tree: str, new_tree: str) -> str:
     """The unified diff between two trees (e.g. a checkpoint's and `snapshot()`)."""
-    return _git(Path(repo), "diff", "--no-color", "--no-renames", old_tree, new_tree)
+    return _git(Path(repo), "diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
+                old_tree, new_tree)
 
 
 def _remove(repo: Path, rel: str) -> None:

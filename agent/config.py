@@ -2,8 +2,11 @@
 
 Layers, later ones win:
   defaults → user config (`$XDG_CONFIG_HOME/flashcode/config.toml`)
-           → project `.flashcode.toml` (the nearest one from the working directory up to the
-             repository root) → `FLASHCODE_*` environment variables → command-line flags.
+           → project `.flashcode.toml` (the repository root's only) → `FLASHCODE_*`
+             environment variables → command-line flags.
+The project layer is the repository's, a stranger's until the user trusts it (agent.trust):
+untrusted, it may set only harmless keys and limits that tighten; the rest is ignored, and
+`load_settings` reports which keys were.
 
 A bad file or variable raises `ConfigError` with one message naming the source, the key and
 what was expected; the CLI turns it into exit code 2.
@@ -20,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent import trust
 from agent.approval import Rule
 from agent.paths import flashcode_dir
 
@@ -120,6 +124,10 @@ class Settings(BaseModel):
         "in half the available memory), on, off. true/false and 1/0 mean on/off.",
     )
     theme: Literal["dark", "light"] = Field("dark", description="TUI colour theme.")
+    test_command: str | None = Field(
+        None, description="The command that runs the project's tests (the `tests` tool and "
+        "`flashcode fix`); default: detected from the project's files.",
+    )
     prices: dict[str, float] = Field(
         default_factory=dict,
         description="Price per million tokens by kind (input, cached_input, output), for the "
@@ -155,6 +163,7 @@ class ConfigSources:
     user_file: Path | None
     project_file: Path | None
     environ: dict[str, str]
+    project_trusted: bool = False  # the user trusts the repository (or named the file: --config)
 
 
 ENV_PREFIX = "FLASHCODE_"
@@ -165,31 +174,39 @@ def user_config_path(environ: dict[str, str] | None = None) -> Path:
 
 
 def find_project_file(start: Path) -> Path | None:
-    """The nearest `.flashcode.toml` from `start` up to (and including) the repository root."""
+    """The repository root's `.flashcode.toml` (the root: the nearest folder from `start` up
+    holding `.git`; `start` itself outside a repository). A nested one in a subfolder, say a
+    vendored library's, does not count."""
     start = start.resolve()
-    for directory in (start, *start.parents):
-        candidate = directory / ".flashcode.toml"
-        if candidate.is_file():
-            return candidate
-        if (directory / ".git").exists():
-            return None
-    return None
+    root = next((d for d in (start, *start.parents) if (d / ".git").exists()), start)
+    candidate = root / ".flashcode.toml"
+    return candidate if candidate.is_file() else None
 
 
 def default_sources(cwd: Path | None = None) -> ConfigSources:
+    project = find_project_file(cwd or Path.cwd())
     return ConfigSources(
         user_file=user_config_path(),
-        project_file=find_project_file(cwd or Path.cwd()),
+        project_file=project,
         environ=dict(os.environ),
+        project_trusted=project is not None and trust.is_trusted(project.parent),
     )
 
 
-def load_settings(sources: ConfigSources, flags: dict[str, Any] | None = None) -> Settings:
-    """Merge every layer and validate each one as it is applied, so errors name their source."""
+def load_settings(sources: ConfigSources, flags: dict[str, Any] | None = None,
+                  ignored: list[str] | None = None) -> Settings:
+    """Merge every layer and validate each one as it is applied, so errors name their source.
+    The keys an untrusted project file set but may not are left out and added to `ignored`."""
     merged: dict[str, Any] = {}
-    for path in (sources.user_file, sources.project_file):
-        if path is not None and path.is_file():
-            _apply(merged, _read_toml(path), str(path))
+    if sources.user_file is not None and sources.user_file.is_file():
+        _apply(merged, _read_toml(sources.user_file), str(sources.user_file))
+    if sources.project_file is not None and sources.project_file.is_file():
+        layer = _read_toml(sources.project_file)
+        _check_keys(layer, str(sources.project_file))
+        if not sources.project_trusted:
+            layer, skipped = trust.untrusted_layer(layer, Settings(**merged).model_dump())
+            (ignored if ignored is not None else []).extend(skipped)
+        _apply(merged, layer, str(sources.project_file))
     _apply(merged, _from_environ(sources.environ), "environment")
     _apply(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "command line")
     return Settings(**merged)
@@ -216,13 +233,17 @@ def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _apply(merged: dict[str, Any], layer: dict[str, Any], source: str) -> None:
+def _check_keys(layer: dict[str, Any], source: str) -> None:
     for key in layer:
         if key not in Settings.model_fields:
             near = get_close_matches(key, Settings.model_fields, n=1)
             hint = f" Did you mean '{near[0]}'?" if near else ""
             known = ", ".join(sorted(Settings.model_fields))
             raise ConfigError(f"{source}: unknown key '{key}'.{hint} Known keys: {known}.")
+
+
+def _apply(merged: dict[str, Any], layer: dict[str, Any], source: str) -> None:
+    _check_keys(layer, source)
     candidate = {**merged, **layer}
     try:
         Settings(**candidate)

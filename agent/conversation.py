@@ -11,7 +11,6 @@ the diff between the two trees. Rejecting a hunk reverts it in the working tree.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from agent.session import (
     read_records,
 )
 from agent.toolrun import Asker
+from tools import gitcmd
 
 
 @dataclass
@@ -109,9 +109,8 @@ class Conversation:
         after = self._checkpoint("after turn")
         if after is None or after.tree == before.tree:
             return ""
-        proc = subprocess.run(["git", "diff-tree", "-p", "--no-renames", "--no-color",
-                               before.tree, after.tree], cwd=self.root, capture_output=True,
-                              text=True)
+        proc = gitcmd.run(self.root, "diff-tree", "-p", "--no-renames", "--no-color",
+                          "--no-ext-diff", "--no-textconv", before.tree, after.tree)
         return proc.stdout if proc.returncode == 0 else ""
 
     # --- review ----------------------------------------------------------------------------

@@ -7,9 +7,10 @@ on the working tree only (never the index), and is all or nothing: `--check` run
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tools import gitcmd
 
 _HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -93,8 +94,8 @@ def apply(repo: Path, patch: str, reverse: bool = False) -> None:
         return
     flags = ["-R"] if reverse else []
     for extra in (["--check"], []):
-        proc = subprocess.run(["git", "apply", "--recount", "--whitespace=nowarn", *flags, *extra],
-                              cwd=repo, input=patch, capture_output=True, text=True)
+        proc = gitcmd.run(repo, "apply", "--recount", "--whitespace=nowarn", *flags, *extra,
+                          input=patch)
         if proc.returncode != 0:
             verb = "revert" if reverse else "apply"
             raise HunkError(f"the selected hunks do not {verb} cleanly in the working tree: "

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.paths import flashcode_dir
+from tools import gitcmd
 
 PREFIX = "flashcode/"
 _IDENT = {"GIT_AUTHOR_NAME": "flashcode", "GIT_AUTHOR_EMAIL": "flashcode@localhost",
@@ -39,8 +38,7 @@ class Proposal:
 
 
 def _git(cwd: Path, *args: str, env: dict | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = gitcmd.run(cwd, *args, env=env)
     if proc.returncode != 0:
         raise ProposalError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -99,7 +97,8 @@ def finish(repo: Path, proposal: Proposal, summary: str, base_dir: Path | None =
 
 def diff(repo: Path, proposal: Proposal) -> str:
     """What the proposal changes relative to where it started."""
-    return _git(repo, "diff", f"{proposal.base}..{proposal.branch}")
+    return _git(repo, "diff", "--no-ext-diff", "--no-textconv",
+                f"{proposal.base}..{proposal.branch}")
 
 
 def load(repo: Path, branch: str, base_dir: Path | None = None) -> Proposal:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import prompts
 from agent.model import LanguageModel, Reply
+from tools import gitcmd
 
 _LANGUAGES = {".py": "Python", ".js": "JavaScript", ".ts": "TypeScript", ".tsx": "TypeScript",
               ".go": "Go", ".rs": "Rust", ".java": "Java", ".kt": "Kotlin", ".c": "C",
@@ -122,7 +122,7 @@ def gather_facts(root: Path, request: str, failing_output: str = "") -> RepoFact
 
 
 def _git(root: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    out = gitcmd.run(root, *args)
     return out.stdout if out.returncode == 0 else ""
 
 

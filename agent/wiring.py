@@ -9,7 +9,6 @@ an Agent after it is built. With an escalation endpoint configured, the agent's 
 from __future__ import annotations
 
 import inspect
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from agent.loop import Agent, Limits
 from agent.model import LanguageModel
 from agent.session import Session, SessionError, find_session
 from agent.toolrun import Asker
+from tools import gitcmd
 from tools.base import ToolContext
 
 Progress = Callable[[float, str], None]
@@ -34,8 +34,7 @@ def always_yes(call, effect: str) -> str:
 
 def repo_root(cwd: Path) -> Path:
     """The git work tree containing `cwd`, or `cwd` itself outside git."""
-    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
-                         text=True)
+    out = gitcmd.run(cwd, "rev-parse", "--show-toplevel")
     return Path(out.stdout.strip()) if out.returncode == 0 else Path(cwd).resolve()
 
 

@@ -72,6 +72,7 @@ class FakeOpenAIServer:
         self.max_model_len = max_model_len  # listed on /v1/models, as vLLM does
         self.tokenize = tokenize  # serve /tokenize (vLLM): one token per 4 characters
         self.requests: list[dict] = []
+        self.auth: list[str | None] = []  # the Authorization header of every request, in order
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False  # a slow stream must not hold up the test's end
@@ -97,12 +98,14 @@ class FakeOpenAIServer:
                 pass
 
             def do_GET(self):
+                server.auth.append(self.headers.get("Authorization"))
                 model = {"id": "fake-flash", "object": "model", "created": 0, "owned_by": "me"}
                 if server.max_model_len:
                     model["max_model_len"] = server.max_model_len
                 self._json(200, {"object": "list", "data": [model]})
 
             def do_POST(self):
+                server.auth.append(self.headers.get("Authorization"))
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path == "/tokenize":
                     if not server.tokenize:

@@ -8,10 +8,12 @@ GitPython is imported inside the functions: importing it runs `git version`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tools import gitcmd
 from tools.base import ToolContext, ToolError, register
 from tools.state import private_dir
 
@@ -71,7 +73,8 @@ def _run(repo, *args: str) -> str:
     import git
 
     try:
-        return repo.git.execute(["git", *args], strip_newline_in_stdout=False)
+        return repo.git.execute(gitcmd.argv(Path(repo.working_dir), *args),
+                                strip_newline_in_stdout=False, env=gitcmd.safe_env())
     except git.GitCommandError as exc:
         raise ToolError(f"git {args[0]} failed: {exc.stderr.strip() or exc}") from None
 
@@ -85,7 +88,8 @@ def _status(ctx, repo, args: GitArgs) -> tuple[str, Any]:
 
 def _diff(ctx, repo, args: GitArgs) -> tuple[str, Any]:
     flags = ["--cached"] if args.staged else []
-    return _run(repo, "diff", *flags, *_safe_rev(args.rev), "--", *_paths(ctx, args.paths)), None
+    return _run(repo, "diff", "--no-ext-diff", "--no-textconv", *flags, *_safe_rev(args.rev),
+                "--", *_paths(ctx, args.paths)), None
 
 
 def _log(ctx, repo, args: GitArgs) -> tuple[str, Any]:
@@ -102,8 +106,8 @@ def _log(ctx, repo, args: GitArgs) -> tuple[str, Any]:
 def _show(ctx, repo, args: GitArgs) -> tuple[str, Any]:
     rev = (_safe_rev(args.rev) or ["HEAD"])[0]
     if args.paths:
-        return _run(repo, "show", f"{rev}:{_paths(ctx, args.paths[:1])[0]}"), None
-    return _run(repo, "show", "--stat", "--patch", rev), None
+        return _run(repo, "show", "--no-textconv", f"{rev}:{_paths(ctx, args.paths[:1])[0]}"), None
+    return _run(repo, "show", "--no-ext-diff", "--no-textconv", "--stat", "--patch", rev), None
 
 
 def _blame(ctx, repo, args: GitArgs) -> tuple[str, Any]:

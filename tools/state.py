@@ -4,8 +4,9 @@ shows up as the user's change."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+
+from tools import gitcmd
 
 DIRNAME = ".flashcode"
 
@@ -23,8 +24,7 @@ def private_dir(root: Path, *parts: str) -> Path:
 
 
 def _exclude(root: Path) -> None:
-    proc = subprocess.run(["git", "rev-parse", "--show-toplevel", "--git-path", "info/exclude"],
-                          cwd=root, capture_output=True, text=True)
+    proc = gitcmd.run(root, "rev-parse", "--show-toplevel", "--git-path", "info/exclude")
     if proc.returncode != 0:
         return  # not a git repository: nothing to hide from
     top, exclude_path = proc.stdout.strip().split("\n")[:2]

@@ -5,6 +5,8 @@ be loaded. Standard library only until settings load."""
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -73,8 +75,18 @@ def cwd_of(args: argparse.Namespace) -> Path:
     return Path(getattr(args, "cwd", None) or ".")
 
 
-def settings_for(args: argparse.Namespace):
-    """Settings for this invocation (the layers of agent.config, plus these flags)."""
+def settings_for(args: argparse.Namespace, warn: TextIO | None = sys.stderr):
+    """Settings for this invocation (the layers of agent.config, plus these flags). The keys
+    an untrusted repository's .flashcode.toml set and were ignored are named on `warn`."""
+    settings, project_file, ignored = load(args)
+    if ignored and warn is not None:
+        print(untrusted_warning(project_file, ignored), file=warn)
+    return settings
+
+
+def load(args: argparse.Namespace):
+    """(settings, the project file, the keys of it ignored because the repository is not
+    trusted)."""
     from agent.config import ConfigError, default_sources, load_settings
 
     sources = default_sources(Path(args.cwd) if getattr(args, "cwd", None) else None)
@@ -82,5 +94,30 @@ def settings_for(args: argparse.Namespace):
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError(f"--config {path}: no such file.")
-        sources = type(sources)(sources.user_file, path, sources.environ)
-    return load_settings(sources, {n: getattr(args, n, None) for n in SETTING_FLAGS})
+        sources = replace(sources, project_file=path, project_trusted=True)  # named by the user
+    ignored: list[str] = []
+    settings = load_settings(sources, {n: getattr(args, n, None) for n in SETTING_FLAGS},
+                             ignored)
+    return settings, sources.project_file, ignored
+
+
+def untrusted_warning(project_file: Path, ignored: list[str]) -> str:
+    return (f"flashcode: {project_file} sets {', '.join(ignored)}; ignored because this "
+            "repository is not trusted. If you trust it: flashcode trust "
+            f"{project_file.parent}")
+
+
+def ask_trust(project_file: Path, ignored: list[str], read=input) -> bool:
+    """Ask on the terminal whether to trust the repository of `project_file`; record a yes."""
+    print(f"{project_file} sets {', '.join(ignored)}, which flashcode ignores until you trust "
+          "this repository. Only trust a repository whose files you know.")
+    try:
+        answer = read("Trust it? [y/N] ").strip().lower()
+    except EOFError:
+        return False
+    if answer not in ("y", "yes"):
+        return False
+    from agent import trust
+
+    trust.trust(project_file.parent)
+    return True

@@ -109,7 +109,22 @@ def check_tool(cmd: str, why: str, fix: str, required: bool = False) -> Check:
     return Check(cmd, "missing" if required else "warn", f"not found ({why})", fix)
 
 
-def collect(settings: Settings) -> list[Check]:
+def check_trust(cwd: Path) -> Check:
+    """Whether the repository's .flashcode.toml is applied whole (agent.trust)."""
+    from agent import trust
+    from agent.config import find_project_file
+
+    project = find_project_file(cwd)
+    if project is None:
+        return Check("trust", "ok", "no .flashcode.toml in this repository")
+    if trust.is_trusted(project.parent):
+        return Check("trust", "ok", f"{project.parent} is trusted: {project} applies whole")
+    return Check("trust", "warn", f"{project.parent} is not trusted: {project} may set only "
+                 "harmless keys and limits that tighten",
+                 f"flashcode trust {project.parent}  (if you know its files)")
+
+
+def collect(settings: Settings, cwd: Path | None = None) -> list[Check]:
     pkgs = [("textual", "textual", "the app"), ("prompt_toolkit", "prompt_toolkit", "--plain"),
             ("pydantic", "pydantic", "settings"), ("git", "gitpython", "git tools"),
             ("tree_sitter_language_pack", "tree-sitter-language-pack", "repo map"),
@@ -123,18 +138,19 @@ def collect(settings: Settings) -> list[Check]:
         check_tool("rg", "fast search; a Python fallback is used", "apt-get install ripgrep"),
         check_tool("bwrap", "shell sandbox", "apt-get install bubblewrap"),
         check_memory_plan(settings),
+        check_trust(cwd or Path.cwd()),
         check_backend(settings),  # last: run_doctor's exit code reads it
     ]
 
 
 def run(args) -> int:
-    from agent.cli.args import settings_for
+    from agent.cli.args import cwd_of, settings_for
 
-    return run_doctor(settings_for(args), as_json=args.json)
+    return run_doctor(settings_for(args), as_json=args.json, cwd=cwd_of(args))
 
 
-def run_doctor(settings: Settings, as_json: bool = False) -> int:
-    checks = collect(settings)
+def run_doctor(settings: Settings, as_json: bool = False, cwd: Path | None = None) -> int:
+    checks = collect(settings, cwd)
     if as_json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:

@@ -24,7 +24,6 @@ and last {"type": "summary", "status", "exit_code", "reason", "message", "applie
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,7 +38,7 @@ from agent.config import Settings
 from agent.context import discover_instructions
 from agent.exits import AgentExit, Interrupted, Submitted
 from agent.loop import Agent
-from tools import base
+from tools import base, gitcmd
 from tools.tests import detect
 
 VERIFY_ROUNDS = 3  # submit → verify → feedback cycles before giving up
@@ -119,8 +118,8 @@ def _prepare(settings: Settings, model, root: Path, task: str, test: str | None,
 
 def dirty_paths(root: Path) -> list[str]:
     """Files with uncommitted changes (staged, unstaged, untracked and not ignored), sorted."""
-    out = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=all"],
-                         cwd=root, capture_output=True, text=True, check=True).stdout
+    out = gitcmd.run(root, "status", "--porcelain", "-z", "--untracked-files=all",
+                     check=True).stdout
     entries, paths = out.split("\0"), set()
     i = 0
     while i < len(entries):

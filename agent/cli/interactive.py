@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from agent import exitcodes, wiring
-from agent.cli.args import cwd_of, settings_for
+from agent.cli.args import ask_trust, cwd_of, load, settings_for, untrusted_warning
 from agent.config import Settings
 from agent.model import BackendError, LanguageModel
 
@@ -21,7 +21,12 @@ from agent.model import BackendError, LanguageModel
 def run(args: argparse.Namespace) -> int:
     from agent.backends.check import backend_problem
 
-    settings = settings_for(args)
+    settings, project_file, ignored = load(args)
+    if ignored and sys.stdin.isatty() and sys.stdout.isatty():  # ask once, on a terminal
+        if ask_trust(project_file, ignored):
+            settings = settings_for(args)
+    elif ignored:
+        print(untrusted_warning(project_file, ignored), file=sys.stderr)
     problem = backend_problem(settings)
     if problem:
         print(problem, file=sys.stderr)

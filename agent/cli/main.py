@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the most recent session in this repository")
     parser.set_defaults(handler=_run("interactive"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_fix, _propose, _exec, _serve, _bench, _engine, _doctor, _tool, _undo,
+    for add in (_fix, _propose, _exec, _serve, _bench, _engine, _doctor, _trust, _tool, _undo,
                 _review, _proposals):
         add(sub)
     return parser
@@ -142,6 +142,20 @@ def _doctor(sub) -> None:
 
 
 # --- the repository's commands -------------------------------------------------------------
+
+def _trust(sub) -> None:
+    p = subparser(sub, "trust", "let a repository's .flashcode.toml set every key",
+                  "A repository's .flashcode.toml is a stranger's until you trust the "
+                  "repository: until then it may set only harmless keys (rewrite, thinking, "
+                  "theme, test_command, ...) and limits that tighten (max_steps, a stricter "
+                  "approval, sandbox = \"on\", deny rules); flashcode names the keys it "
+                  "ignored. Trusting lets it set every key, endpoint and approval included.")
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="the repository (default: the one you are in)")
+    p.add_argument("--revoke", action="store_true", help="stop trusting PATH")
+    p.add_argument("--list", action="store_true", help="list the trusted repositories")
+    p.set_defaults(handler=_run("trust"))
+
 
 def _tool(sub) -> None:
     p = subparser(sub, "tool", "run one repository tool and print its JSON result",

@@ -18,7 +18,6 @@ Because edits cannot reach the user's files, the default approval mode `ask` is 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -33,6 +32,7 @@ from agent.exits import AgentExit
 from agent.loop import Agent
 from agent.model import Reply
 from agent.proposals import Proposal, ProposalError
+from tools import gitcmd
 
 SUBJECT_MAX = 72
 
@@ -146,7 +146,7 @@ def fallback_message(task: str) -> str:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    proc = gitcmd.run(cwd, *args)
     if proc.returncode != 0:
         raise ProposalError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout

@@ -8,18 +8,10 @@ fails; 2 with the same shape for bad usage (unknown tool, --args that is not a J
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from agent import exitcodes
-
-
-def repo_root(start: Path) -> Path:
-    """The git top level containing `start`, or `start` itself outside a repository."""
-    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start,
-                          capture_output=True, text=True)
-    return Path(proc.stdout.strip()) if proc.returncode == 0 else start
+from agent import exitcodes, wiring
 
 
 def _fail(message: str, kind: str, code: int) -> int:
@@ -66,7 +58,7 @@ def run_tool(name: str, raw_args: str, directory: str | None) -> int:
     if not start.is_dir():
         return _fail(f"-C {directory}: no such directory.", "UsageError", exitcodes.USAGE)
     try:
-        result = call(name, args, ToolContext(repo_root(start)))
+        result = call(name, args, ToolContext(wiring.repo_root(start)))
     except ToolError as exc:
         return _fail(str(exc), type(exc).__name__, exitcodes.NOT_FIXED)
     sys.stdout.write(result.model_dump_json(indent=2) + "\n")

@@ -9,7 +9,8 @@ from agent.config import ConfigError, ConfigSources, find_project_file, load_set
 from tests.conftest import run_flashcode
 
 
-def sources(tmp_path, user: str | None = None, project: str | None = None, env=None):
+def sources(tmp_path, user: str | None = None, project: str | None = None, env=None,
+            trusted: bool = True):
     u = p = None
     if user is not None:
         u = tmp_path / "user.toml"
@@ -17,7 +18,7 @@ def sources(tmp_path, user: str | None = None, project: str | None = None, env=N
     if project is not None:
         p = tmp_path / ".flashcode.toml"
         p.write_text(project)
-    return ConfigSources(u, p, env or {})
+    return ConfigSources(u, p, env or {}, project_trusted=trusted)
 
 
 def test_defaults(tmp_path):
@@ -82,12 +83,14 @@ def test_bad_resident_value_names_the_key(tmp_path):
     assert "auto" in msg and "float copies" in msg  # what is expected: the field's description
 
 
-def test_project_file_found_upward_but_not_past_the_repo_root(tmp_path):
+def test_only_the_repository_roots_project_file_counts(tmp_path):
     outer = tmp_path / "outer"
     repo = outer / "repo"
     (repo / ".git").mkdir(parents=True)
     (repo / "src" / "pkg").mkdir(parents=True)
     (outer / ".flashcode.toml").write_text("max_steps = 1\n")
+    assert find_project_file(repo / "src" / "pkg") is None
+    (repo / "src" / ".flashcode.toml").write_text("max_steps = 3\n")  # nested: never read
     assert find_project_file(repo / "src" / "pkg") is None
     (repo / ".flashcode.toml").write_text("max_steps = 2\n")
     assert find_project_file(repo / "src" / "pkg") == (repo / ".flashcode.toml").resolve()

@@ -163,7 +163,7 @@ def test_exec_includes_agents_md_down_to_the_working_directory(buggy_repo, env, 
 
 def test_a_bad_approval_rule_is_a_usage_error(buggy_repo, env, tmp_path):
     model = write_recording(tmp_path / "rec.jsonl", [turn("ok")])
-    (buggy_repo / ".flashcode.toml").write_text('allow = ["shell("]\n')
+    (buggy_repo / ".flashcode.toml").write_text('deny = ["shell("]\n')  # applies untrusted
     out = run_flashcode("exec", "x", "--model", model, "-C", str(buggy_repo), env=env)
     assert out.returncode == exitcodes.USAGE and "bad approval rule" in out.stderr
 

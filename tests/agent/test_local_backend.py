@@ -127,7 +127,7 @@ def test_resident_setting_reaches_the_engine(tiny_ckpt, tmp_path, monkeypatch, s
     monkeypatch.setenv("FLASHCODE_RESIDENT", "0" if expect else "1")
     project = tmp_path / ".flashcode.toml"
     project.write_text(f'model = "{tiny_ckpt}"\nresident = "{setting}"\n')
-    model = make_model(load_settings(ConfigSources(None, project, {})))
+    model = make_model(load_settings(ConfigSources(None, project, {}, project_trusted=True)))
     assert {m.resident is not None for m in _linears(model)} == {expect}
 
 
