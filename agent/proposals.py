@@ -1,8 +1,12 @@
-"""Proposals: the agent works in its own git worktree on branch `flashcode/<slug>`.
+"""Proposals: the agent works in a repository of its own, on branch `flashcode/<slug>`.
 
-The user's working tree, index, stash and current branch are never touched: the worktree lives
-outside the repository (under the data dir), is created from HEAD, and its commits stay on the
-proposal branch until the user reviews them (`flashcode review`) and applies accepted hunks.
+A proposal is a separate clone of the user's repository (under the data dir, outside the
+repository) that borrows the user's objects read-only (`git clone --shared`: an alternates
+file, nothing copied) and names no remote. Nothing the model runs there can reach the user's
+refs, index, stash, hooks or config: they are another repository's. When the agent finishes,
+flashcode itself fetches the proposal's branch back into the user's repository as
+`flashcode/<slug>` (with every configured program off, tools.gitcmd) and writes a patch file;
+the user reviews it (`flashcode review`) and applies accepted hunks.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,16 +65,19 @@ def data_dir(repo: Path, base: Path | None = None) -> Path:
 def start(repo: Path, task: str, base_dir: Path | None = None) -> Proposal:
     repo = Path(repo)
     head = _git(repo, "rev-parse", "HEAD").strip()
-    existing = set(
-        _git(repo, "branch", "--list", f"{PREFIX}*", "--format=%(refname:short)").split()
-    )
+    folder = data_dir(repo, base_dir)
+    taken = set(_git(repo, "branch", "--list", f"{PREFIX}*",
+                     "--format=%(refname:short)").split())
     slug, n = slugify(task), 2
     name = slug
-    while f"{PREFIX}{name}" in existing:
+    while f"{PREFIX}{name}" in taken or (folder / name).exists():
         name, n = f"{slug}-{n}", n + 1
-    where = data_dir(repo, base_dir) / name
+    where = folder / name
     where.parent.mkdir(parents=True, exist_ok=True)
-    _git(repo, "worktree", "add", "-q", "-b", f"{PREFIX}{name}", str(where), head)
+    top = _git(repo, "rev-parse", "--show-toplevel").strip()
+    _git(where.parent, "clone", "-q", "--shared", "--no-checkout", "--no-tags", top, name)
+    _git(where, "remote", "remove", "origin")  # nothing there points back at the user's repo
+    _git(where, "checkout", "-q", "-b", f"{PREFIX}{name}", head)
     proposal = Proposal(f"{PREFIX}{name}", str(where), task, head, time.time())
     _save(repo, proposal, base_dir)
     return proposal
@@ -86,7 +94,11 @@ def commit_all(proposal: Proposal, message: str) -> str | None:
 
 
 def finish(repo: Path, proposal: Proposal, summary: str, base_dir: Path | None = None) -> Proposal:
-    """Write the branch's commits as one format-patch file and record the summary."""
+    """Fetch the proposal's branch into the user's repository, write its commits as one
+    format-patch file and record the summary."""
+    branch = f"refs/heads/{proposal.branch}"
+    _git(repo, "fetch", "-q", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head",
+         proposal.worktree, f"+{branch}:{branch}")
     out = data_dir(repo, base_dir) / f"{proposal.branch.removeprefix(PREFIX)}.patch"
     patch = _git(repo, "format-patch", "--stdout", f"{proposal.base}..{proposal.branch}")
     out.write_text(patch, encoding="utf-8")
@@ -118,17 +130,26 @@ def list_all(repo: Path, base_dir: Path | None = None) -> list[Proposal]:
 
 
 def discard(repo: Path, proposal: Proposal, base_dir: Path | None = None) -> None:
-    """Remove the worktree, the branch and the files; the user's own branches are untouched."""
+    """Remove the proposal's repository, its branch and its files; the user's own branches
+    are untouched."""
     if not proposal.branch.startswith(PREFIX):
         raise ProposalError(f"refusing to delete '{proposal.branch}': not a flashcode branch")
-    if Path(proposal.worktree).exists():
-        _git(repo, "worktree", "remove", "--force", proposal.worktree)
-    _git(repo, "worktree", "prune")
-    _git(repo, "branch", "-D", proposal.branch)
+    where = Path(proposal.worktree)
+    if (where / ".git").is_file():  # made by an older flashcode: a linked worktree
+        _git(repo, "worktree", "remove", "--force", str(where))
+        _git(repo, "worktree", "prune")
+    elif where.exists():
+        shutil.rmtree(where)
+    if _git_ok(repo, "rev-parse", "-q", "--verify", f"refs/heads/{proposal.branch}"):
+        _git(repo, "branch", "-D", proposal.branch)
     folder = data_dir(repo, base_dir)
     name = proposal.branch.removeprefix(PREFIX)
     for leftover in (folder / f"{name}.json", folder / f"{name}.patch"):
         leftover.unlink(missing_ok=True)
+
+
+def _git_ok(cwd: Path, *args: str) -> bool:
+    return gitcmd.run(cwd, *args).returncode == 0
 
 
 def _save(repo: Path, proposal: Proposal, base_dir: Path | None) -> None:
