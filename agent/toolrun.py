@@ -73,7 +73,12 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
         args = base.validate(tool, call.arguments)
     except base.ToolError as exc:  # unknown tool or bad arguments: nothing to approve
         return Outcome(_error(call.name, str(exc)), False), policy
-    decision = approval.decide(policy, call.name, tool.effect, call.arguments)
+    try:
+        touched = tool.paths(args)
+    except base.ToolError as exc:  # e.g. a malformed patch: the tool would say the same
+        return Outcome(_error(call.name, str(exc)), False), policy
+    decision = approval.decide(policy, call.name, tool.effect, call.arguments,
+                               rule_paths(touched, ctx) if touched else None)
     if decision == "ask":
         if ask is None:
             raise ApprovalNeeded(call)
@@ -87,10 +92,6 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
         return Outcome(text, False), policy
-    try:
-        touched = tool.paths(args)
-    except base.ToolError as exc:  # e.g. a malformed patch: the tool would say the same
-        return Outcome(_error(call.name, str(exc)), False), policy
     hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
     if hit:
         text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
@@ -99,6 +100,20 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if problem:
         return Outcome(problem, False), policy
     return _execute(tool, args, ctx), policy
+
+
+def rule_paths(touched: list[str], ctx: base.ToolContext) -> list[str]:
+    """Each touched path as approval rules see it: normalized, repository-relative where it
+    is inside, and also as the file a link leads to."""
+    out = []
+    for raw in touched:
+        out.append(approval.normalize_path(raw))
+        for follow in (False, True):
+            try:
+                out.append(ctx.rel(ctx.resolve(raw, follow=follow), follow=follow))
+            except (base.ToolError, ValueError, OSError):  # outside: the tool refuses it
+                pass
+    return list(dict.fromkeys(out))
 
 
 def checkpoint_before(call: ToolCall, effect: str, ctx: base.ToolContext,
