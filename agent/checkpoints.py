@@ -150,9 +150,10 @@ def restore(repo: Path, target: Checkpoint) -> Restored:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         _git(repo, "read-tree", target.tree, env=env)
-        wanted = [p for s, p in changes if s in "AM"]
+        wanted = [p for s, p in changes if s in "AMT"]
         if wanted:
-            _git(repo, "checkout-index", "-f", "--stdin", env=env, input="\n".join(wanted) + "\n")
+            _git(repo, "checkout-index", "-f", "-z", "--stdin", env=env,
+                 input="\0".join(wanted) + "\0")
     for status, path in changes:
         if status == "D":
             _remove(repo, path)
@@ -160,9 +161,11 @@ def restore(repo: Path, target: Checkpoint) -> Restored:
 
 
 def changed(repo: Path, old_tree: str, new_tree: str) -> list[tuple[str, str]]:
-    """(status A/M/D/T, path) for each file that differs between two trees, in path order."""
-    out = _git(Path(repo), "diff-tree", "-r", "--no-renames", "--name-status", old_tree, new_tree)
-    return [(line[0], line.split("\t", 1)[1]) for line in out.splitlines()]
+    """(status A/M/D/T, path) for each file that differs between two trees, in path order
+    (-z: a name with non-ASCII bytes, a tab or a newline comes back as it is, not quoted)."""
+    out = _git(Path(repo), "diff-tree", "-r", "-z", "--no-renames", "--name-status", old_tree,
+               new_tree).split("\0")
+    return [(out[i][0], out[i + 1]) for i in range(0, len(out) - 1, 2) if out[i]]
 
 
 def diff(repo: Path, old_tree: str, new_tree: str) -> str:
@@ -178,3 +181,46 @@ def _remove(repo: Path, rel: str) -> None:
     while parent != repo and parent.is_dir() and not any(parent.iterdir()):
         parent.rmdir()
         parent = parent.parent
+
+
+def ignored_tree(repo: Path, max_files: int = 5000,
+                 max_bytes: int = 64 * 2**20) -> tuple[str | None, list[str]]:
+    """A tree of the git-ignored files now (a `.env`, local settings, build outputs), which
+    checkpoints leave out, so that a failed `fix` can bring back what the agent's commands
+    deleted or changed. Regular files only, smallest first within the budget; the paths left
+    out are returned beside the tree (None when there is nothing to keep)."""
+    repo = Path(repo)
+    out = _git(repo, "ls-files", "-z", "--others", "--ignored", "--exclude-standard")
+    sizes = {}
+    for rel in filter(None, out.split("\0")):
+        path = repo / rel
+        if not rel.startswith(".flashcode/") and path.is_file() and not path.is_symlink():
+            sizes[rel] = path.stat().st_size
+    kept, total = [], 0
+    for rel in sorted(sizes, key=lambda r: (sizes[r], r)):
+        if len(kept) < max_files and total + sizes[rel] <= max_bytes:
+            kept.append(rel)
+            total += sizes[rel]
+    if not kept:
+        return None, sorted(sizes)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(repo, "update-index", "--add", "-z", "--stdin", env=env, input="\0".join(kept) + "\0")
+        tree = _git(repo, "write-tree", env=env).strip()
+    return tree, sorted(set(sizes) - set(kept))
+
+
+def put_back(repo: Path, tree: str) -> list[str]:
+    """Write every file of `tree` (from `ignored_tree`) into the working tree; the paths
+    whose content differed or was missing."""
+    repo = Path(repo)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(repo, "read-tree", tree, env=env)
+        gitcmd.run(repo, "update-index", "-q", "--refresh", env=env)  # stat what is unchanged
+        stale = _git(repo, "diff-files", "-z", "--name-only", env=env).split("\0")
+        stale = [p for p in stale if p]
+        if stale:
+            _git(repo, "checkout-index", "-f", "-z", "--stdin", env=env,
+                 input="\0".join(stale) + "\0")
+    return stale

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -133,6 +134,30 @@ class Settings(BaseModel):
         description="Price per million tokens by kind (input, cached_input, output), for the "
         "cost shown at the end of a task.",
     )
+
+    @field_validator("endpoint", "escalation_endpoint")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (a bad port raises here)
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or \
+                any(c.isspace() or ord(c) < 32 for c in url):
+            raise ValueError("write an http:// or https:// URL with a host, e.g. "
+                             "http://127.0.0.1:8000/v1")
+        return url
+
+    @field_validator("model", "model_name", "api_key_env", "kv_dir", "device_map",
+                     "escalation_model_name", "test_command")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError("a NUL character cannot be part of a name or path")
+        return value
 
     @field_validator("allow", "deny")
     @classmethod

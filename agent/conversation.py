@@ -177,7 +177,10 @@ class Conversation:
 
 
 def session_info(path: Path) -> SessionInfo:
-    records = read_records(path)
+    try:
+        records = read_records(path)
+    except SessionError as exc:  # listed all the same, saying why it cannot be resumed
+        return SessionInfo(path.stem, path, f"(damaged: {exc})"[:80], 0)
     msgs = [r["message"] for r in records if r.get("type") == "message"]
     first = next((m.get("content") or "" for m in msgs if m.get("role") == "user"), "")
     return SessionInfo(path.stem, path, " ".join(first.split())[:80], len(msgs))

@@ -64,6 +64,7 @@ class Session:
     @classmethod
     def load(cls, path: Path) -> Session:
         records = read_records(path)
+        _drop_torn_tail(Path(path))  # so what this session appends starts on its own line
         if not records or records[0].get("type") != "meta":
             raise SessionError(f"{path} is not a flashcode session (no meta record first).")
         meta = records[0]
@@ -121,18 +122,74 @@ class Session:
 
 
 def read_records(path: Path) -> list[dict]:
-    """Every complete record; a torn last line (process killed mid-write) is skipped."""
+    """Every record, each checked for the shape flashcode writes. A torn last line (a process
+    killed mid-write) is skipped; any other damage is a SessionError naming the line, so a
+    damaged log is refused whole instead of resumed wrong."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
         raise SessionError(f"cannot read session {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SessionError(f"{path} is damaged: not UTF-8 text (byte {exc.start}).") from None
+    lines = text.splitlines()
     records = []
-    for line in text.splitlines():
+    for n, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if n == len(lines) and not text.endswith("\n"):
+                continue  # torn by a kill mid-write: the step in flight is lost, nothing else
+            raise SessionError(f"{path} is damaged at line {n}: not a JSON record.") from None
+        problem = record_problem(record)
+        if problem:
+            raise SessionError(f"{path} is damaged at line {n}: {problem}.")
+        records.append(record)
     return records
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line a killed process left without its newline (read_records skipped it)."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        os.truncate(path, data.rfind(b"\n") + 1)
+
+
+def record_problem(r: Any) -> str | None:
+    """What is wrong with one session record, or None (the fields flashcode reads)."""
+    if not isinstance(r, dict) or r.get("type") not in ("meta", "message", "event"):
+        return "not a meta, message or event record"
+    if r["type"] == "meta":
+        ok = isinstance(r.get("id"), str) and isinstance(r.get("root"), str)
+        return None if ok else "a meta record needs a text id and root"
+    if r["type"] == "message":
+        return message_problem(r.get("message"))
+    if not isinstance(r.get("kind"), str):
+        return "an event record needs a text kind"
+    if r["kind"] == "compaction":
+        msgs = r.get("messages")
+        if not isinstance(msgs, list):
+            return "a compaction event needs a list of messages"
+        return next((p for m in msgs if (p := message_problem(m))), None)
+    return None
+
+
+def message_problem(m: Any) -> str | None:
+    if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
+        return "a message needs a role: system, user, assistant or tool"
+    if not isinstance(m.get("content", ""), str | None):
+        return "a message's content must be text"
+    if m["role"] == "tool" and not isinstance(m.get("tool_call_id"), str):
+        return "a tool message needs a text tool_call_id"
+    calls = m.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(_call_ok(c) for c in calls):
+        return "tool_calls must be a list of {id, function: {name, arguments}}"
+    return None
+
+
+def _call_ok(c: Any) -> bool:
+    fn = c.get("function") if isinstance(c, dict) else None
+    return isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(fn, dict) and \
+        isinstance(fn.get("name"), str) and isinstance(fn.get("arguments", ""), str | dict)
 
 
 def list_sessions(root: Path, base: Path | None = None) -> list[Path]:

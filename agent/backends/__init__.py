@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.model import BackendUnavailable, LanguageModel
+from agent.session import SessionError
 
 
 def make_model(settings: Settings) -> LanguageModel:
@@ -23,7 +24,10 @@ def make_model(settings: Settings) -> LanguageModel:
         path = Path(settings.model[len("replay:"):]).expanduser()
         if not path.is_file():
             raise BackendUnavailable(f"replay file {path} does not exist.")
-        return ReplayModel(path, settings.context_window or 1_048_576)
+        try:
+            return ReplayModel(path, settings.context_window or 1_048_576)
+        except SessionError as exc:
+            raise BackendUnavailable(f"cannot replay it: {exc}") from None
     if settings.model:
         from agent.backends import local
 

@@ -50,10 +50,13 @@ def _check_endpoint(settings: Settings, probe: bool) -> Check:
     if not probe:
         return Check("model", "ok", f"endpoint {url}, model {name}")
     key = os.environ.get(settings.api_key_env, "")
-    req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {key}"})
     try:
+        req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(req, timeout=3) as resp:
-            ids = [m.get("id") for m in json.load(resp).get("data", [])]
+            listing = json.load(resp)
+        models = listing.get("data") if isinstance(listing, dict) else None
+        ids = [m.get("id") for m in models if isinstance(m, dict)] \
+            if isinstance(models, list) else []
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             return Check("model", "missing",

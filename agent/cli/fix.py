@@ -9,7 +9,9 @@
    agent, up to VERIFY_ROUNDS times, all within --max-steps.
 4. Verified: the change stays in the working tree (exit 0). Anything else restores the tree to
    the start checkpoint, so it is as it was, and exits 1 (not fixed), 3 (needs approval that
-   was not given), 4 (backend unavailable) or 130 (interrupted).
+   was not given), 4 (backend unavailable) or 130 (interrupted). Git-ignored files (a `.env`,
+   local settings; within a budget) are kept aside at the start too and put back, and an
+   unexpected error restores the tree before it is reported.
 
 --json prints the exec events (agent/cli/exec.py) one per line, plus
     {"type": "fix_start", "checkpoint", "test_command", "protected"}
@@ -17,16 +19,18 @@
 and last {"type": "summary", "status", "exit_code", "reason", "message", "applied",
 "files_changed": [{"status", "path"}], "diff", "test_command", "tests_before", "tests_after",
 "steps", "tokens", "cost", "usage", "escalations", "checkpoint", "restored", "attempt", "protected",
-"protected_changed"}: `checkpoint` is the start (`flashcode undo` it to drop a kept fix),
-`attempt` the agent's unverified work saved just before the restore (undo it to look at it).
+"protected_changed", "ignored_restored", "ignored_unprotected"}: `checkpoint` is the start
+(`flashcode undo` it to drop a kept fix), `attempt` the agent's unverified work saved just
+before the restore (undo it to look at it), `ignored_restored` the git-ignored files put back.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +40,7 @@ from agent.cli.args import cwd_of, load_model, settings_for
 from agent.cli.output import printer
 from agent.config import Settings
 from agent.context import discover_instructions
-from agent.exits import AgentExit, Interrupted, Submitted
+from agent.exits import AgentExit, Interrupted, ModelFailed, Submitted
 from agent.loop import Agent
 from tools import base, gitcmd
 from tools.tests import detect
@@ -56,6 +60,8 @@ class FixRun:
     given: bool  # --test was passed (else detected)
     protected: list[str]
     emit: Callable[[dict], None]
+    ignored: str | None = None  # a tree of the git-ignored files at the start
+    unprotected: list[str] = field(default_factory=list)  # ignored files over the budget
     instructions: str | None = None
     before: dict | None = None
     after: dict | None = None
@@ -93,6 +99,10 @@ def run_fix(settings: Settings, task: str, cwd: Path, test: str | None = None, y
         result, verified = _work(run, task)
     except KeyboardInterrupt:  # e.g. during a test run: still put the tree back
         result, verified = Interrupted("Interrupted by the user."), False
+    except Exception as exc:  # a bug or a broken part: the tree goes back before it is told
+        traceback.print_exc(file=err)
+        result, verified = ModelFailed(f"flashcode fix failed: {type(exc).__name__}: {exc}"), \
+            False
     summary = _finish(run, result, verified)
     run.emit(summary)
     if not as_json:
@@ -105,11 +115,12 @@ def _prepare(settings: Settings, model, root: Path, task: str, test: str | None,
     session = wiring.open_session(root, model.name)
     protected = [] if allow_dirty else dirty_paths(root)
     start = checkpoints.create(root, " ".join(f"fix: start: {task}".split())[:120])
+    ignored, unprotected = checkpoints.ignored_tree(root)
     command = test or _detected(root)
     agent = wiring.build_agent(settings, model, root, session, protected=protected,
                                ask=wiring.always_yes if yes else None,
                                on_event=lambda event: _observe(run, event))
-    run = FixRun(agent, start, command, test is not None, protected, emit)
+    run = FixRun(agent, start, command, test is not None, protected, emit, ignored, unprotected)
     emit({"type": "session", "id": session.id, "path": str(session.path)})
     emit({"type": "fix_start", "checkpoint": start.commit, "test_command": command,
           "protected": protected})
@@ -214,6 +225,7 @@ def _finish(run: FixRun, result: AgentExit, verified: bool) -> dict:
     if not verified and result.code in _STATUS and result.code != exitcodes.OK:
         code = result.code  # needs approval, backend unavailable, interrupted
     restored = None if verified else checkpoints.restore(root, start)
+    ignored = checkpoints.put_back(root, run.ignored) if run.ignored and not verified else []
     escalations = wiring.escalations(run.agent)
     tally = run.agent.tally
     return {"type": "summary", "status": _STATUS.get(code, "not_fixed"), "exit_code": code,
@@ -228,7 +240,8 @@ def _finish(run: FixRun, result: AgentExit, verified: bool) -> dict:
             if restored else None,
             "attempt": restored.safety.commit if restored else None,
             "protected": run.protected,
-            "protected_changed": sorted({p for _, p in files} & set(run.protected))}
+            "protected_changed": sorted({p for _, p in files} & set(run.protected)),
+            "ignored_restored": ignored, "ignored_unprotected": run.unprotected}
 
 
 def _reason(run: FixRun, result: AgentExit, verified: bool) -> str:
@@ -253,8 +266,11 @@ def _print_summary(s: dict, run: FixRun, out: TextIO, err: TextIO) -> None:
         print(f"To undo this fix: flashcode undo {s['checkpoint'][:10]}", file=out)
     else:
         print(f"Not fixed: {s['reason']}.\n{s['message']}", file=out)
-        print(f"The working tree is as it was at the start ({len(s['restored'])} file(s) put "
-              f"back). To look at the attempt: flashcode undo {s['attempt'][:10]}", file=out)
+        ignored = f" and {len(s['ignored_restored'])} git-ignored" if s["ignored_restored"] \
+            else ""
+        print(f"The working tree is as it was at the start ({len(s['restored'])}{ignored} "
+              f"file(s) put back). To look at the attempt: flashcode undo {s['attempt'][:10]}",
+              file=out)
     for path in s["protected_changed"] if s["applied"] else []:
         print(f"warning: a shell command changed your uncommitted file {path}; its content at "
               f"the start is in checkpoint {s['checkpoint'][:10]} (flashcode undo).", file=err)

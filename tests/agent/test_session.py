@@ -59,5 +59,8 @@ def test_missing_sessions_are_a_clear_error(git_repo, tmp_path):
         find_session(git_repo, None, tmp_path)
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"type": "message"}\n')
+    with pytest.raises(SessionError, match="damaged at line 1: a message needs a role"):
+        Session.load(bad)
+    bad.write_text('{"type": "event", "kind": "exit"}\n')
     with pytest.raises(SessionError, match="not a flashcode session"):
         Session.load(bad)
