@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.base import ToolContext, ToolError, register
+from tools.base import ToolContext, ToolError, is_git_name, register
 from tools.textio import SNIFF, decode
 from tools.walk import walk_files
 
@@ -115,7 +115,7 @@ def _python(ctx: ToolContext, start: Path, regex: re.Pattern, args: SearchArgs) 
 
 def _rg_command(start: Path, args: SearchArgs) -> list[str]:
     cmd = ["rg", "--json", "--hidden", "--no-require-git", "--no-ignore-dot",
-           "--no-ignore-global", "--no-ignore-parent", "--no-config", "-g", "!.git",
+           "--no-ignore-global", "--no-ignore-parent", "--no-config", "-g", "!.[Gg][Ii][Tt]",
            "-g", "!.flashcode", "--sort", "path", "--no-messages"]
     cmd += ["-F"] if args.literal else []
     cmd += ["-i"] if args.ignore_case else []
@@ -140,8 +140,10 @@ def _ripgrep(ctx: ToolContext, start: Path, args: SearchArgs) -> list[Match]:
     out: list[Match] = []
     for raw_path, numbers in hits.items():
         path = Path(raw_path) if Path(raw_path).is_absolute() else ctx.root / raw_path
-        lines = _lines(path.read_bytes())
         rel = path.relative_to(ctx.root).as_posix()
+        if any(map(is_git_name, rel.split("/"))):
+            continue  # a spelling of .git the -g glob does not cover
+        lines = _lines(path.read_bytes())
         out += [_match(rel, lines, n - 1, args.context) for n in numbers]
         if len(out) > args.max_results:
             break
