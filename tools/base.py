@@ -94,14 +94,16 @@ class ToolContext:
             self.spill_dir = self.root / ".flashcode" / "spill"
 
     def resolve(self, path: str | os.PathLike[str], must_exist: bool = False,
-                follow: bool = True) -> Path:
+                follow: bool = True, check_parents: bool = True) -> Path:
         """Absolute, symlink-resolved path inside the repository and outside any git
         directory; else PathOutsideRepoError, GitDirError or (a name no file system can hold,
         a file where a directory must be) ToolError.
 
         With follow=False a symlink at the last component is not followed: the result is the
         link itself (its directories resolved), for tools that delete, move or replace it. A
-        link leading outside the repository or into a git directory is refused either way."""
+        link leading outside the repository or into a git directory is refused either way.
+        check_parents=False leaves a file above the path to the caller (apply_patch checks
+        against the tree it plans, where that file may be deleted first)."""
         check_name(path)
         raw = Path(path)
         candidate = raw if raw.is_absolute() else self.root / raw
@@ -115,7 +117,8 @@ class ToolContext:
         except (OSError, RuntimeError) as exc:  # a link loop, or a link changing under us
             raise ToolError(f"'{_shown(path)}' cannot be resolved ({exc.__class__.__name__}: "
                             f"{exc}). Check the path, then try again.") from None
-        self._under_a_file(resolved, path)
+        if check_parents:
+            self._under_a_file(resolved, path)
         if must_exist and not os.path.lexists(resolved):
             raise ToolError(
                 f"'{path}' does not exist. Use `list` or `glob` to find the right path."

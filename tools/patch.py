@@ -1,8 +1,10 @@
 """`apply_patch`: apply a Codex-style patch envelope or a unified diff, all or nothing.
 
 Every operation is computed in memory first (against the files as earlier operations left
-them); only when all succeed are files written, and a failure while writing restores every
-file already touched. So a patch that fails anywhere changes no file. (Codex's own
+them), every path checked against that planned tree (no file where a directory must be, no
+file over a directory, names a file system can hold); only when all succeed are files written,
+and any exception while writing restores every file already touched and removes the
+directories made. So a patch that fails anywhere changes no file. (Codex's own
 apply_patch keeps the operations before a failure: conformance scenario 015 differs on purpose.)
 Updated files keep their encoding, BOM and line endings.
 """
@@ -17,8 +19,8 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from tools.base import ToolContext, ToolError, register
 from tools.edit import check_fresh, unified_diff
-from tools.edit_match import ascii_punct, closest
-from tools.patch_parse import AddOp, Chunk, DeleteOp, Op, UpdateOp, parse
+from tools.patch_chunks import update_text
+from tools.patch_parse import AddOp, DeleteOp, Op, UpdateOp, parse
 from tools.textio import Decoded, atomic_write, decode, is_binary, stamp
 
 
@@ -53,28 +55,6 @@ class FileChange(BaseModel):
 class PatchResult(BaseModel):
     changes: list[FileChange]
     diff: str  # unified diff of every change
-
-
-_LADDER = [lambda s: s, str.rstrip, str.strip, lambda s: ascii_punct(s).strip()]
-
-
-def seek(lines: list[str], pattern: list[str], start: int, eof: bool = False,
-         hint: int | None = None) -> int | None:
-    """Index where `pattern` matches `lines` at or after `start`, strictest rule first.
-    With `hint` (0-based), the match nearest to it wins within a rule."""
-    if not pattern:
-        return start
-    if len(pattern) > len(lines):
-        return None
-    last = len(lines) - len(pattern)
-    starts = [last] if eof and last >= start else range(start, last + 1)
-    for norm in _LADDER:
-        want = [norm(p) for p in pattern]
-        found = [i for i in starts
-                 if all(norm(lines[i + k]) == w for k, w in enumerate(want))]
-        if found:
-            return min(found, key=lambda i: abs(i - hint)) if hint is not None else found[0]
-    return None
 
 
 @dataclass(frozen=True)
@@ -125,6 +105,31 @@ class _State:
         check_fresh(self.ctx, path, rel)
         return path.read_bytes()
 
+    def place(self, name: str, rel_to: Path | None = None) -> tuple[Path, str]:
+        """(path, repository-relative name) for a path the patch names, a symlink named by
+        the link itself; ToolError when a directory above it is a file, on disk or in the plan
+        (a file the patch deletes first leaves room for a directory)."""
+        path = self.ctx.resolve(name, follow=False, check_parents=False)
+        rel = self.ctx.rel(path, follow=False)
+        for above in path.parents:
+            if above == self.ctx.root:
+                break
+            held = self.planned.get(above, False)
+            if held is None:  # deleted earlier in this patch
+                continue
+            if held is not False or (os.path.lexists(above) and not above.is_dir()):
+                raise ToolError(f"'{self.ctx.rel(above, follow=False)}' is a file, so '{rel}' "
+                                "cannot be created inside it.")
+            if os.path.lexists(above):
+                break  # a real directory: so is everything above it
+        return path, rel
+
+    def is_dir(self, path: Path) -> bool:
+        """A directory on disk, or one this patch puts files in."""
+        if path.is_dir() and not path.is_symlink():
+            return True
+        return any(path in p.parents for p, held in self.planned.items() if held is not None)
+
     def before_text(self, path: Path) -> str:
         """What a diff shows as the old text of `path`: a file's text, a link's text, or ""."""
         if path in self.planned:
@@ -136,57 +141,10 @@ class _State:
         return decode(held).text if held else ""
 
 
-def _update_text(text: str, op: UpdateOp, rel: str) -> str:
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    cursor, reps = 0, []
-    for n, chunk in enumerate(op.chunks, 1):
-        cursor = _place(lines, chunk, cursor, reps, rel, n)
-    for at, length, new in sorted(reps, key=lambda r: r[0], reverse=True):
-        lines[at:at + length] = new
-    return "\n".join(lines) + ("\n" if op.final_newline else "")
-
-
-def _place(lines: list[str], chunk: Chunk, cursor: int, reps: list, rel: str, n: int) -> int:
-    if chunk.scope is not None:
-        at = seek(lines, [chunk.scope], cursor)
-        if at is None:
-            raise ToolError(f"Chunk {n} of '{rel}': the '@@ {chunk.scope}' line was not found "
-                            "after the previous chunk.")
-        cursor = at + 1
-    if not chunk.old:
-        if chunk.new:
-            reps.append((len(lines), 0, chunk.new))
-        return cursor
-    old, new = chunk.old, chunk.new
-    hint = chunk.hint - 1 if chunk.hint else None
-    at = seek(lines, old, cursor, chunk.eof, hint)
-    if at is None and old[-1] == "":
-        old, new = old[:-1], new[:-1] if new and new[-1] == "" else new
-        at = seek(lines, old, cursor, chunk.eof, hint)
-    if at is None:
-        raise _chunk_not_found(lines, chunk, rel, n)
-    reps.append((at, len(old), new))
-    return at + len(old)
-
-
-def _chunk_not_found(lines: list[str], chunk: Chunk, rel: str, n: int) -> ToolError:
-    where = " at the end of the file" if chunk.eof else ""
-    msg = f"Chunk {n} of '{rel}': these lines were not found{where}:\n" + "\n".join(chunk.old)
-    best = closest(lines, chunk.old)
-    if best is not None:
-        start = best[0]
-        msg += (f"\nThe closest text is lines {start + 1}–{start + len(chunk.old)}:\n"
-                + "\n".join(lines[start:start + len(chunk.old)]))
-    return ToolError(msg + "\nCopy context and '-' lines exactly as the file has them.")
-
-
 def _plan(ctx: ToolContext, ops) -> tuple[_State, list[FileChange], list[str]]:
     state, changes, diffs = _State(ctx, {}), [], []
     for op in ops:
-        path = ctx.resolve(op.path, follow=False)  # a symlink is named by the link itself
-        rel = ctx.rel(path, follow=False)
+        path, rel = state.place(op.path)
         if isinstance(op, AddOp):
             changes.append(_plan_add(state, op, path, rel, diffs))
         elif isinstance(op, DeleteOp):
@@ -200,10 +158,10 @@ def _plan_add(state: _State, op: AddOp, path: Path, rel: str, diffs: list[str]) 
     """Add writes a regular file at the path; a symlink there is replaced, never written
     through, so the file it pointed to is left as it was."""
     link = state.link_at(path)
-    if link is None and path.is_dir() and path not in state.planned:
+    if link is None and state.is_dir(path):
         raise ToolError(f"'{rel}' is a directory; '*** Add File:' needs a file path.")
     before = state.before_text(path)
-    new = _new_link(state.ctx, path, op.content, rel) if op.link else op.content.encode()
+    new = _new_link(state.ctx, path, op.content, rel) if op.link else _encode(op.content, rel)
     state.planned[path] = new
     diffs.append(unified_diff(rel, before, new.text if isinstance(new, Link) else op.content))
     return FileChange(path=rel, action="add", link_to=_link_to(state, path, link))
@@ -235,16 +193,15 @@ def _plan_update(ctx: ToolContext, state: _State, op: UpdateOp, path: Path, rel:
     if is_binary(data):
         raise ToolError(f"'{source_rel}' is a binary file; it cannot be patched as text.")
     decoded: Decoded = decode(data)
-    text = _update_text(decoded.text, op, rel)
+    text = update_text(decoded.text, op, rel)
     link_to = source_rel if link else None
     if op.move_to is None or (link and text != decoded.text):  # a bare link move: target as is
         state.planned[source] = decoded.encode(text)
         diffs.append(unified_diff(source_rel, decoded.text, text))
     if op.move_to is None:
         return FileChange(path=rel, action="update", link_to=link_to)
-    dest = ctx.resolve(op.move_to, follow=False)
-    dest_rel = ctx.rel(dest, follow=False)
-    if dest.is_dir() and state.link_at(dest) is None and dest not in state.planned:
+    dest, dest_rel = state.place(op.move_to)
+    if state.link_at(dest) is None and state.is_dir(dest):
         raise ToolError(f"'{op.move_to}' is a directory; '*** Move to:' needs a file path.")
     if link:
         _plan_link_move(state, path, rel, link, source, dest, dest_rel, diffs)
@@ -275,9 +232,8 @@ def _plan_link_text(state: _State, op: UpdateOp, path: Path, rel: str, link: Lin
     if link is None:
         raise ToolError(f"The diff changes '{rel}' as a symlink (mode 120000), but it is not "
                         "one here.")
-    text = _update_text(link.text + "\n", op, rel)  # as git shows it: one line, no newline
-    dest = state.ctx.resolve(op.move_to, follow=False) if op.move_to else path
-    dest_rel = state.ctx.rel(dest, follow=False)
+    text = update_text(link.text + "\n", op, rel)  # as git shows it: one line, no newline
+    dest, dest_rel = state.place(op.move_to) if op.move_to else (path, rel)
     state.planned[path] = None
     state.planned[dest] = _new_link(state.ctx, dest, text, dest_rel)
     diffs.append(unified_diff(dest_rel, link.text, text))
@@ -304,30 +260,53 @@ def _retarget(text: str, old_dir: Path, new_dir: Path) -> str:
     return os.path.relpath(os.path.normpath(old_dir / text), new_dir)
 
 
+def _encode(text: str, rel: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise ToolError(f"'{rel}': the new text has characters UTF-8 cannot store "
+                        f"({exc.object[exc.start:exc.end]!r}); use characters it can.") from None
+
+
+@dataclass
+class _Undo:
+    """How to put one path back: its old content (None: it did not exist) and mode, and the
+    directories made for it."""
+    path: Path
+    old: bytes | Link | None
+    mode: int | None
+    made: list[Path]
+
+
 def _commit(state: _State) -> None:
-    """Write the planned tree; on any failure put back every file, link and directory touched."""
-    backups: list[tuple[Path, bytes | Link | None, int | None]] = []
-    made_dirs: list[Path] = []
+    """Write the planned tree; on any exception (a full disk, Ctrl-C, a bug) put back every
+    file and link touched and remove the directories made, then raise: OSError as a ToolError,
+    anything else as itself."""
+    undo: list[_Undo] = []
     try:
         for path, data in state.planned.items():
-            backups.append(_backup(path))
+            undo.append(_backup(path))
             if data is None:
                 path.unlink(missing_ok=True)  # a link goes itself; what it names stays
                 continue
-            made_dirs += _missing_dirs(path.parent)
+            undo[-1].made = _missing_dirs(path.parent)
             _put(path, data)
-    except OSError as exc:
-        _restore(backups, made_dirs)
-        raise ToolError(f"Writing the patch failed ({exc}); every file was restored, nothing "
-                        "changed.") from None
+    except BaseException as exc:
+        failed = _restore(state.ctx, undo)
+        if not isinstance(exc, OSError):
+            if failed:
+                exc.add_note(failed)
+            raise
+        raise ToolError(f"Writing the patch failed ({exc}); "
+                        + (failed or "every file was restored, nothing changed.")) from None
 
 
-def _backup(path: Path) -> tuple[Path, bytes | Link | None, int | None]:
+def _backup(path: Path) -> _Undo:
     if path.is_symlink():
-        return path, Link(os.readlink(path)), None
+        return _Undo(path, Link(os.readlink(path)), None, [])
     if path.is_file():
-        return path, path.read_bytes(), path.stat().st_mode & 0o7777
-    return path, None, None
+        return _Undo(path, path.read_bytes(), path.stat().st_mode & 0o7777, [])
+    return _Undo(path, None, None, [])
 
 
 def _put(path: Path, data: bytes | Link) -> None:
@@ -349,22 +328,33 @@ def _put(path: Path, data: bytes | Link) -> None:
 
 def _missing_dirs(d: Path) -> list[Path]:
     out = []
-    while not d.exists():
+    while not os.path.lexists(d):
         out.append(d)
         d = d.parent
     return out
 
 
-def _restore(backups, made_dirs: list[Path]) -> None:
-    for path, old, mode in reversed(backups):
-        if old is None:
-            path.unlink(missing_ok=True)
-        elif isinstance(old, Link):
-            _put(path, old)
-        else:
-            atomic_write(path, old)
-            os.chmod(path, mode)
-    for d in sorted(set(made_dirs), key=lambda d: len(d.parts), reverse=True):
+def _restore(ctx: ToolContext, undo: list[_Undo]) -> str:
+    """Put back each path, newest first, going on past one that fails; "" when all were put
+    back, else a sentence naming those that could not be."""
+    failed = []
+    for step in reversed(undo):
+        try:
+            _put_back(step)
+        except Exception as exc:  # noqa: BLE001 - the rest must still be put back
+            failed.append(f"'{ctx.rel(step.path, follow=False)}' could not be restored ({exc})")
+    return "; ".join(failed) + (". Check those files." if failed else "")
+
+
+def _put_back(step: _Undo) -> None:
+    if step.old is None:
+        step.path.unlink(missing_ok=True)
+    elif isinstance(step.old, Link):
+        _put(step.path, step.old)
+    else:
+        atomic_write(step.path, step.old)
+        os.chmod(step.path, step.mode)
+    for d in step.made:  # deepest first, as _missing_dirs found them
         try:
             d.rmdir()
         except OSError:
@@ -377,6 +367,8 @@ def apply_patch(ctx: ToolContext, args: PatchArgs) -> PatchResult:
         state, changes, diffs = _plan(ctx, args.ops)
     except ToolError as exc:
         raise type(exc)(f"{exc}\nThe patch was not applied: no file was changed.") from None
+    except OSError as exc:  # a file that cannot be read, say
+        raise ToolError(f"{exc}\nThe patch was not applied: no file was changed.") from None
     _commit(state)
     for path, data in state.planned.items():
         if isinstance(data, bytes):  # now a regular file (a link there was replaced)
