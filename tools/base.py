@@ -151,10 +151,13 @@ class ToolContext:
     def rel(self, path: Path, follow: bool = True) -> str:
         """The repository-relative form of an absolute path, with forward slashes; with
         follow=False a symlink at the last component names the link, not its target."""
-        real = path.resolve() if follow else path.parent.resolve() / path.name
-        if real != self.root and self.root not in real.parents:  # it changed since resolve()
-            raise PathOutsideRepoError(f"'{_shown(path)}' now leads outside the repository (it "
-                                       "changed while the tool ran). Try again.")
+        try:
+            real = path.resolve() if follow else path.parent.resolve() / path.name
+        except (OSError, RuntimeError):  # a link loop, or a link changing as we look
+            real = None
+        if real is None or (real != self.root and self.root not in real.parents):
+            raise PathOutsideRepoError(f"'{_shown(path)}' now leads outside the repository or "
+                                       "nowhere (it changed while the tool ran). Try again.")
         return real.relative_to(self.root).as_posix() or "."
 
 

@@ -12,16 +12,18 @@ Updated files keep their encoding, BOM and line endings.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from tools import nofollow
 from tools.base import ToolContext, ToolError, register
 from tools.edit import check_fresh, unified_diff
 from tools.patch_chunks import update_text
 from tools.patch_parse import AddOp, DeleteOp, Op, UpdateOp, parse
-from tools.textio import Decoded, atomic_write, decode, is_binary, stamp
+from tools.textio import Decoded, Stamp, atomic_write, decode, is_binary, read_file
 
 
 class PatchArgs(BaseModel):
@@ -102,8 +104,9 @@ class _State:
         if not path.exists():
             raise ToolError(f"'{rel}' does not exist, so it cannot be updated or deleted. Use "
                             "'*** Add File:' to create it.")
-        check_fresh(self.ctx, path, rel)
-        return path.read_bytes()
+        data, now = read_file(path, rel)
+        check_fresh(self.ctx, rel, now)
+        return data
 
     def place(self, name: str, rel_to: Path | None = None) -> tuple[Path, str]:
         """(path, repository-relative name) for a path the patch names, a symlink named by
@@ -135,7 +138,8 @@ class _State:
         if path in self.planned:
             held = self.planned[path]
         else:
-            held = self.link_at(path) or (path.read_bytes() if path.is_file() else None)
+            held = self.link_at(path) or (read_file(path, self.ctx.rel(path))[0]
+                                          if path.is_file() else None)
         if isinstance(held, Link):
             return held.text
         return decode(held).text if held else ""
@@ -278,19 +282,25 @@ class _Undo:
     made: list[Path]
 
 
-def _commit(state: _State) -> None:
-    """Write the planned tree; on any exception (a full disk, Ctrl-C, a bug) put back every
-    file and link touched and remove the directories made, then raise: OSError as a ToolError,
-    anything else as itself."""
+def _commit(state: _State) -> dict[Path, Stamp]:
+    """Write the planned tree (the stamp of each file written); on any exception (a full
+    disk, Ctrl-C, a bug) put back every file and link touched and remove the directories
+    made, then raise: OSError as a ToolError, anything else as itself. Every file is read and
+    written through tools.nofollow, so a directory swapped for a link meanwhile is refused."""
     undo: list[_Undo] = []
+    stamps: dict[Path, Stamp] = {}
     try:
         for path, data in state.planned.items():
             undo.append(_backup(path))
             if data is None:
-                path.unlink(missing_ok=True)  # a link goes itself; what it names stays
+                nofollow.unlink(path)  # a link goes itself; what it names stays
                 continue
             undo[-1].made = _missing_dirs(path.parent)
-            _put(path, data)
+            if isinstance(data, bytes):
+                stamps[path] = atomic_write(path, data)
+            else:
+                nofollow.symlink(data.text, path)
+        return stamps
     except BaseException as exc:
         failed = _restore(state.ctx, undo)
         if not isinstance(exc, OSError):
@@ -302,28 +312,12 @@ def _commit(state: _State) -> None:
 
 
 def _backup(path: Path) -> _Undo:
-    if path.is_symlink():
-        return _Undo(path, Link(os.readlink(path)), None, [])
-    if path.is_file():
-        return _Undo(path, path.read_bytes(), path.stat().st_mode & 0o7777, [])
-    return _Undo(path, None, None, [])
-
-
-def _put(path: Path, data: bytes | Link) -> None:
-    """Write a file (atomically, replacing a link there rather than writing through it), or
-    make a link, also by rename, so a failure never leaves half of either."""
-    if isinstance(data, bytes):
-        atomic_write(path, data)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.link.tmp"
-    tmp.unlink(missing_ok=True)
-    os.symlink(data.text, tmp)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    status = nofollow.lstat(path)
+    if status is None or stat.S_ISDIR(status.st_mode):
+        return _Undo(path, None, None, [])
+    if stat.S_ISLNK(status.st_mode):
+        return _Undo(path, Link(nofollow.readlink(path)), None, [])
+    return _Undo(path, read_file(path, path.name)[0], stat.S_IMODE(status.st_mode), [])
 
 
 def _missing_dirs(d: Path) -> list[Path]:
@@ -342,21 +336,21 @@ def _restore(ctx: ToolContext, undo: list[_Undo]) -> str:
         try:
             _put_back(step)
         except Exception as exc:  # noqa: BLE001 - the rest must still be put back
-            failed.append(f"'{ctx.rel(step.path, follow=False)}' could not be restored ({exc})")
+            rel = step.path.relative_to(ctx.root).as_posix()  # as planned: no link resolved
+            failed.append(f"'{rel}' could not be restored ({exc})")
     return "; ".join(failed) + (". Check those files." if failed else "")
 
 
 def _put_back(step: _Undo) -> None:
     if step.old is None:
-        step.path.unlink(missing_ok=True)
+        nofollow.unlink(step.path)
     elif isinstance(step.old, Link):
-        _put(step.path, step.old)
+        nofollow.symlink(step.old.text, step.path)
     else:
-        atomic_write(step.path, step.old)
-        os.chmod(step.path, step.mode)
+        atomic_write(step.path, step.old, step.mode)
     for d in step.made:  # deepest first, as _missing_dirs found them
         try:
-            d.rmdir()
+            nofollow.rmdir(d)
         except OSError:
             pass
 
@@ -369,8 +363,6 @@ def apply_patch(ctx: ToolContext, args: PatchArgs) -> PatchResult:
         raise type(exc)(f"{exc}\nThe patch was not applied: no file was changed.") from None
     except OSError as exc:  # a file that cannot be read, say
         raise ToolError(f"{exc}\nThe patch was not applied: no file was changed.") from None
-    _commit(state)
-    for path, data in state.planned.items():
-        if isinstance(data, bytes):  # now a regular file (a link there was replaced)
-            state.ctx.read_stamps[ctx.rel(path)] = stamp(path)
+    for path, written in _commit(state).items():  # now regular files (links there replaced)
+        ctx.read_stamps[path.relative_to(ctx.root).as_posix()] = written
     return PatchResult(changes=changes, diff="".join(diffs))
