@@ -85,7 +85,7 @@ def read_file(path: Path, what: str, limit: int | None = None) -> tuple[bytes, S
     except FileNotFoundError:
         raise ToolError(f"'{what}' does not exist. Use `list` or `glob` to find the right "
                         "path.") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         status = os.fstat(fd)
         if stat.S_ISDIR(status.st_mode):
             raise ToolError(f"'{what}' is a directory. Use `list` to see what it holds.")
@@ -96,6 +96,10 @@ def read_file(path: Path, what: str, limit: int | None = None) -> tuple[bytes, S
             raise ToolError(f"'{what}' is {status.st_size / 2**20:.0f} MiB, too big to load as "
                             "text. Use `search` to find the part you need, or `shell` with "
                             "head/tail/sed.")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
         return f.read(), stamp_of(status)
 
 

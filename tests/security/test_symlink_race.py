@@ -1,6 +1,7 @@
 """A directory swapped for a symlink between a tool's path check and its open never leads the
 tool outside the repository: another process flips `sub/` between the real directory and a
-link to an outside directory holding a canary, while `read`, `edit`, `apply_patch` and `search` run."""
+link to an outside directory holding a canary, while `read`, `edit`, `apply_patch` and
+`search` run."""
 
 from __future__ import annotations
 
