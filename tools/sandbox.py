@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from tools.base import ToolError
 
@@ -33,6 +34,16 @@ def bwrap_problem() -> str | None:
     if probe.returncode != 0:
         return f"bubblewrap cannot start here: {probe.stderr.strip() or probe.returncode}"
     return None
+
+
+def refuse_sandbox_argument(data: Any) -> Any:
+    """A `model_validator(mode="before")` for the arguments of tools that run commands: the
+    sandbox is the user's setting (ToolContext.sandbox), so a model asking to switch it is
+    refused rather than quietly obeyed or ignored."""
+    if isinstance(data, dict) and "sandbox" in data:
+        raise ValueError("the sandbox is the user's setting, not an argument: call again "
+                         "without `sandbox`")
+    return data
 
 
 def choose(requested: str) -> Mode:

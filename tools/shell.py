@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from tools import sandbox
 from tools.base import ToolContext, ToolError, register
@@ -32,8 +32,8 @@ class ShellArgs(BaseModel):
                                                              "killed")
     max_output: int = Field(20_000, ge=200, le=1_000_000,
                             description="characters of output returned (head and tail)")
-    sandbox: str | None = Field(None, pattern="^(auto|on|off)$",
-                                description="auto (default), on or off")
+
+    _no_sandbox = model_validator(mode="before")(sandbox.refuse_sandbox_argument)
 
 
 class ShellResult(BaseModel):
@@ -125,7 +125,7 @@ def shell(ctx: ToolContext, args: ShellArgs) -> ShellResult:
     cwd = ctx.resolve(args.cwd, must_exist=True)
     if not cwd.is_dir():
         raise ToolError(f"cwd '{args.cwd}' is a file; give a directory.")
-    mode = sandbox.choose(args.sandbox or ctx.sandbox)
+    mode = sandbox.choose(ctx.sandbox)
     code, timed_out, out_file, secs = run_command(ctx, ["bash", "-c", args.command], cwd,
                                                   args.timeout_s, mode)
     output, truncated = head_tail(out_file, args.max_output)

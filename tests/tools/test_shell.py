@@ -55,7 +55,7 @@ def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo, mode):
     cmd = ("trap '' TERM; (trap '' TERM; sleep 60) & echo $! > child.pid; echo started; "
            "while true; do sleep 0.1; done")
     t0 = time.monotonic()
-    r = call("shell", {"command": cmd, "timeout_s": 1, "sandbox": mode}, ctx)
+    r = call("shell", {"command": cmd, "timeout_s": 1}, ToolContext(git_repo, sandbox=mode))
     elapsed = time.monotonic() - t0
     assert r.timed_out and r.exit_code is None and "started" in r.output
     assert "killed after 1 s timeout" in r.output
@@ -81,8 +81,8 @@ def test_huge_output_keeps_head_and_tail_and_spills(ctx, git_repo):
 def test_sandbox_on_without_bwrap_is_refused(ctx, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
     with pytest.raises(ToolError, match="sandbox was required"):
-        call("shell", {"command": "true", "sandbox": "on"}, ctx)
-    r = call("shell", {"command": "true", "sandbox": "auto"}, ctx)
+        call("shell", {"command": "true"}, ToolContext(ctx.root, sandbox="on"))
+    r = call("shell", {"command": "true"}, ToolContext(ctx.root, sandbox="auto"))
     assert r.sandbox == "none" and "not installed" in r.sandbox_note
 
 
@@ -103,13 +103,12 @@ def test_bubblewrap_sandbox(ctx, git_repo, tmp_path, http_server):
     outside = tmp_path / "outside.txt"
     cmd = (f"echo ok > inside.txt; echo bad > {outside}; touch /usr/flashcode-x 2>/dev/null "
            f"|| echo ro; {FETCH}{http_server} && echo net-on || echo net-off")
-    r = call("shell", {"command": cmd, "sandbox": "on"}, ctx)
+    r = call("shell", {"command": cmd}, ToolContext(git_repo, sandbox="on"))
     assert r.sandbox == "bubblewrap" and "network off" in r.sandbox_note
     assert (git_repo / "inside.txt").read_text() == "ok\n"
     assert not outside.exists() and not os.path.exists("/usr/flashcode-x")
     assert "ro\n" in r.output and "net-off" in r.output
-    plain = call("shell", {"command": f"{FETCH}{http_server} && echo net-on", "sandbox": "off"},
-                 ctx)
+    plain = call("shell", {"command": f"{FETCH}{http_server} && echo net-on"}, ctx)
     assert "net-on" in plain.output and plain.sandbox == "none"
 
 
@@ -143,8 +142,8 @@ def test_a_linked_worktree_can_commit_inside_the_sandbox(git_repo, tmp_path):
     subprocess.run(["git", "worktree", "add", "-q", str(wt)], cwd=git_repo, check=True)
     ctx = ToolContext(wt, sandbox="on")
     r = call("shell", {"command": "echo b > b.txt && git add b.txt && git commit -qm b && "
-                                  "git log --format=%s -1", "sandbox": "on"}, ctx)
+                                  "git log --format=%s -1"}, ctx)
     assert r.exit_code == 0 and r.output.strip().endswith("b"), r.output
     assert not (git_repo / "b.txt").exists()  # the main working tree stays read-only
-    call("shell", {"command": f"echo x > {git_repo}/c.txt", "sandbox": "on"}, ctx)
+    call("shell", {"command": f"echo x > {git_repo}/c.txt"}, ctx)
     assert not (git_repo / "c.txt").exists()  # (under /tmp it lands in the private tmpfs)
