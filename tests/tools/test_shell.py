@@ -130,9 +130,25 @@ def test_sandbox_keeps_a_python_environment_under_tmp_visible(monkeypatch, tmp_p
     assert argv[at + 2:at + 5] == ["--ro-bind", "/tmp/ci/main/.venv", "/tmp/ci/main/.venv"]
 
 
+def test_git_dirs_are_bound_read_only_after_the_writable_repository(git_repo, tmp_path):
+    """Checked without bubblewrap: the order of the binds is what makes .git read-only."""
+    import subprocess
+
+    wt = tmp_path / "wt"
+    subprocess.run(["git", "worktree", "add", "-q", "-b", "w", str(wt)], cwd=git_repo, check=True)
+    for root, ro in [(git_repo, [git_repo / ".git"]), (wt, [wt / ".git", git_repo / ".git"])]:
+        argv = sandbox.wrap(["true"], sandbox.Mode("bubblewrap", ""), root, root)
+        writable = argv.index("--bind", argv.index("--tmpfs"))
+        assert argv[writable + 1] == str(root)
+        for d in ro:
+            at = argv.index(str(d.resolve()))
+            assert argv[at - 1] == "--ro-bind" and at > writable + 2
+
+
 @pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap not usable here")
-def test_a_linked_worktree_can_commit_inside_the_sandbox(git_repo, tmp_path):
-    """`propose` works in a linked worktree, whose commits are written to the main .git."""
+def test_a_linked_worktree_works_inside_the_sandbox_but_cannot_commit(git_repo, tmp_path):
+    """In a linked worktree (as `propose` uses) the sandbox can read history and write the
+    work tree, but not the git dirs: commits go through flashcode's git_change tool."""
     import subprocess
 
     (git_repo / "a.txt").write_text("a\n")
@@ -141,9 +157,11 @@ def test_a_linked_worktree_can_commit_inside_the_sandbox(git_repo, tmp_path):
     wt = tmp_path / "wt"
     subprocess.run(["git", "worktree", "add", "-q", str(wt)], cwd=git_repo, check=True)
     ctx = ToolContext(wt, sandbox="on")
-    r = call("shell", {"command": "echo b > b.txt && git add b.txt && git commit -qm b && "
-                                  "git log --format=%s -1"}, ctx)
-    assert r.exit_code == 0 and r.output.strip().endswith("b"), r.output
+    r = call("shell", {"command": "echo b > b.txt && git log --format=%s -1 && "
+                                  "git status --porcelain"}, ctx)
+    assert r.exit_code == 0 and r.output.splitlines() == ["a", "?? b.txt"], r.output
+    r = call("shell", {"command": "git add b.txt && git commit -qm b"}, ctx)
+    assert r.exit_code != 0 and "Read-only file system" in r.output
     assert not (git_repo / "b.txt").exists()  # the main working tree stays read-only
     call("shell", {"command": f"echo x > {git_repo}/c.txt"}, ctx)
     assert not (git_repo / "c.txt").exists()  # (under /tmp it lands in the private tmpfs)
