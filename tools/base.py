@@ -34,6 +34,8 @@ class GitDirError(ToolError):
 
 
 NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux and macOS count them
+# the most a command's output file keeps (its head and tail); ToolContext.spill_cap_bytes
+SPILL_CAP_BYTES = 16 * 2**20
 # Names git itself refuses to check out because some filesystem reads them as ".git": any
 # case (macOS, Windows), NTFS's short name, trailing dots and spaces (Windows drops them),
 # and code points HFS+ ignores. Refused everywhere: on other filesystems it costs nothing.
@@ -87,6 +89,9 @@ class ToolContext:
     # set from another thread (the TUI's Ctrl-C) to stop a running tool; long-running tools
     # poll it and raise KeyboardInterrupt after cleaning up.
     cancel: threading.Event = field(default_factory=threading.Event)
+    # a command's output file keeps at most this many bytes (head and tail; the middle is
+    # dropped and counted), so a command printing without end cannot fill the disk
+    spill_cap_bytes: int = SPILL_CAP_BYTES
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

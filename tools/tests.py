@@ -116,8 +116,8 @@ def run_tests(ctx: ToolContext, args: TestsArgs) -> TestsResult:
     framework, command = ("configured", args.command) if args.command else detect(ctx.root)
     command = " ".join([command, *map(shlex.quote, args.args)])
     mode = sandbox.choose(ctx.sandbox)
-    code, timed_out, out_file, _ = run_command(ctx, ["bash", "-c", command], ctx.root,
-                                               args.timeout_s, mode)
+    ran = run_command(ctx, ["bash", "-c", command], ctx.root, args.timeout_s, mode)
+    code, timed_out, out_file = ran.code, ran.timed_out, ran.out_file
     whole = out_file.read_bytes().decode("utf-8", errors="replace")
     summary = summarize(framework, whole)
     output, truncated = head_tail(out_file, args.max_output)
