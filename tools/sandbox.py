@@ -71,14 +71,17 @@ def wrap(argv: list[str], mode: Mode, root: Path, cwd: Path) -> list[str]:
     # directories are bound read-only AFTER the repository, on top of its writable bind: a
     # command that could write them could set core.fsmonitor or a hook that flashcode's own
     # git calls would later run outside the sandbox. (So `git commit` fails in here: commits
-    # go through the git_change tool.)
+    # go through the git_change tool.) --unshare-pid gives the command a PID namespace that
+    # dies with it (and, by --die-with-parent, with flashcode): nothing it starts, setsid or
+    # double-forked daemons included, outlives it.
     keep: list[str] = []
     for path in _python_dirs():
         keep += ["--ro-bind", path, path]
     git_ro = [a for d in git_dirs(root) for a in ("--ro-bind", d, d)]
     return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp", *keep, "--bind", str(root), str(root), *git_ro,
-            "--unshare-net", "--die-with-parent", "--chdir", str(cwd), "--", *argv]
+            "--unshare-net", "--unshare-pid", "--die-with-parent", "--chdir", str(cwd), "--",
+            *argv]
 
 
 def git_dirs(root: Path) -> list[str]:

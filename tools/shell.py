@@ -2,11 +2,11 @@
 
 The command runs in its own process group; on timeout the whole group gets SIGTERM, then
 SIGKILL after a grace period, so a command that ignores SIGTERM (or leaves children behind)
-still ends.
-Output (stdout and stderr interleaved) goes through a pipe to a file under ctx.spill_dir,
-capped at ctx.spill_cap_bytes (tools.capture keeps the head and the tail and counts what it
-drops); a long output returns its head and tail and the file's path, a short one returns
-whole and the file is removed.
+still ends; and nothing it started outlives it, processes that left the group included
+(tools.reaper; with bubblewrap, its PID namespace). Output (stdout and stderr interleaved)
+goes through a pipe to a file under ctx.spill_dir, capped at ctx.spill_cap_bytes
+(tools.capture keeps the head and the tail and counts what it drops); a long output returns
+its head and tail and the file's path, a short one returns whole and the file is removed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
-from tools import sandbox
+from tools import reaper, sandbox
 from tools.base import ToolContext, ToolError, register
 from tools.capture import Capture
 from tools.state import DIRNAME, private_dir
@@ -71,24 +71,28 @@ class Ran:
 
 def run_command(ctx: ToolContext, argv: list[str], cwd: Path, timeout_s: float,
                 mode: sandbox.Mode) -> Ran:
-    """Run argv to completion or timeout; its process group is killed when it ends."""
+    """Run argv to completion or timeout; when it returns, nothing the command started is
+    left running (the group is killed, and orphans that left it: tools.reaper)."""
     fd, out_name = tempfile.mkstemp(dir=spill_dir(ctx), prefix="shell-", suffix=".log")
     start = time.monotonic()
     with os.fdopen(fd, "wb") as out:
         capture = Capture(out, ctx.spill_cap_bytes)
         try:
-            timed_out, code = _run(ctx, argv, cwd, timeout_s, mode, capture)
+            with reaper.command() as started:
+                timed_out, code = _run(ctx, argv, cwd, timeout_s, mode, capture, started)
         finally:
             dropped = capture.finish(GRACE_S)
     return Ran(code, timed_out, Path(out_name), time.monotonic() - start, dropped)
 
 
 def _run(ctx: ToolContext, argv: list[str], cwd: Path, timeout_s: float, mode: sandbox.Mode,
-         capture: Capture) -> tuple[bool, int | None]:
+         capture: Capture, started) -> tuple[bool, int | None]:
     """Start the command with its output into `capture`; (timed out, exit code or None)."""
     proc = subprocess.Popen(sandbox.wrap(argv, mode, ctx.root, cwd), cwd=cwd,
                             stdout=capture.write_fd, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=reaper.die_with_parent)
+    started(proc.pid)
     capture.close_writer()
     try:
         timed_out = _wait(proc, timeout_s, ctx.cancel)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,18 +42,24 @@ def test_missing_cwd(ctx):
         call("shell", {"command": "true", "cwd": "nope"}, ctx)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for init counts as gone
-        return f.read().split()[2] != "Z"
+def _alive(token: str) -> bool:
+    """Whether a live (not zombie) process has `token` in its command line: found from
+    outside, since inside the sandbox's PID namespace `$!` means another process."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token.encode() in cmdline and state != "Z":
+            return True
+    return False
 
 
 @pytest.mark.parametrize("mode", ["off"] + (["on"] if HAS_BWRAP else []))
 def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo, mode):
-    cmd = ("trap '' TERM; (trap '' TERM; sleep 60) & echo $! > child.pid; echo started; "
+    token = f"60.{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
+    cmd = (f"trap '' TERM; (trap '' TERM; sleep {token}) & echo started; "
            "while true; do sleep 0.1; done")
     t0 = time.monotonic()
     r = call("shell", {"command": cmd, "timeout_s": 1}, ToolContext(git_repo, sandbox=mode))
@@ -60,11 +67,10 @@ def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo, mode):
     assert r.timed_out and r.exit_code is None and "started" in r.output
     assert "killed after 1 s timeout" in r.output
     assert elapsed < 1 + 2 + 3  # timeout + SIGKILL grace + slack
-    child = int((git_repo / "child.pid").read_text())
     deadline = time.monotonic() + 2
-    while _alive(child) and time.monotonic() < deadline:
+    while _alive(token) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child)
+    assert not _alive(token)
 
 
 def test_huge_output_keeps_head_and_tail_and_spills(ctx, git_repo):
