@@ -156,7 +156,8 @@ def shell(ctx: ToolContext, args: ShellArgs) -> ShellResult:
     mode = sandbox.choose(ctx.sandbox)
     ran = run_command(ctx, ["bash", "-c", args.command], cwd, args.timeout_s, mode)
     output, truncated = head_tail(ran.out_file, args.max_output)
-    spilled = ctx.rel(ran.out_file)
+    kept = truncated or bool(ran.dropped)
+    spilled = ctx.rel(ran.out_file) if kept else None
     if ran.dropped:
         output += (f"\n[{ran.dropped} bytes of output were dropped from the middle to keep "
                    f"the output file under {ctx.spill_cap_bytes} bytes; its head and tail: "
@@ -167,7 +168,6 @@ def shell(ctx: ToolContext, args: ShellArgs) -> ShellResult:
         ran.out_file.unlink()
     if ran.timed_out:
         output += f"\n[killed after {args.timeout_s:g} s timeout]"
-    kept = truncated or bool(ran.dropped)
     return ShellResult(exit_code=ran.code, timed_out=ran.timed_out, output=output,
-                       truncated=kept, spill_path=spilled if kept else None,
+                       truncated=kept, spill_path=spilled,
                        duration_s=round(ran.secs, 3), sandbox=mode.name, sandbox_note=mode.note)
