@@ -29,6 +29,52 @@ class PathOutsideRepoError(ToolError):
     """A path points outside the repository (`..`, an absolute path, a symlink leading out)."""
 
 
+class GitDirError(ToolError):
+    """A path is, or lies inside, a git directory: `.git` in any spelling, at any depth."""
+
+
+NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux and macOS count them
+# the most a command's output file keeps (its head and tail); ToolContext.spill_cap_bytes
+SPILL_CAP_BYTES = 16 * 2**20
+# Names git itself refuses to check out because some filesystem reads them as ".git": any
+# case (macOS, Windows), NTFS's short name, trailing dots and spaces (Windows drops them),
+# and code points HFS+ ignores. Refused everywhere: on other filesystems it costs nothing.
+_GIT_NAMES = {".git", "git~1"}
+_HFS_IGNORED = dict.fromkeys(map(ord, "\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d"
+                                      "\u202e\u206a\u206b\u206c\u206d\u206e\u206f\ufeff"))
+
+
+def is_git_name(name: str) -> bool:
+    """Whether a file system could take this path component for a `.git` directory."""
+    return name.translate(_HFS_IGNORED).rstrip(". ").lower() in _GIT_NAMES
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    text = str(path)
+    return text if len(text) <= 80 else f"{text[:40]}…{text[-30:]}"
+
+
+def check_name(path: str | os.PathLike[str]) -> None:
+    """ToolError for a path no file system can hold: a NUL byte, characters that cannot be
+    encoded, a component over NAME_MAX bytes or the whole over PATH_MAX."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise ToolError(f"'{_shown(repr(text)[1:-1])}' contains a NUL byte, which no file name "
+                        "can hold. Give the path without it.")
+    try:
+        data = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise ToolError(f"{_shown(ascii(text))} is not a valid file name (it has characters that "
+                        "cannot be encoded, such as lone surrogates).") from None
+    longest = max(data.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        raise ToolError(f"A file name in '{_shown(text)}' is too long ({len(longest)} bytes; "
+                        f"the limit is {NAME_MAX}). Use a shorter name.")
+    if len(data) >= PATH_MAX:
+        raise ToolError(f"'{_shown(text)}' is too long ({len(data)} bytes; paths are limited to "
+                        f"{PATH_MAX - 1}). Use a shorter path.")
+
+
 @dataclass
 class ToolContext:
     """Where a tool runs. One per agent session; tools may keep per-session state in it."""
@@ -43,6 +89,9 @@ class ToolContext:
     # set from another thread (the TUI's Ctrl-C) to stop a running tool; long-running tools
     # poll it and raise KeyboardInterrupt after cleaning up.
     cancel: threading.Event = field(default_factory=threading.Event)
+    # a command's output file keeps at most this many bytes (head and tail; the middle is
+    # dropped and counted), so a command printing without end cannot fill the disk
+    spill_cap_bytes: int = SPILL_CAP_BYTES
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -50,19 +99,31 @@ class ToolContext:
             self.spill_dir = self.root / ".flashcode" / "spill"
 
     def resolve(self, path: str | os.PathLike[str], must_exist: bool = False,
-                follow: bool = True) -> Path:
-        """Absolute, symlink-resolved path inside the repository, or PathOutsideRepoError.
+                follow: bool = True, check_parents: bool = True) -> Path:
+        """Absolute, symlink-resolved path inside the repository and outside any git
+        directory; else PathOutsideRepoError, GitDirError or (a name no file system can hold,
+        a file where a directory must be) ToolError.
 
         With follow=False a symlink at the last component is not followed: the result is the
         link itself (its directories resolved), for tools that delete, move or replace it. A
-        link leading outside the repository is refused either way."""
+        link leading outside the repository or into a git directory is refused either way.
+        check_parents=False leaves a file above the path to the caller (apply_patch checks
+        against the tree it plans, where that file may be deleted first)."""
+        check_name(path)
         raw = Path(path)
         candidate = raw if raw.is_absolute() else self.root / raw
-        resolved = candidate.resolve()  # follows symlinks, so a link pointing out is caught
-        self._confine(resolved, path)
-        if not follow and candidate.name != "..":
-            resolved = candidate.parent.resolve() / candidate.name
+        check_name(candidate)
+        try:
+            resolved = candidate.resolve()  # follows symlinks, so a link pointing out is caught
             self._confine(resolved, path)
+            if not follow and candidate.name != "..":
+                resolved = candidate.parent.resolve() / candidate.name
+                self._confine(resolved, path)
+        except (OSError, RuntimeError) as exc:  # a link loop, or a link changing under us
+            raise ToolError(f"'{_shown(path)}' cannot be resolved ({exc.__class__.__name__}: "
+                            f"{exc}). Check the path, then try again.") from None
+        if check_parents:
+            self._under_a_file(resolved, path)
         if must_exist and not os.path.lexists(resolved):
             raise ToolError(
                 f"'{path}' does not exist. Use `list` or `glob` to find the right path."
@@ -72,15 +133,36 @@ class ToolContext:
     def _confine(self, resolved: Path, path: str | os.PathLike[str]) -> None:
         if resolved != self.root and self.root not in resolved.parents:
             raise PathOutsideRepoError(
-                f"'{path}' is outside the repository {self.root}. Use a path relative to the "
-                "repository root (no '..' leading out, no absolute paths elsewhere, no symlinks "
-                "pointing outside)."
+                f"'{_shown(path)}' is outside the repository {self.root}. Use a path relative to "
+                "the repository root (no '..' leading out, no absolute paths elsewhere, no "
+                "symlinks pointing outside)."
             )
+        if any(is_git_name(part) for part in resolved.relative_to(self.root).parts):
+            raise GitDirError(
+                f"'{_shown(path)}' is in a git directory, which belongs to flashcode and git: no "
+                "tool reads or writes it. Use the `git` tool to look at history and status, and "
+                "`git_change` to commit, branch or add a worktree."
+            )
+
+    def _under_a_file(self, resolved: Path, path: str | os.PathLike[str]) -> None:
+        """ToolError when the nearest existing directory above `resolved` is a file."""
+        above = resolved.parent
+        while above != self.root and not os.path.lexists(above):
+            above = above.parent
+        if not above.is_dir():
+            raise ToolError(f"'{self.rel(above)}' is a file, so '{_shown(path)}' cannot be "
+                            "inside it. Pick a path whose directories are directories.")
 
     def rel(self, path: Path, follow: bool = True) -> str:
         """The repository-relative form of an absolute path, with forward slashes; with
         follow=False a symlink at the last component names the link, not its target."""
-        real = path.resolve() if follow else path.parent.resolve() / path.name
+        try:
+            real = path.resolve() if follow else path.parent.resolve() / path.name
+        except (OSError, RuntimeError):  # a link loop, or a link changing as we look
+            real = None
+        if real is None or (real != self.root and self.root not in real.parents):
+            raise PathOutsideRepoError(f"'{_shown(path)}' now leads outside the repository or "
+                                       "nowhere (it changed while the tool ran). Try again.")
         return real.relative_to(self.root).as_posix() or "."
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 import prompts
 from tools.base import ToolContext, ToolError, register
 from tools.edit_match import plan
-from tools.textio import atomic_write, read_text, stamp
+from tools.textio import Stamp, atomic_write, read_text
 
 
 class EditArgs(BaseModel):
@@ -41,10 +41,10 @@ def unified_diff(rel: str, before: str, after: str) -> str:
                    for x in lines)
 
 
-def check_fresh(ctx: ToolContext, path, rel: str) -> None:
-    """Refuse a file that changed on disk since the agent last read it."""
+def check_fresh(ctx: ToolContext, rel: str, now: Stamp) -> None:
+    """Refuse a file whose stamp `now` differs from when the agent last read it."""
     seen = ctx.read_stamps.get(rel)
-    if seen is not None and seen != stamp(path):
+    if seen is not None and seen != now:
         raise ToolError(f"'{rel}' changed since you last read it (edited by someone or something "
                         "else). `read` it again, then redo the edit against its current text.")
 
@@ -54,11 +54,10 @@ def edit(ctx: ToolContext, args: EditArgs) -> EditResult:
     path = ctx.resolve(args.path)
     rel = ctx.rel(path)
     decoded = read_text(path, args.path)
-    check_fresh(ctx, path, rel)
+    check_fresh(ctx, rel, decoded.stamp)
     old, new = (s.replace("\r\n", "\n") for s in (args.old, args.new))
     result = plan(decoded.text, old, new, args.replace_all)
-    atomic_write(path, decoded.encode(result.text))
-    ctx.read_stamps[rel] = stamp(path)
+    ctx.read_stamps[rel] = atomic_write(path, decoded.encode(result.text))
     note = None
     if result.stale is not None:
         line, expected, actual = result.stale

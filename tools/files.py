@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from tools.base import ToolContext, ToolError, register
-from tools.textio import read_text, stamp
+from tools.textio import read_text
 from tools.walk import Ignore, inside, walk_files
 
 MAX_LINE_CHARS = 2000  # a minified line is cut, not returned whole
@@ -59,7 +59,7 @@ def read(ctx: ToolContext, args: ReadArgs) -> ReadResult:
             break
         out.append(numbered)
         size += len(numbered) + 1
-    ctx.read_stamps[ctx.rel(path)] = stamp(path)
+    ctx.read_stamps[ctx.rel(path)] = decoded.stamp
     return ReadResult(path=ctx.rel(path), content="\n".join(out), start_line=args.start_line,
                       end_line=n, total_lines=total,
                       truncated=n < min(args.end_line or total, total),

@@ -1,8 +1,10 @@
 """`apply_patch`: apply a Codex-style patch envelope or a unified diff, all or nothing.
 
 Every operation is computed in memory first (against the files as earlier operations left
-them); only when all succeed are files written, and a failure while writing restores every
-file already touched. So a patch that fails anywhere changes no file. (Codex's own
+them), every path checked against that planned tree (no file where a directory must be, no
+file over a directory, names a file system can hold); only when all succeed are files written,
+and any exception while writing restores every file already touched and removes the
+directories made. So a patch that fails anywhere changes no file. (Codex's own
 apply_patch keeps the operations before a failure: conformance scenario 015 differs on purpose.)
 Updated files keep their encoding, BOM and line endings.
 """
@@ -10,16 +12,18 @@ Updated files keep their encoding, BOM and line endings.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from tools import nofollow
 from tools.base import ToolContext, ToolError, register
 from tools.edit import check_fresh, unified_diff
-from tools.edit_match import ascii_punct, closest
-from tools.patch_parse import AddOp, Chunk, DeleteOp, Op, UpdateOp, parse
-from tools.textio import Decoded, atomic_write, decode, is_binary, stamp
+from tools.patch_chunks import update_text
+from tools.patch_parse import AddOp, DeleteOp, Op, UpdateOp, parse
+from tools.textio import Decoded, Stamp, atomic_write, decode, is_binary, read_file
 
 
 class PatchArgs(BaseModel):
@@ -53,28 +57,6 @@ class FileChange(BaseModel):
 class PatchResult(BaseModel):
     changes: list[FileChange]
     diff: str  # unified diff of every change
-
-
-_LADDER = [lambda s: s, str.rstrip, str.strip, lambda s: ascii_punct(s).strip()]
-
-
-def seek(lines: list[str], pattern: list[str], start: int, eof: bool = False,
-         hint: int | None = None) -> int | None:
-    """Index where `pattern` matches `lines` at or after `start`, strictest rule first.
-    With `hint` (0-based), the match nearest to it wins within a rule."""
-    if not pattern:
-        return start
-    if len(pattern) > len(lines):
-        return None
-    last = len(lines) - len(pattern)
-    starts = [last] if eof and last >= start else range(start, last + 1)
-    for norm in _LADDER:
-        want = [norm(p) for p in pattern]
-        found = [i for i in starts
-                 if all(norm(lines[i + k]) == w for k, w in enumerate(want))]
-        if found:
-            return min(found, key=lambda i: abs(i - hint)) if hint is not None else found[0]
-    return None
 
 
 @dataclass(frozen=True)
@@ -122,71 +104,51 @@ class _State:
         if not path.exists():
             raise ToolError(f"'{rel}' does not exist, so it cannot be updated or deleted. Use "
                             "'*** Add File:' to create it.")
-        check_fresh(self.ctx, path, rel)
-        return path.read_bytes()
+        data, now = read_file(path, rel)
+        check_fresh(self.ctx, rel, now)
+        return data
+
+    def place(self, name: str, rel_to: Path | None = None) -> tuple[Path, str]:
+        """(path, repository-relative name) for a path the patch names, a symlink named by
+        the link itself; ToolError when a directory above it is a file, on disk or in the plan
+        (a file the patch deletes first leaves room for a directory)."""
+        path = self.ctx.resolve(name, follow=False, check_parents=False)
+        rel = self.ctx.rel(path, follow=False)
+        for above in path.parents:
+            if above == self.ctx.root:
+                break
+            held = self.planned.get(above, False)
+            if held is None:  # deleted earlier in this patch
+                continue
+            if held is not False or (os.path.lexists(above) and not above.is_dir()):
+                raise ToolError(f"'{self.ctx.rel(above, follow=False)}' is a file, so '{rel}' "
+                                "cannot be created inside it.")
+            if os.path.lexists(above):
+                break  # a real directory: so is everything above it
+        return path, rel
+
+    def is_dir(self, path: Path) -> bool:
+        """A directory on disk, or one this patch puts files in."""
+        if path.is_dir() and not path.is_symlink():
+            return True
+        return any(path in p.parents for p, held in self.planned.items() if held is not None)
 
     def before_text(self, path: Path) -> str:
         """What a diff shows as the old text of `path`: a file's text, a link's text, or ""."""
         if path in self.planned:
             held = self.planned[path]
         else:
-            held = self.link_at(path) or (path.read_bytes() if path.is_file() else None)
+            held = self.link_at(path) or (read_file(path, self.ctx.rel(path))[0]
+                                          if path.is_file() else None)
         if isinstance(held, Link):
             return held.text
         return decode(held).text if held else ""
 
 
-def _update_text(text: str, op: UpdateOp, rel: str) -> str:
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    cursor, reps = 0, []
-    for n, chunk in enumerate(op.chunks, 1):
-        cursor = _place(lines, chunk, cursor, reps, rel, n)
-    for at, length, new in sorted(reps, key=lambda r: r[0], reverse=True):
-        lines[at:at + length] = new
-    return "\n".join(lines) + ("\n" if op.final_newline else "")
-
-
-def _place(lines: list[str], chunk: Chunk, cursor: int, reps: list, rel: str, n: int) -> int:
-    if chunk.scope is not None:
-        at = seek(lines, [chunk.scope], cursor)
-        if at is None:
-            raise ToolError(f"Chunk {n} of '{rel}': the '@@ {chunk.scope}' line was not found "
-                            "after the previous chunk.")
-        cursor = at + 1
-    if not chunk.old:
-        if chunk.new:
-            reps.append((len(lines), 0, chunk.new))
-        return cursor
-    old, new = chunk.old, chunk.new
-    hint = chunk.hint - 1 if chunk.hint else None
-    at = seek(lines, old, cursor, chunk.eof, hint)
-    if at is None and old[-1] == "":
-        old, new = old[:-1], new[:-1] if new and new[-1] == "" else new
-        at = seek(lines, old, cursor, chunk.eof, hint)
-    if at is None:
-        raise _chunk_not_found(lines, chunk, rel, n)
-    reps.append((at, len(old), new))
-    return at + len(old)
-
-
-def _chunk_not_found(lines: list[str], chunk: Chunk, rel: str, n: int) -> ToolError:
-    where = " at the end of the file" if chunk.eof else ""
-    msg = f"Chunk {n} of '{rel}': these lines were not found{where}:\n" + "\n".join(chunk.old)
-    best = closest(lines, chunk.old)
-    if best is not None:
-        start = best[0]
-        msg += (f"\nThe closest text is lines {start + 1}–{start + len(chunk.old)}:\n"
-                + "\n".join(lines[start:start + len(chunk.old)]))
-    return ToolError(msg + "\nCopy context and '-' lines exactly as the file has them.")
-
-
 def _plan(ctx: ToolContext, ops) -> tuple[_State, list[FileChange], list[str]]:
     state, changes, diffs = _State(ctx, {}), [], []
     for op in ops:
-        path = ctx.resolve(op.path, follow=False)  # a symlink is named by the link itself
-        rel = ctx.rel(path, follow=False)
+        path, rel = state.place(op.path)
         if isinstance(op, AddOp):
             changes.append(_plan_add(state, op, path, rel, diffs))
         elif isinstance(op, DeleteOp):
@@ -200,10 +162,10 @@ def _plan_add(state: _State, op: AddOp, path: Path, rel: str, diffs: list[str]) 
     """Add writes a regular file at the path; a symlink there is replaced, never written
     through, so the file it pointed to is left as it was."""
     link = state.link_at(path)
-    if link is None and path.is_dir() and path not in state.planned:
+    if link is None and state.is_dir(path):
         raise ToolError(f"'{rel}' is a directory; '*** Add File:' needs a file path.")
     before = state.before_text(path)
-    new = _new_link(state.ctx, path, op.content, rel) if op.link else op.content.encode()
+    new = _new_link(state.ctx, path, op.content, rel) if op.link else _encode(op.content, rel)
     state.planned[path] = new
     diffs.append(unified_diff(rel, before, new.text if isinstance(new, Link) else op.content))
     return FileChange(path=rel, action="add", link_to=_link_to(state, path, link))
@@ -235,16 +197,15 @@ def _plan_update(ctx: ToolContext, state: _State, op: UpdateOp, path: Path, rel:
     if is_binary(data):
         raise ToolError(f"'{source_rel}' is a binary file; it cannot be patched as text.")
     decoded: Decoded = decode(data)
-    text = _update_text(decoded.text, op, rel)
+    text = update_text(decoded.text, op, rel)
     link_to = source_rel if link else None
     if op.move_to is None or (link and text != decoded.text):  # a bare link move: target as is
         state.planned[source] = decoded.encode(text)
         diffs.append(unified_diff(source_rel, decoded.text, text))
     if op.move_to is None:
         return FileChange(path=rel, action="update", link_to=link_to)
-    dest = ctx.resolve(op.move_to, follow=False)
-    dest_rel = ctx.rel(dest, follow=False)
-    if dest.is_dir() and state.link_at(dest) is None and dest not in state.planned:
+    dest, dest_rel = state.place(op.move_to)
+    if state.link_at(dest) is None and state.is_dir(dest):
         raise ToolError(f"'{op.move_to}' is a directory; '*** Move to:' needs a file path.")
     if link:
         _plan_link_move(state, path, rel, link, source, dest, dest_rel, diffs)
@@ -275,9 +236,8 @@ def _plan_link_text(state: _State, op: UpdateOp, path: Path, rel: str, link: Lin
     if link is None:
         raise ToolError(f"The diff changes '{rel}' as a symlink (mode 120000), but it is not "
                         "one here.")
-    text = _update_text(link.text + "\n", op, rel)  # as git shows it: one line, no newline
-    dest = state.ctx.resolve(op.move_to, follow=False) if op.move_to else path
-    dest_rel = state.ctx.rel(dest, follow=False)
+    text = update_text(link.text + "\n", op, rel)  # as git shows it: one line, no newline
+    dest, dest_rel = state.place(op.move_to) if op.move_to else (path, rel)
     state.planned[path] = None
     state.planned[dest] = _new_link(state.ctx, dest, text, dest_rel)
     diffs.append(unified_diff(dest_rel, link.text, text))
@@ -304,69 +264,93 @@ def _retarget(text: str, old_dir: Path, new_dir: Path) -> str:
     return os.path.relpath(os.path.normpath(old_dir / text), new_dir)
 
 
-def _commit(state: _State) -> None:
-    """Write the planned tree; on any failure put back every file, link and directory touched."""
-    backups: list[tuple[Path, bytes | Link | None, int | None]] = []
-    made_dirs: list[Path] = []
+def _encode(text: str, rel: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise ToolError(f"'{rel}': the new text has characters UTF-8 cannot store "
+                        f"({exc.object[exc.start:exc.end]!r}); use characters it can.") from None
+
+
+@dataclass
+class _Undo:
+    """How to put one path back: its old content (None: it did not exist) and mode, and the
+    directories made for it."""
+    path: Path
+    old: bytes | Link | None
+    mode: int | None
+    made: list[Path]
+
+
+def _commit(state: _State) -> dict[Path, Stamp]:
+    """Write the planned tree (the stamp of each file written); on any exception (a full
+    disk, Ctrl-C, a bug) put back every file and link touched and remove the directories
+    made, then raise: OSError as a ToolError, anything else as itself. Every file is read and
+    written through tools.nofollow, so a directory swapped for a link meanwhile is refused."""
+    undo: list[_Undo] = []
+    stamps: dict[Path, Stamp] = {}
     try:
         for path, data in state.planned.items():
-            backups.append(_backup(path))
+            undo.append(_backup(path))
             if data is None:
-                path.unlink(missing_ok=True)  # a link goes itself; what it names stays
+                nofollow.unlink(path)  # a link goes itself; what it names stays
                 continue
-            made_dirs += _missing_dirs(path.parent)
-            _put(path, data)
-    except OSError as exc:
-        _restore(backups, made_dirs)
-        raise ToolError(f"Writing the patch failed ({exc}); every file was restored, nothing "
-                        "changed.") from None
+            undo[-1].made = _missing_dirs(path.parent)
+            if isinstance(data, bytes):
+                stamps[path] = atomic_write(path, data)
+            else:
+                nofollow.symlink(data.text, path)
+        return stamps
+    except BaseException as exc:
+        failed = _restore(state.ctx, undo)
+        if not isinstance(exc, OSError):
+            if failed:
+                exc.add_note(failed)
+            raise
+        raise ToolError(f"Writing the patch failed ({exc}); "
+                        + (failed or "every file was restored, nothing changed.")) from None
 
 
-def _backup(path: Path) -> tuple[Path, bytes | Link | None, int | None]:
-    if path.is_symlink():
-        return path, Link(os.readlink(path)), None
-    if path.is_file():
-        return path, path.read_bytes(), path.stat().st_mode & 0o7777
-    return path, None, None
-
-
-def _put(path: Path, data: bytes | Link) -> None:
-    """Write a file (atomically, replacing a link there rather than writing through it), or
-    make a link, also by rename, so a failure never leaves half of either."""
-    if isinstance(data, bytes):
-        atomic_write(path, data)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.link.tmp"
-    tmp.unlink(missing_ok=True)
-    os.symlink(data.text, tmp)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+def _backup(path: Path) -> _Undo:
+    status = nofollow.lstat(path)
+    if status is None or stat.S_ISDIR(status.st_mode):
+        return _Undo(path, None, None, [])
+    if stat.S_ISLNK(status.st_mode):
+        return _Undo(path, Link(nofollow.readlink(path)), None, [])
+    return _Undo(path, read_file(path, path.name)[0], stat.S_IMODE(status.st_mode), [])
 
 
 def _missing_dirs(d: Path) -> list[Path]:
     out = []
-    while not d.exists():
+    while not os.path.lexists(d):
         out.append(d)
         d = d.parent
     return out
 
 
-def _restore(backups, made_dirs: list[Path]) -> None:
-    for path, old, mode in reversed(backups):
-        if old is None:
-            path.unlink(missing_ok=True)
-        elif isinstance(old, Link):
-            _put(path, old)
-        else:
-            atomic_write(path, old)
-            os.chmod(path, mode)
-    for d in sorted(set(made_dirs), key=lambda d: len(d.parts), reverse=True):
+def _restore(ctx: ToolContext, undo: list[_Undo]) -> str:
+    """Put back each path, newest first, going on past one that fails; "" when all were put
+    back, else a sentence naming those that could not be."""
+    failed = []
+    for step in reversed(undo):
         try:
-            d.rmdir()
+            _put_back(step)
+        except Exception as exc:  # noqa: BLE001 - the rest must still be put back
+            rel = step.path.relative_to(ctx.root).as_posix()  # as planned: no link resolved
+            failed.append(f"'{rel}' could not be restored ({exc})")
+    return "; ".join(failed) + (". Check those files." if failed else "")
+
+
+def _put_back(step: _Undo) -> None:
+    if step.old is None:
+        nofollow.unlink(step.path)
+    elif isinstance(step.old, Link):
+        nofollow.symlink(step.old.text, step.path)
+    else:
+        atomic_write(step.path, step.old, step.mode)
+    for d in step.made:  # deepest first, as _missing_dirs found them
+        try:
+            nofollow.rmdir(d)
         except OSError:
             pass
 
@@ -377,8 +361,8 @@ def apply_patch(ctx: ToolContext, args: PatchArgs) -> PatchResult:
         state, changes, diffs = _plan(ctx, args.ops)
     except ToolError as exc:
         raise type(exc)(f"{exc}\nThe patch was not applied: no file was changed.") from None
-    _commit(state)
-    for path, data in state.planned.items():
-        if isinstance(data, bytes):  # now a regular file (a link there was replaced)
-            state.ctx.read_stamps[ctx.rel(path)] = stamp(path)
+    except OSError as exc:  # a file that cannot be read, say
+        raise ToolError(f"{exc}\nThe patch was not applied: no file was changed.") from None
+    for path, written in _commit(state).items():  # now regular files (links there replaced)
+        ctx.read_stamps[path.relative_to(ctx.root).as_posix()] = written
     return PatchResult(changes=changes, diff="".join(diffs))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.base import ToolContext, ToolError, register
-from tools.textio import SNIFF, decode
+from tools.base import ToolContext, ToolError, is_git_name, register
+from tools.textio import SNIFF, decode, read_file
 from tools.walk import walk_files
 
 MAX_TEXT = 300  # characters kept of a matching line
@@ -98,14 +98,11 @@ def _python(ctx: ToolContext, start: Path, regex: re.Pattern, args: SearchArgs) 
             continue
         if path.is_symlink() and path != start:
             continue  # ripgrep does not follow links either
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if b"\0" in data[:SNIFF] or b"\0" in data:
+        rel = path.relative_to(ctx.root).as_posix()
+        data = _read(path, rel)
+        if data is None or b"\0" in data[:SNIFF] or b"\0" in data:
             continue
         lines = _lines(data)
-        rel = path.relative_to(ctx.root).as_posix()
         out += [_match(rel, lines, i, args.context)
                 for i, line in enumerate(lines) if regex.search(line)]
         if len(out) > args.max_results:
@@ -115,7 +112,7 @@ def _python(ctx: ToolContext, start: Path, regex: re.Pattern, args: SearchArgs) 
 
 def _rg_command(start: Path, args: SearchArgs) -> list[str]:
     cmd = ["rg", "--json", "--hidden", "--no-require-git", "--no-ignore-dot",
-           "--no-ignore-global", "--no-ignore-parent", "--no-config", "-g", "!.git",
+           "--no-ignore-global", "--no-ignore-parent", "--no-config", "-g", "!.[Gg][Ii][Tt]",
            "-g", "!.flashcode", "--sort", "path", "--no-messages"]
     cmd += ["-F"] if args.literal else []
     cmd += ["-i"] if args.ignore_case else []
@@ -140,12 +137,24 @@ def _ripgrep(ctx: ToolContext, start: Path, args: SearchArgs) -> list[Match]:
     out: list[Match] = []
     for raw_path, numbers in hits.items():
         path = Path(raw_path) if Path(raw_path).is_absolute() else ctx.root / raw_path
-        lines = _lines(path.read_bytes())
         rel = path.relative_to(ctx.root).as_posix()
-        out += [_match(rel, lines, n - 1, args.context) for n in numbers]
+        data = _read(path, rel)
+        if data is None or any(map(is_git_name, rel.split("/"))):
+            continue  # a spelling of .git the -g glob does not cover, or a file gone meanwhile
+        lines = _lines(data)
+        out += [_match(rel, lines, n - 1, args.context) for n in numbers if n <= len(lines)]
         if len(out) > args.max_results:
             break
     return out
+
+
+def _read(path: Path, rel: str) -> bytes | None:
+    """The file's bytes, read without following a link swapped in on the way (so a race
+    never shows a file outside the repository); None when it cannot be read now."""
+    try:
+        return read_file(path, rel)[0]
+    except (ToolError, OSError):
+        return None
 
 
 def _lines(data: bytes) -> list[str]:

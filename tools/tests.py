@@ -16,7 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from tools import sandbox
 from tools.base import ToolContext, ToolError, register
@@ -30,7 +30,8 @@ class TestsArgs(BaseModel):
                             description="extra arguments, e.g. a test file or -k expression")
     timeout_s: float = Field(600, gt=0, le=7200)
     max_output: int = Field(20_000, ge=500, le=1_000_000)
-    sandbox: str | None = Field(None, pattern="^(auto|on|off)$")
+
+    _no_sandbox = model_validator(mode="before")(sandbox.refuse_sandbox_argument)
 
 
 class Failure(BaseModel):
@@ -114,9 +115,9 @@ def detect(root: Path) -> tuple[str, str]:
 def run_tests(ctx: ToolContext, args: TestsArgs) -> TestsResult:
     framework, command = ("configured", args.command) if args.command else detect(ctx.root)
     command = " ".join([command, *map(shlex.quote, args.args)])
-    mode = sandbox.choose(args.sandbox or ctx.sandbox)
-    code, timed_out, out_file, _ = run_command(ctx, ["bash", "-c", command], ctx.root,
-                                               args.timeout_s, mode)
+    mode = sandbox.choose(ctx.sandbox)
+    ran = run_command(ctx, ["bash", "-c", command], ctx.root, args.timeout_s, mode)
+    code, timed_out, out_file = ran.code, ran.timed_out, ran.out_file
     whole = out_file.read_bytes().decode("utf-8", errors="replace")
     summary = summarize(framework, whole)
     output, truncated = head_tail(out_file, args.max_output)

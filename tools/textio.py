@@ -8,11 +8,13 @@ never changes a file's CRLF endings, its Latin-1 bytes or its missing final newl
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import os
-import tempfile
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools import nofollow
 from tools.base import ToolError
 
 MAX_TEXT_BYTES = 32 * 1024 * 1024  # bigger files are data or logs: search or slice them instead
@@ -27,6 +29,7 @@ class Decoded:
     encoding: str  # "utf-8", "latin-1", "utf-16-le", ...
     bom: bytes  # b"" or the BOM the file started with
     newline: str  # "\n" or "\r\n": the file's dominant line ending
+    stamp: tuple[int, int] | None = None  # read_text: (mtime_ns, size) of what was read
 
     def encode(self, text: str) -> bytes:
         if self.newline != "\n":
@@ -66,45 +69,60 @@ def decode(data: bytes) -> Decoded:
     return Decoded(text.replace("\r\n", "\n"), encoding, bom, newline)
 
 
+Stamp = tuple[int, int]  # (mtime_ns, size): how `edit` tells a file changed since it was read
+
+
+def stamp_of(status: os.stat_result) -> Stamp:
+    return (status.st_mtime_ns, status.st_size)
+
+
+def read_file(path: Path, what: str, limit: int | None = None) -> tuple[bytes, Stamp]:
+    """The bytes of the regular file at `path` and its stamp, or a ToolError saying why not.
+    Opened without following a link swapped in since `path` was checked (tools.nofollow), and
+    without blocking on a FIFO; over `limit` bytes is refused before reading."""
+    try:
+        fd = nofollow.open_file(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ToolError(f"'{what}' does not exist. Use `list` or `glob` to find the right "
+                        "path.") from None
+    try:
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            raise ToolError(f"'{what}' is a directory. Use `list` to see what it holds.")
+        if not stat.S_ISREG(status.st_mode):
+            raise ToolError(f"'{what}' is not a regular file (a FIFO, socket or device); it "
+                            "cannot be read or edited as text.")
+        if limit is not None and status.st_size > limit:
+            raise ToolError(f"'{what}' is {status.st_size / 2**20:.0f} MiB, too big to load as "
+                            "text. Use `search` to find the part you need, or `shell` with "
+                            "head/tail/sed.")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read(), stamp_of(status)
+
+
 def read_text(path: Path, what: str) -> Decoded:
-    """The decoded text of a file, or a ToolError that says why it cannot be text."""
-    if path.is_dir():
-        raise ToolError(f"'{what}' is a directory. Use `list` to see what it holds.")
-    if not path.exists():
-        raise ToolError(f"'{what}' does not exist. Use `list` or `glob` to find the right path.")
-    size = path.stat().st_size
-    if size > MAX_TEXT_BYTES:
-        raise ToolError(f"'{what}' is {size / 2**20:.0f} MiB, too big to load as text. Use "
-                        "`search` to find the part you need, or `shell` with head/tail/sed.")
-    data = path.read_bytes()
+    """The decoded text of a file (with its stamp), or a ToolError that says why it cannot
+    be text."""
+    data, stamp = read_file(path, what, MAX_TEXT_BYTES)
     if is_binary(data):
         raise ToolError(f"'{what}' is a binary file ({len(data)} bytes); it cannot be read or "
                         "edited as text.")
-    return decode(data)
+    return dataclasses.replace(decode(data), stamp=stamp)
 
 
-def stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return (st.st_mtime_ns, st.st_size)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory and rename, keeping the file's mode. A
-    symlink at `path` is replaced by the file (callers that mean its target resolve first)."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() and not path.is_symlink() else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> Stamp:
+    """Write via a temp file in the same directory and rename, keeping the file's mode (or
+    giving `mode`); the new file's stamp. A symlink at `path` is replaced by the file (callers
+    that mean its target resolve first). Directories are walked without following links
+    (tools.nofollow), so a directory swapped for a link since `path` was checked is refused."""
+    if mode is None:
+        old = nofollow.lstat(path)
+        regular = old is not None and stat.S_ISREG(old.st_mode)
+        mode = stat.S_IMODE(old.st_mode) if regular else 0o666 & ~_umask()
+    return stamp_of(nofollow.write(path, data, mode))
 
 
 def _umask() -> int:

@@ -1,5 +1,7 @@
 """Walking a repository the way git sees it: .gitignore files at every level and
-.git/info/exclude, via pathspec. `.git` and `.flashcode` are always skipped."""
+.git/info/exclude, via pathspec. A git directory (`.git` at any depth, in any spelling
+base.is_git_name accepts) and the top-level `.flashcode` are always skipped, and so is a link
+leading out of the repository or into a git directory."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from pathlib import Path
 
 import pathspec
 
-ALWAYS_SKIPPED = {".git", ".flashcode"}
+from tools.base import is_git_name
+
+ALWAYS_SKIPPED = {".flashcode"}  # at the top; git directories anywhere
 
 
 @lru_cache(maxsize=4096)
@@ -41,7 +45,7 @@ class Ignore:
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
         parts = rel.split("/")
-        if parts[0] in ALWAYS_SKIPPED:
+        if parts[0] in ALWAYS_SKIPPED or any(map(is_git_name, parts)):
             return True
         suffix = "/" if is_dir else ""
         verdict = None  # the deepest file with a matching rule decides, as in git
@@ -87,5 +91,11 @@ def _walk(root: Path, here: Path, prefix: str, ignore: Ignore) -> Iterator[Path]
 
 
 def inside(path: Path, root: Path) -> bool:
-    target = path.resolve()
-    return target == root or root in target.parents
+    """Whether `path` (a link, say) leads to somewhere in the repository outside git dirs."""
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a link loop, or a link changing as we look
+        return False
+    if target != root and root not in target.parents:
+        return False
+    return not any(map(is_git_name, target.relative_to(root).parts))

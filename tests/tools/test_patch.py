@@ -77,11 +77,11 @@ def test_write_failure_midway_restores_everything(git_repo, monkeypatch):
     os.chmod(git_repo / "a.txt", 0o640)
     real, calls = patch_mod.atomic_write, []
 
-    def flaky(path, data):  # the disk fills up on the third write
+    def flaky(path, data, *rest):  # the disk fills up on the third write
         calls.append(path)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
-        real(path, data)
+        return real(path, data, *rest)
 
     monkeypatch.setattr(patch_mod, "atomic_write", flaky)
     patch = ("*** Begin Patch\n*** Update File: a.txt\n-one\n+ONE\n*** Add File: z/y/new.txt\n+n\n"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,30 +42,35 @@ def test_missing_cwd(ctx):
         call("shell", {"command": "true", "cwd": "nope"}, ctx)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for init counts as gone
-        return f.read().split()[2] != "Z"
+def _alive(token: str) -> bool:
+    """Whether a live (not zombie) process has `token` in its command line: found from
+    outside, since inside the sandbox's PID namespace `$!` means another process."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token.encode() in cmdline and state != "Z":
+            return True
+    return False
 
 
 @pytest.mark.parametrize("mode", ["off"] + (["on"] if HAS_BWRAP else []))
 def test_timeout_kills_a_group_that_ignores_sigterm(ctx, git_repo, mode):
-    cmd = ("trap '' TERM; (trap '' TERM; sleep 60) & echo $! > child.pid; echo started; "
+    token = f"60.{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
+    cmd = (f"trap '' TERM; (trap '' TERM; sleep {token}) & echo started; "
            "while true; do sleep 0.1; done")
     t0 = time.monotonic()
-    r = call("shell", {"command": cmd, "timeout_s": 1, "sandbox": mode}, ctx)
+    r = call("shell", {"command": cmd, "timeout_s": 1}, ToolContext(git_repo, sandbox=mode))
     elapsed = time.monotonic() - t0
     assert r.timed_out and r.exit_code is None and "started" in r.output
     assert "killed after 1 s timeout" in r.output
     assert elapsed < 1 + 2 + 3  # timeout + SIGKILL grace + slack
-    child = int((git_repo / "child.pid").read_text())
     deadline = time.monotonic() + 2
-    while _alive(child) and time.monotonic() < deadline:
+    while _alive(token) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child)
+    assert not _alive(token)
 
 
 def test_huge_output_keeps_head_and_tail_and_spills(ctx, git_repo):
@@ -81,8 +87,8 @@ def test_huge_output_keeps_head_and_tail_and_spills(ctx, git_repo):
 def test_sandbox_on_without_bwrap_is_refused(ctx, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
     with pytest.raises(ToolError, match="sandbox was required"):
-        call("shell", {"command": "true", "sandbox": "on"}, ctx)
-    r = call("shell", {"command": "true", "sandbox": "auto"}, ctx)
+        call("shell", {"command": "true"}, ToolContext(ctx.root, sandbox="on"))
+    r = call("shell", {"command": "true"}, ToolContext(ctx.root, sandbox="auto"))
     assert r.sandbox == "none" and "not installed" in r.sandbox_note
 
 
@@ -103,13 +109,12 @@ def test_bubblewrap_sandbox(ctx, git_repo, tmp_path, http_server):
     outside = tmp_path / "outside.txt"
     cmd = (f"echo ok > inside.txt; echo bad > {outside}; touch /usr/flashcode-x 2>/dev/null "
            f"|| echo ro; {FETCH}{http_server} && echo net-on || echo net-off")
-    r = call("shell", {"command": cmd, "sandbox": "on"}, ctx)
+    r = call("shell", {"command": cmd}, ToolContext(git_repo, sandbox="on"))
     assert r.sandbox == "bubblewrap" and "network off" in r.sandbox_note
     assert (git_repo / "inside.txt").read_text() == "ok\n"
     assert not outside.exists() and not os.path.exists("/usr/flashcode-x")
     assert "ro\n" in r.output and "net-off" in r.output
-    plain = call("shell", {"command": f"{FETCH}{http_server} && echo net-on", "sandbox": "off"},
-                 ctx)
+    plain = call("shell", {"command": f"{FETCH}{http_server} && echo net-on"}, ctx)
     assert "net-on" in plain.output and plain.sandbox == "none"
 
 
@@ -131,9 +136,25 @@ def test_sandbox_keeps_a_python_environment_under_tmp_visible(monkeypatch, tmp_p
     assert argv[at + 2:at + 5] == ["--ro-bind", "/tmp/ci/main/.venv", "/tmp/ci/main/.venv"]
 
 
+def test_git_dirs_are_bound_read_only_after_the_writable_repository(git_repo, tmp_path):
+    """Checked without bubblewrap: the order of the binds is what makes .git read-only."""
+    import subprocess
+
+    wt = tmp_path / "wt"
+    subprocess.run(["git", "worktree", "add", "-q", "-b", "w", str(wt)], cwd=git_repo, check=True)
+    for root, ro in [(git_repo, [git_repo / ".git"]), (wt, [wt / ".git", git_repo / ".git"])]:
+        argv = sandbox.wrap(["true"], sandbox.Mode("bubblewrap", ""), root, root)
+        writable = argv.index("--bind", argv.index("--tmpfs"))
+        assert argv[writable + 1] == str(root)
+        for d in ro:
+            at = argv.index(str(d.resolve()))
+            assert argv[at - 1] == "--ro-bind" and at > writable + 2
+
+
 @pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap not usable here")
-def test_a_linked_worktree_can_commit_inside_the_sandbox(git_repo, tmp_path):
-    """`propose` works in a linked worktree, whose commits are written to the main .git."""
+def test_a_linked_worktree_works_inside_the_sandbox_but_cannot_commit(git_repo, tmp_path):
+    """In a linked worktree (as `propose` uses) the sandbox can read history and write the
+    work tree, but not the git dirs: commits go through flashcode's git_change tool."""
     import subprocess
 
     (git_repo / "a.txt").write_text("a\n")
@@ -142,9 +163,11 @@ def test_a_linked_worktree_can_commit_inside_the_sandbox(git_repo, tmp_path):
     wt = tmp_path / "wt"
     subprocess.run(["git", "worktree", "add", "-q", str(wt)], cwd=git_repo, check=True)
     ctx = ToolContext(wt, sandbox="on")
-    r = call("shell", {"command": "echo b > b.txt && git add b.txt && git commit -qm b && "
-                                  "git log --format=%s -1", "sandbox": "on"}, ctx)
-    assert r.exit_code == 0 and r.output.strip().endswith("b"), r.output
+    r = call("shell", {"command": "echo b > b.txt && git log --format=%s -1 && "
+                                  "git status --porcelain"}, ctx)
+    assert r.exit_code == 0 and r.output.splitlines() == ["a", "?? b.txt"], r.output
+    r = call("shell", {"command": "git add b.txt && git commit -qm b"}, ctx)
+    assert r.exit_code != 0 and "Read-only file system" in r.output
     assert not (git_repo / "b.txt").exists()  # the main working tree stays read-only
-    call("shell", {"command": f"echo x > {git_repo}/c.txt", "sandbox": "on"}, ctx)
+    call("shell", {"command": f"echo x > {git_repo}/c.txt"}, ctx)
     assert not (git_repo / "c.txt").exists()  # (under /tmp it lands in the private tmpfs)

@@ -82,7 +82,7 @@ def test_real_node_test_run(git_repo):
         'const test = require("node:test"); const assert = require("assert");\n'
         'test("adds", () => { assert.equal(1 + 1, 2); });\n'
         'test("breaks", () => { assert.equal(1, 2); });\n')
-    r = call("tests", {"sandbox": "off"}, ToolContext(git_repo))
+    r = call("tests", {}, ToolContext(git_repo, sandbox="off"))
     assert r.command == "npm test" and r.exit_code != 0
     assert (r.passed, r.failed) == (1, 1)
     assert r.failures[0].name == "breaks" and "1 == 2" in r.failures[0].output
@@ -97,7 +97,7 @@ def test_real_cargo_run(git_repo):
     (git_repo / "src" / "lib.rs").write_text(
         "#[cfg(test)]\nmod t {\n #[test] fn good() { assert_eq!(2, 1 + 1); }\n"
         " #[test] fn bad() { assert_eq!(3, 1 + 1, \"sum is wrong\"); }\n}\n")
-    r = call("tests", {"sandbox": "off"}, ToolContext(git_repo))
+    r = call("tests", {}, ToolContext(git_repo, sandbox="off"))
     assert (r.framework, r.passed, r.failed) == ("cargo", 1, 1)
     assert r.failures[0].name == "t::bad" and "sum is wrong" in r.failures[0].output
 
