@@ -124,6 +124,10 @@ class Settings(BaseModel):
         "weight instead of 1 or 1/2; several times faster on CPU): auto (on CPU, when they fit "
         "in half the available memory), on, off. true/false and 1/0 mean on/off.",
     )
+    output_cap_mib: float = Field(
+        16.0, gt=0, description="Most output of one shell or test command kept on disk (MiB): "
+        "its head and tail; the middle is dropped and the result says how much.",
+    )
     theme: Literal["dark", "light"] = Field("dark", description="TUI colour theme.")
     test_command: str | None = Field(
         None, description="The command that runs the project's tests (the `tests` tool and "

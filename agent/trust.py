@@ -24,7 +24,7 @@ from typing import Any
 from agent.paths import flashcode_dir
 
 HARMLESS = frozenset({"rewrite", "thinking", "theme", "context_window", "escalate_after",
-                      "test_command"})
+                      "test_command", "output_cap_mib"})
 TIGHTEN = frozenset({"max_steps", "max_tokens", "max_seconds", "max_cost", "approval",
                      "sandbox", "deny"})
 APPROVAL_ORDER = ("read-only", "ask", "auto-edit", "full-auto")  # strictest first

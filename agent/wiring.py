@@ -90,7 +90,9 @@ def build_agent(settings: Settings, model: LanguageModel, root: Path, session: S
     limits = Limits(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
                     max_seconds=settings.max_seconds, max_cost=settings.max_cost)
     observers = (model.observe,) if isinstance(model, EscalatingModel) else ()
-    return Agent(model, ToolContext(root, sandbox=settings.sandbox), session,
+    ctx = ToolContext(root, sandbox=settings.sandbox,
+                      spill_cap_bytes=int(settings.output_cap_mib * 2**20))
+    return Agent(model, ctx, session,
                  policy=replace(policy, protected=frozenset(protected)), limits=limits,
                  ask=ask, on_event=on_event or _ignore, observers=observers,
                  thinking=settings.thinking, tally=Tally(default_prices=settings.prices))
