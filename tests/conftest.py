@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("FLASHCODE_SHARED", REPO_ROOT.parent / "shared"))
-CONFORMANCE = SHARED / "conformance"
+# the official conformance data (V4 encoding vectors, Flash config and tensor names, Codex
+# apply_patch scenarios), carried in the repository with each folder's source and licence
+CONFORMANCE = Path(os.environ.get("FLASHCODE_CONFORMANCE", REPO_ROOT / "tests" / "data" /
+                                  "conformance"))
 
 
 def run_flashcode(*args: str, cwd: Path | None = None, env: dict | None = None,
