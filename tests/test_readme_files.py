@@ -15,11 +15,13 @@ PRODUCT = ("agent/", "engine/", "tools/", "prompts/", "bench/", "scripts/", ".ci
 
 
 def listed() -> list[str]:
-    """The first word of each line of the fenced block under '## Files'."""
+    """The first word of each line of the fenced block under '## Files' (an indented line
+    continues the one before)."""
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Files\n", 1)[1]
     block = section.split("```", 2)[1]
-    return [line.split()[0] for line in block.splitlines()[1:] if line.strip()]
+    return [line.split()[0] for line in block.splitlines()[1:]
+            if line.strip() and not line[0].isspace()]
 
 
 def tracked() -> list[str]:
