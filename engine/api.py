@@ -177,6 +177,8 @@ class Engine:
         if not tools and p.tool_choice not in ("auto", "none"):
             raise ValueError(f"tool_choice {p.tool_choice!r} needs `tools`, and none were given")
         ids = self.encode(messages, tools, p)
+        if ids and not 0 <= min(ids) <= max(ids) < self.model.cfg.vocab_size:
+            raise ValueError(f"token_ids must lie in [0, {self.model.cfg.vocab_size})")
         want = len(ids) + (p.max_tokens or 1)
         if want > self.context_window:
             raise PromptTooLong(

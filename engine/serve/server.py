@@ -3,10 +3,14 @@
     POST /v1/chat/completions   streaming (SSE) or not; tools, tool_choice, reasoning_effort,
                                 thinking on/off (see chat_completions.py), usage
     GET  /v1/models             the one model served
+    GET  /health                {"status": "ok"}
 
 A thread per connection (stdlib ThreadingHTTPServer); generation itself is one sequence at a
-time (Engine's lock), so concurrent requests queue. Bad input gets a 400 with OpenAI's error
-body before anything is generated; a prompt over the context window gets a 400 naming it.
+time (Engine's lock), so concurrent requests queue. Clients are strangers, so:
+  - bad input of any kind gets a 4xx with OpenAI's error body before anything is generated
+    (request.py reads the body, chat_completions.py the request; a prompt over the context
+    window gets a 400 naming it), and the connection is closed after an error;
+  - the HTTP side (guard.py): malformed requests, stalled connections.
 One log line per request on stderr.
 """
 
@@ -15,81 +19,50 @@ from __future__ import annotations
 import json
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from engine.api import Engine, PromptTooLong
-from engine.serve.chat_completions import BadRequest, Reply, error_body, parse_request
+from engine.api import Engine, EngineClosed, PromptTooLong
+from engine.serve.chat_completions import Reply, parse_request
+from engine.serve.guard import GuardedHandler, GuardedServer
+from engine.serve.request import BadRequest, error_body
 
-MAX_BODY = 64 << 20  # bytes; a longer request is refused (413)
 
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(GuardedHandler):
     server: Server
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
-        pass  # one line per request comes from _log instead
-
-    def _log(self, status: int, t0: float, note: str = "") -> None:
-        took = time.perf_counter() - t0
-        print(f"{self.client_address[0]} {self.command} {self.path} {status} {took:.2f}s"
-              f"{' ' + note if note else ''}", file=sys.stderr, flush=True)
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-        t0 = time.perf_counter()
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
+        self._handle(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle(self._post)
+
+    def _fail(self, e: Exception, status: int = 500, says: str = "internal error"
+              ) -> tuple[int, str]:
+        if isinstance(e, EngineClosed):  # the process is exiting
+            status, says = 503, "the server is shutting down"
+        return super()._fail(e, status, says)
+
+    def _get(self) -> tuple[int, str]:
+        path = self.path.rstrip("/")
+        self._body()  # a body on a GET is read and dropped, never taken for a next request
+        if path in ("/v1/models", "/models"):
             eng = self.server.engine
             model = {"id": eng.name, "object": "model", "created": self.server.started,
                      "owned_by": "flashcode", "max_model_len": eng.context_window}
             self._json(200, {"object": "list", "data": [model]})
-            return self._log(200, t0)
-        if self.path.rstrip("/") in ("/health", "/v1/health"):
+        elif path in ("/health", "/v1/health"):
             self._json(200, {"status": "ok"})
-            return self._log(200, t0)
-        self._json(404, error_body(f"no such endpoint: GET {self.path}", "not_found_error"))
-        return self._log(404, t0)
+        else:
+            raise BadRequest(f"no such endpoint: GET {self.path}", status=404)
+        return 200, ""
 
-    def do_POST(self) -> None:  # noqa: N802
-        t0 = time.perf_counter()
-        self.streaming = False
-        try:
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                self._drain()
-                self._json(404, error_body(f"no such endpoint: POST {self.path}",
-                                           "not_found_error"))
-                return self._log(404, t0)
-            status, note = self._chat()
-        except BadRequest as e:
-            status, note = 400, str(e)
-            self._json(400, error_body(str(e), param=e.param, code=e.code))
-        except (BrokenPipeError, ConnectionResetError):
-            status, note = 499, "client went away"
-            self.close_connection = True
-        except Exception as e:  # a bug, not bad input: say so, keep serving
-            status, note = 500, f"{type(e).__name__}: {e}"
-            self.close_connection = True
-            if not self.streaming:
-                self._json(500, error_body(f"internal error: {note}", "server_error"))
-        self._log(status, t0, note)
+    def _post(self) -> tuple[int, str]:
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            raise BadRequest(f"no such endpoint: POST {self.path}", status=404)
+        return self._chat(self._body())
 
-    def _drain(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self.close_connection = True  # the unread body would be taken for the next request
-            raise BadRequest(f"the request body is {n} bytes; the limit is {MAX_BODY}")
-        return self.rfile.read(n) if n else b""
-
-    def _chat(self) -> tuple[int, str]:
+    def _chat(self, body: bytes) -> tuple[int, str]:
         eng = self.server.engine
-        req, messages, params = parse_request(self._drain())
+        req, messages, params = parse_request(body)
         try:
             prep = eng.prepare(messages, req.tools, params)
         except PromptTooLong as e:
@@ -107,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
                     reply.add(ev)
                 self._json(200, reply.whole())
         finally:
-            events.close()  # a client that left mid-stream frees the engine at once
+            events.close()  # a client that left frees the engine at once
         u = reply.usage
         note = f"stream={req.stream} prompt={u.prompt_tokens} cached={u.cached_tokens} " \
                f"generated={u.generated_tokens} finish={reply.finish}" if u else ""
@@ -140,17 +113,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True  # Ctrl-C does not wait for open connections
-
+class Server(GuardedServer):
     def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0) -> None:
         self.engine, self.started = engine, int(time.time())
-        super().__init__((host, port), Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        super().__init__(host, port, Handler)
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,

@@ -5,6 +5,7 @@ checkpoint, started in this process, and raw-socket helpers for what a well-beha
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 
@@ -57,13 +58,19 @@ def request(port: int, data: bytes, timeout: float = 30) -> tuple[int, dict | by
 
 
 def read_response(s: socket.socket) -> tuple[int, dict | bytes, bytes]:
+    """One response (after any interim 1xx, e.g. 100 Continue): (status, JSON body or raw
+    bytes, head); status 0 when the server closed without one."""
     buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
+    while True:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        if not re.match(rb"HTTP/1\.1 1\d\d ", head):
             break
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
+        buf = body
     lines = head.split(b"\r\n")
     fields = dict(ln.lower().split(b": ", 1) for ln in lines[1:] if b": " in ln)
     n = int(fields.get(b"content-length", b"-1"))

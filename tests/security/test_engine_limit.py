@@ -52,7 +52,7 @@ def test_ctrl_c_mid_generation_stops_serve_cleanly(tiny_ckpt):
         body = json.dumps({"messages": HI, "max_tokens": 3000, "temperature": 1.0,
                            "seed": 0, "stream": True}).encode()
         s = socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=60)
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
                   + str(len(body)).encode() + b"\r\n\r\n" + body)
         seen = b""
         while seen.count(b"data: ") < 3:  # the role chunk, then tokens: generating now
