@@ -121,6 +121,8 @@ def parse_request(body: bytes) -> tuple[ChatRequest, list, SamplingParams]:
         raise BadRequest("the request body must be a JSON object")
     try:
         req = ChatRequest.model_validate(data)
+        for i, m in enumerate(req.messages):
+            _check_content(i, m)
         messages = messages_from_openai(req.messages)
     except ValidationError as e:
         err = e.errors()[0]
@@ -129,6 +131,24 @@ def parse_request(body: bytes) -> tuple[ChatRequest, list, SamplingParams]:
     except (KeyError, TypeError, AttributeError) as e:
         raise BadRequest(f"messages: malformed message ({e})", "messages") from None
     return req, messages, req.params()
+
+
+def _check_content(i: int, m: dict) -> None:
+    """OpenAI's rule: content is text, a string or a list of text parts; only an assistant
+    message that calls tools may leave it out (or null). The chat encoder itself would take
+    a missing content as empty and anything else as str(content)."""
+    where, content = f"messages[{i}].content", m.get("content")
+    if content is None:
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            return
+        raise BadRequest(f"{where}: a {m.get('role')} message needs content (a string or a "
+                         "list of text parts)", where)
+    if isinstance(content, str) or isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type", "text") == "text"
+            and isinstance(p.get("text"), str) for p in content):
+        return
+    raise BadRequest(f"{where}: must be a string or a list of {{'type': 'text', 'text': ...}} "
+                     "parts", where)
 
 
 def usage_dict(u: Usage) -> dict:

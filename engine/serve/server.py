@@ -10,6 +10,8 @@ time (Engine's lock), so concurrent requests queue. Clients are strangers, so:
   - bad input of any kind gets a 4xx with OpenAI's error body before anything is generated
     (request.py reads the body, chat_completions.py the request; a prompt over the context
     window gets a 400 naming it), and the connection is closed after an error;
+  - a request without max_tokens gets the server's default, so none holds the engine until
+    the context window is full;
   - the HTTP side (guard.py): malformed requests, stalled connections.
 One log line per request on stderr.
 """
@@ -24,6 +26,8 @@ from engine.api import Engine, EngineClosed, PromptTooLong
 from engine.serve.chat_completions import Reply, parse_request
 from engine.serve.guard import GuardedHandler, GuardedServer
 from engine.serve.request import BadRequest, error_body
+
+MAX_TOKENS_DEFAULT = 4096  # generated tokens for a request that names no max_tokens
 
 
 class Handler(GuardedHandler):
@@ -69,6 +73,9 @@ class Handler(GuardedHandler):
             raise BadRequest(str(e), "messages", "context_length_exceeded") from None
         except ValueError as e:
             raise BadRequest(str(e)) from None
+        if prep.params.max_tokens is None:  # after prepare: the window still caps it there
+            prep.params = prep.params.model_copy(
+                update={"max_tokens": self.server.max_tokens_default})
         reply = Reply(req.model or eng.name)
         events = eng.generate(prep)
         try:
@@ -114,14 +121,17 @@ class Handler(GuardedHandler):
 
 
 class Server(GuardedServer):
-    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
+                 max_tokens_default: int = MAX_TOKENS_DEFAULT) -> None:
         self.engine, self.started = engine, int(time.time())
+        self.max_tokens_default = max_tokens_default
         super().__init__(host, port, Handler)
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,
          context_window: int | None = None, name: str | None = None,
-         device_map: str | None = None, kernels: str = "auto") -> int:
+         device_map: str | None = None, kernels: str = "auto",
+         max_tokens_default: int = MAX_TOKENS_DEFAULT) -> int:
     """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 4 when the model cannot load."""
     from engine.chat.tokenizer import TokenizerMismatch
     from engine.config import ConfigError
@@ -133,7 +143,7 @@ def main(model: str, host: str = "127.0.0.1", port: int = 8000,
     except (ConfigError, LoadError, TokenizerMismatch, OSError, ValueError) as e:
         print(f"flashcode serve: cannot load {model}: {e}", file=sys.stderr)
         return 4
-    server = Server(engine, host, port)
+    server = Server(engine, host, port, max_tokens_default=max_tokens_default)
     print(f"flashcode serve: {engine.name} on {server.url} (context window "
           f"{engine.context_window} tokens; {engine.placement}); Ctrl-C stops", flush=True)
     try:
