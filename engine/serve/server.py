@@ -12,6 +12,7 @@ time (Engine's lock), so concurrent requests queue. Clients are strangers, so:
     window gets a 400 naming it), and the connection is closed after an error;
   - a request without max_tokens gets the server's default, so none holds the engine until
     the context window is full;
+  - a client that hangs up mid-reply stops the generation within a token (streaming or not);
   - the HTTP side (guard.py): malformed requests, stalled connections.
 One log line per request on stderr.
 """
@@ -19,8 +20,11 @@ One log line per request on stderr.
 from __future__ import annotations
 
 import json
+import select
+import socket
 import sys
 import time
+from collections.abc import Iterator
 
 from engine.api import Engine, EngineClosed, PromptTooLong
 from engine.serve.chat_completions import Reply, parse_request
@@ -28,6 +32,10 @@ from engine.serve.guard import GuardedHandler, GuardedServer
 from engine.serve.request import BadRequest, error_body
 
 MAX_TOKENS_DEFAULT = 4096  # generated tokens for a request that names no max_tokens
+
+
+class ClientGone(ConnectionError):
+    """The client hung up before its reply was done."""
 
 
 class Handler(GuardedHandler):
@@ -81,9 +89,9 @@ class Handler(GuardedHandler):
         try:
             if req.stream:
                 include = bool((req.stream_options or {}).get("include_usage"))
-                self._stream(reply, events, include)
+                self._stream(reply, self._watch(events), include)
             else:
-                for ev in events:
+                for ev in self._watch(events):
                     reply.add(ev)
                 self._json(200, reply.whole())
         finally:
@@ -92,6 +100,26 @@ class Handler(GuardedHandler):
         note = f"stream={req.stream} prompt={u.prompt_tokens} cached={u.cached_tokens} " \
                f"generated={u.generated_tokens} finish={reply.finish}" if u else ""
         return 200, note
+
+    def _watch(self, events) -> Iterator:
+        """`events`, raising ClientGone between two of them once the client has hung up (a
+        zero-timeout poll for EOF: a non-streaming reply writes nothing until its end, and a
+        stream may go a while without a chunk)."""
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(self.connection, select.POLLIN | select.POLLPRI)
+        for ev in events:
+            if poller.poll(0) and self._hung_up():
+                raise ClientGone()
+            yield ev
+
+    def _hung_up(self) -> bool:
+        """Readable: EOF or a reset means gone; data (a pipelined request) does not."""
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _stream(self, reply: Reply, events, include_usage: bool) -> None:
         self.send_response(200)
@@ -106,6 +134,8 @@ class Handler(GuardedHandler):
                 delta = reply.add(ev)
                 if delta:
                     self._send(reply.chunk(delta))
+        except ConnectionError:
+            raise
         except Exception as e:  # headers are out: report in-band, as OpenAI does
             self._send(error_body(f"generation failed: {e}", "server_error"))
             raise
