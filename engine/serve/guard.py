@@ -1,11 +1,12 @@
 """The HTTP side of serving strangers, apart from what is served (server.py): a request that
-is not well-formed gets a 4xx with OpenAI's error body, never a 5xx, a hang or an HTML page.
-In detail:
+is not well-formed or authorized gets a 4xx with OpenAI's error body, never a 5xx, a hang or
+an HTML page. In detail:
 
   - every refusal closes the connection (what follows an error cannot be trusted to frame
     the next request), after draining a bounded amount the client is still sending;
   - the stdlib's own refusals (bad request line, unknown method, HTTP/2, long URI) are OpenAI
     errors too; HTTP/0.9 is refused;
+  - with an API key, `_authorize` wants `Authorization: Bearer KEY` (auth.py);
   - a connection silent for READ_TIMEOUT mid-request is dropped;
   - the one log line per request has its control characters escaped.
 """
@@ -19,6 +20,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from engine.serve import auth
 from engine.serve.request import BadRequest, body_length, error_body, read_body
 
 READ_TIMEOUT = 60.0  # seconds a connection may sit silent (or a client not read) mid-request
@@ -62,8 +64,11 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def _error(self, e: BadRequest) -> None:
         kind = "not_found_error" if e.status == 404 else "invalid_request_error"
+        extra = {"Connection": "close"}
+        if e.status == 401:
+            extra["WWW-Authenticate"] = "Bearer"
         self.close_connection = True
-        self._json(e.status, error_body(str(e), kind, e.param, e.code), {"Connection": "close"})
+        self._json(e.status, error_body(str(e), kind, e.param, e.code), extra)
 
     def _linger(self) -> None:
         """Drop what the client is still sending (bounded): closing a socket with unread data
@@ -128,19 +133,30 @@ class GuardedHandler(BaseHTTPRequestHandler):
                        {"Connection": "close"})
         return status, note
 
+    def _authorize(self) -> None:
+        key = self.server.api_key
+        if key is not None and not auth.authorized(self.headers.get("Authorization"), key):
+            raise BadRequest("missing or wrong API key: send the header 'Authorization: "
+                             "Bearer KEY' with the key this server was started with",
+                             code="invalid_api_key", status=401)
+
     def _body(self) -> bytes:
         return read_body(self.rfile, body_length(self.headers))
 
 
 class GuardedServer(ThreadingHTTPServer):
-    """A thread per connection."""
+    """A thread per connection; IPv6 when `host` is an IPv6 address."""
 
     daemon_threads = True  # Ctrl-C does not wait for open connections
 
-    def __init__(self, host: str, port: int, handler: type[GuardedHandler]) -> None:
+    def __init__(self, host: str, port: int, handler: type[GuardedHandler], *,
+                 api_key: str | None = None) -> None:
+        self.api_key = api_key
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), handler)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/v1"

@@ -3,10 +3,11 @@
     POST /v1/chat/completions   streaming (SSE) or not; tools, tool_choice, reasoning_effort,
                                 thinking on/off (see chat_completions.py), usage
     GET  /v1/models             the one model served
-    GET  /health                {"status": "ok"}
+    GET  /health                {"status": "ok"}, without the API key
 
 A thread per connection (stdlib ThreadingHTTPServer); generation itself is one sequence at a
 time (Engine's lock), so concurrent requests queue. Clients are strangers, so:
+  - with an API key (auth.py) every endpoint but /health wants `Authorization: Bearer KEY`;
   - bad input of any kind gets a 4xx with OpenAI's error body before anything is generated
     (request.py reads the body, chat_completions.py the request; a prompt over the context
     window gets a 400 naming it), and the connection is closed after an error;
@@ -20,6 +21,7 @@ One log line per request on stderr.
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 import sys
@@ -27,6 +29,7 @@ import time
 from collections.abc import Iterator
 
 from engine.api import Engine, EngineClosed, PromptTooLong
+from engine.serve import auth
 from engine.serve.chat_completions import Reply, parse_request
 from engine.serve.guard import GuardedHandler, GuardedServer
 from engine.serve.request import BadRequest, error_body
@@ -55,6 +58,8 @@ class Handler(GuardedHandler):
 
     def _get(self) -> tuple[int, str]:
         path = self.path.rstrip("/")
+        if path not in ("/health", "/v1/health"):
+            self._authorize()
         self._body()  # a body on a GET is read and dropped, never taken for a next request
         if path in ("/v1/models", "/models"):
             eng = self.server.engine
@@ -68,6 +73,7 @@ class Handler(GuardedHandler):
         return 200, ""
 
     def _post(self) -> tuple[int, str]:
+        self._authorize()
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             raise BadRequest(f"no such endpoint: POST {self.path}", status=404)
         return self._chat(self._body())
@@ -152,30 +158,41 @@ class Handler(GuardedHandler):
 
 class Server(GuardedServer):
     def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
+                 api_key: str | None = None,
                  max_tokens_default: int = MAX_TOKENS_DEFAULT) -> None:
         self.engine, self.started = engine, int(time.time())
         self.max_tokens_default = max_tokens_default
-        super().__init__(host, port, Handler)
+        super().__init__(host, port, Handler, api_key=api_key)
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,
          context_window: int | None = None, name: str | None = None,
-         device_map: str | None = None, kernels: str = "auto",
+         device_map: str | None = None, kernels: str = "auto", api_key: str | None = None,
          max_tokens_default: int = MAX_TOKENS_DEFAULT) -> int:
-    """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 4 when the model cannot load."""
+    """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 2 when listening beyond loopback
+    without an API key (`api_key`, else FLASHCODE_SERVE_API_KEY), 4 when the model cannot
+    load."""
     from engine.chat.tokenizer import TokenizerMismatch
     from engine.config import ConfigError
     from engine.weights.loader import LoadError
 
+    if api_key is None:
+        api_key = os.environ.get(auth.ENV) or None
+    refusal = auth.bind_refusal(host, api_key)
+    if refusal:
+        print(f"flashcode serve: {refusal}", file=sys.stderr)
+        return 2
     try:
         engine = Engine.load(model, kernels, device_map, context_window=context_window,
                              name=name)
     except (ConfigError, LoadError, TokenizerMismatch, OSError, ValueError) as e:
         print(f"flashcode serve: cannot load {model}: {e}", file=sys.stderr)
         return 4
-    server = Server(engine, host, port, max_tokens_default=max_tokens_default)
+    server = Server(engine, host, port, api_key=api_key,
+                    max_tokens_default=max_tokens_default)
     print(f"flashcode serve: {engine.name} on {server.url} (context window "
-          f"{engine.context_window} tokens; {engine.placement}); Ctrl-C stops", flush=True)
+          f"{engine.context_window} tokens; {engine.placement}; "
+          f"{'API key required' if api_key else 'no API key'}); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
