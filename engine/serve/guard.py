@@ -1,14 +1,18 @@
 """The HTTP side of serving strangers, apart from what is served (server.py): a request that
-is not well-formed or authorized gets a 4xx with OpenAI's error body, never a 5xx, a hang or
-an HTML page. In detail:
+is not well-formed, authorized, or from this machine's own programs gets a 4xx with OpenAI's
+error body, never a 5xx, a hang or an HTML page. In detail:
 
   - every refusal closes the connection (what follows an error cannot be trusted to frame
     the next request), after draining a bounded amount the client is still sending;
   - the stdlib's own refusals (bad request line, unknown method, HTTP/2, long URI) are OpenAI
     errors too; HTTP/0.9 is refused;
+  - without an API key, requests a web page could make (an Origin header; on loopback, a
+    Host that is not a loopback name, as after DNS rebinding) are refused;
   - with an API key, `_authorize` wants `Authorization: Bearer KEY` (auth.py);
-  - a connection silent for READ_TIMEOUT mid-request is dropped;
-  - the one log line per request has its control characters escaped.
+  - a connection silent for READ_TIMEOUT mid-request is dropped; at most `max_connections`
+    are open at once (a thread each), more are answered 503;
+  - resets and timeouts are the client's doing and leave no traceback in the log; the one
+    log line per request has its control characters escaped.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +30,19 @@ from engine.serve.request import BadRequest, body_length, error_body, read_body
 
 READ_TIMEOUT = 60.0  # seconds a connection may sit silent (or a client not read) mid-request
 LINGER_BYTES = 1 << 20  # an unread body drained before closing, so the answer is not reset
+MAX_CONNECTIONS = 256
+_BUSY_BODY = json.dumps(error_body("too many open connections; try again later",
+                                   "server_error", code="overloaded")).encode()
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
+         + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+def _hostname(host: str) -> str:
+    """The name in a Host header: 'h:8000' → 'h', '[::1]:8000' → '::1'."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def _printable(text: str, limit: int = 300) -> str:
@@ -108,6 +126,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
         t0 = time.perf_counter()
         self.streaming = False  # once true, the status is out and errors go in-band
         try:
+            self._refuse_browsers()
             status, note = route()
         except BadRequest as e:
             status, note = e.status, str(e)
@@ -133,6 +152,21 @@ class GuardedHandler(BaseHTTPRequestHandler):
                        {"Connection": "close"})
         return status, note
 
+    def _refuse_browsers(self) -> None:
+        """Without an API key, anything that reaches the port may use the model, web pages a
+        local user opens included: no CORS is offered, so they can only send requests with an
+        Origin (cross-site) or, after DNS rebinding, a Host naming their own site. Refuse
+        both. (With a key, a page cannot send it: the key is the guard.)"""
+        if self.server.api_key is not None:
+            return
+        if self.headers.get("Origin") is not None:
+            raise BadRequest("requests from web pages (with an Origin header) are refused",
+                             code="forbidden", status=403)
+        host = self.headers.get("Host")
+        if self.server.loopback and host is not None and not auth.is_loopback(_hostname(host)):
+            raise BadRequest(f"Host {host[:100]!r} is not this machine's loopback name",
+                             code="forbidden", status=403)
+
     def _authorize(self) -> None:
         key = self.server.api_key
         if key is not None and not auth.authorized(self.headers.get("Authorization"), key):
@@ -145,15 +179,41 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
 
 class GuardedServer(ThreadingHTTPServer):
-    """A thread per connection; IPv6 when `host` is an IPv6 address."""
+    """A thread per connection, at most `max_connections` open (more get a 503 and are
+    closed); IPv6 when `host` is an IPv6 address."""
 
     daemon_threads = True  # Ctrl-C does not wait for open connections
 
     def __init__(self, host: str, port: int, handler: type[GuardedHandler], *,
-                 api_key: str | None = None) -> None:
-        self.api_key = api_key
+                 api_key: str | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
+        self.api_key, self.loopback = api_key, auth.is_loopback(host)
+        self.slots = threading.BoundedSemaphore(max_connections)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            return self.shutdown_request(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: the slot is not taken
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], OSError):  # a reset or a timeout: the client's doing
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -14,7 +14,7 @@ time (Engine's lock), so concurrent requests queue. Clients are strangers, so:
   - a request without max_tokens gets the server's default, so none holds the engine until
     the context window is full;
   - a client that hangs up mid-reply stops the generation within a token (streaming or not);
-  - the HTTP side (guard.py): malformed requests, stalled connections.
+  - the HTTP side (guard.py): malformed requests, web pages, stalled or too many connections.
 One log line per request on stderr.
 """
 
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from engine.api import Engine, EngineClosed, PromptTooLong
 from engine.serve import auth
 from engine.serve.chat_completions import Reply, parse_request
-from engine.serve.guard import GuardedHandler, GuardedServer
+from engine.serve.guard import MAX_CONNECTIONS, GuardedHandler, GuardedServer
 from engine.serve.request import BadRequest, error_body
 
 MAX_TOKENS_DEFAULT = 4096  # generated tokens for a request that names no max_tokens
@@ -158,11 +158,12 @@ class Handler(GuardedHandler):
 
 class Server(GuardedServer):
     def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
-                 api_key: str | None = None,
-                 max_tokens_default: int = MAX_TOKENS_DEFAULT) -> None:
+                 api_key: str | None = None, max_tokens_default: int = MAX_TOKENS_DEFAULT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.engine, self.started = engine, int(time.time())
         self.max_tokens_default = max_tokens_default
-        super().__init__(host, port, Handler, api_key=api_key)
+        super().__init__(host, port, Handler, api_key=api_key,
+                         max_connections=max_connections)
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,
