@@ -11,12 +11,20 @@ max_tokens=, response_format=). One sequence runs at a time: `stream` holds a lo
 generates, so concurrent callers queue (close or drop an abandoned stream to free it).
 `prepare` does the checks that can fail on bad input (PromptTooLong, ValueError) before any
 generation, so a server can answer them with a 400.
+
+At interpreter exit (or `close()`), the reply being generated stops at its next token and no
+thread is left inside the model: Python ends daemon threads at finalization with pthread_exit,
+and one caught inside torch's C++ aborts the whole process ("terminate called without an active
+exception", exit 134). Generation runs model code only while holding `_inside`, which `close`
+takes for good.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +75,10 @@ class PromptTooLong(ValueError):
     """The prompt (plus the tokens asked for) does not fit the context window."""
 
 
+class EngineClosed(RuntimeError):
+    """The engine was closed (the process is exiting): no more tokens."""
+
+
 @dataclass
 class Prepared:
     """A checked request: prompt ids, tools, params and the reply's grammar mask."""
@@ -86,7 +98,12 @@ class Engine:
         self.model, self.tok, self.name = model, tokenizer, name
         cache = cache if cache is not None else PrefixCache()  # an empty one is falsy
         self.gen = Generator(model, tokenizer, cache, window)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one sequence at a time
+        self._inside = threading.Lock()  # held while a thread runs model code
+        self._closed = threading.Event()
+        self._orphans: list = []  # replies cut off by close(), never finished (see _step)
+        ref = weakref.ref(self)  # a weak one: the exit hook must not keep the model alive
+        atexit.register(lambda: (e := ref()) is not None and e.close())
         vocab_tables(tokenizer)  # build the constraint's token trie now, not on the first request
 
     @classmethod
@@ -160,6 +177,8 @@ class Engine:
         if not tools and p.tool_choice not in ("auto", "none"):
             raise ValueError(f"tool_choice {p.tool_choice!r} needs `tools`, and none were given")
         ids = self.encode(messages, tools, p)
+        if ids and not 0 <= min(ids) <= max(ids) < self.model.cfg.vocab_size:
+            raise ValueError(f"token_ids must lie in [0, {self.model.cfg.vocab_size})")
         want = len(ids) + (p.max_tokens or 1)
         if want > self.context_window:
             raise PromptTooLong(
@@ -169,9 +188,42 @@ class Engine:
         return Prepared(ids, tools, p, self.gen.constraint(tools, p))
 
     def generate(self, req: Prepared) -> Iterator[Event]:
-        """Run a prepared request (waits for the sequence before it)."""
+        """Run a prepared request (waits for the sequence before it). Raises EngineClosed
+        once `close()` was called."""
         with self.lock:
-            yield from self.gen.run(req.ids, req.tools, req.params, req.constraint)
+            run = self.gen.run(req.ids, req.tools, req.params, req.constraint)
+            try:
+                while (ev := self._step(run)) is not None:
+                    yield ev
+            finally:  # finished here, under the lock: its tensors go before the next request
+                self._step(run, finish=True)
+
+    def _step(self, run: Iterator[Event], finish: bool = False) -> Event | None:
+        """`run`'s next event (None at its end), or with `finish` its cleanup, run while
+        holding `_inside`. After close() a reply is neither advanced nor finished (its cleanup
+        is torch work too): it is kept, unfinished, until the process is gone."""
+        while not self._inside.acquire(timeout=0.05):
+            if self._closed.is_set():
+                if finish:
+                    self._orphans.append(run)
+                    return None
+                raise EngineClosed("the engine is shutting down")
+        try:
+            if finish:
+                run.close()
+                return None
+            return next(run, None)
+        finally:
+            self._inside.release()
+
+    def close(self) -> None:
+        """Stop: the reply being generated ends at its next token (its stream raises
+        EngineClosed), and no thread runs model code after this returns; later requests raise
+        EngineClosed. Waits for the current token (or the prefill under way). Idempotent;
+        called at interpreter exit."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._inside.acquire()  # kept: nothing enters the model again
 
     def stream(self, messages: list, tools: list | None = None,
                params: SamplingParams | None = None, **overrides: Any) -> Iterator[Event]:

@@ -224,14 +224,27 @@ def _serve(sub) -> None:
     p.add_argument("--device-map", metavar="SPEC", help=DEVICE_MAP_HELP)
     p.add_argument("--kernels", choices=["auto", "triton", "ref"], default="auto",
                    help="auto (Triton on CUDA, PyTorch on CPU), triton, ref")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on every endpoint but /health "
+                   "(default: $FLASHCODE_SERVE_API_KEY; needed to listen beyond loopback)")
+    p.add_argument("--max-tokens-default", type=_positive, default=4096, metavar="N",
+                   help="tokens to generate for a request that names no max_tokens (a "
+                   "request may ask for more; default: 4096)")
 
     def handler(a: argparse.Namespace) -> int:
         if not getattr(a, "model", None):
             p.error("give the checkpoint: --model DIR")
         from engine.serve.server import main
 
-        return main(a.model, a.host, a.port, a.context_window, a.name, a.device_map, a.kernels)
+        return main(a.model, a.host, a.port, a.context_window, a.name, a.device_map, a.kernels,
+                    a.api_key, a.max_tokens_default)
     p.set_defaults(handler=handler)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _bench(sub) -> None:

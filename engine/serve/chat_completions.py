@@ -30,14 +30,12 @@ from engine.events import (
     Usage,
 )
 from engine.sampling import SamplingParams
+from engine.serve.request import BadRequest, error_body, load_json
 
+__all__ = ["BadRequest", "ChatRequest", "Reply", "error_body", "parse_request"]
 
-class BadRequest(ValueError):
-    """Answered with HTTP 400 and OpenAI's error body."""
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.param, self.code = param, code
+MAX_STOPS, MAX_STOP_CHARS = 16, 512  # each generated token is checked against every stop
+_CHOICE = "'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}"
 
 
 class ChatRequest(BaseModel):
@@ -56,7 +54,7 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)  # what torch's generator takes
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
     reasoning_effort: Literal["low", "medium", "high", "max"] | None = None
@@ -69,10 +67,30 @@ class ChatRequest(BaseModel):
     def _tools_are_functions(cls, tools):
         for i, t in enumerate(tools or []):
             fn = t.get("function") if isinstance(t, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                    or not isinstance(fn.get("parameters", {}), dict):
                 raise ValueError(f"tools[{i}] must be {{'type': 'function', 'function': "
                                  "{'name': ..., 'parameters': {...}}}")
         return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_names_a_function(cls, choice):
+        if isinstance(choice, dict):
+            fn = choice.get("function")
+            if choice.get("type") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str):
+                raise ValueError(f"tool_choice must be {_CHOICE}")
+        return choice
+
+    @field_validator("stop")
+    @classmethod
+    def _few_short_stops(cls, stop):
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"stop takes at most {MAX_STOPS} strings of at most "
+                             f"{MAX_STOP_CHARS} characters each")
+        return stop
 
     def thinking_on(self) -> bool:
         if isinstance(self.thinking, bool):
@@ -98,14 +116,13 @@ class ChatRequest(BaseModel):
 
 def parse_request(body: bytes) -> tuple[ChatRequest, list, SamplingParams]:
     """(request, typed messages, params) or BadRequest saying what is wrong."""
-    try:
-        data = json.loads(body or b"")
-    except ValueError as e:
-        raise BadRequest(f"the request body is not valid JSON ({e})") from None
+    data = load_json(body)
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     try:
         req = ChatRequest.model_validate(data)
+        for i, m in enumerate(req.messages):
+            _check_content(i, m)
         messages = messages_from_openai(req.messages)
     except ValidationError as e:
         err = e.errors()[0]
@@ -116,9 +133,22 @@ def parse_request(body: bytes) -> tuple[ChatRequest, list, SamplingParams]:
     return req, messages, req.params()
 
 
-def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+def _check_content(i: int, m: dict) -> None:
+    """OpenAI's rule: content is text, a string or a list of text parts; only an assistant
+    message that calls tools may leave it out (or null). The chat encoder itself would take
+    a missing content as empty and anything else as str(content)."""
+    where, content = f"messages[{i}].content", m.get("content")
+    if content is None:
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            return
+        raise BadRequest(f"{where}: a {m.get('role')} message needs content (a string or a "
+                         "list of text parts)", where)
+    if isinstance(content, str) or isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type", "text") == "text"
+            and isinstance(p.get("text"), str) for p in content):
+        return
+    raise BadRequest(f"{where}: must be a string or a list of {{'type': 'text', 'text': ...}} "
+                     "parts", where)
 
 
 def usage_dict(u: Usage) -> dict:
