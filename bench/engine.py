@@ -149,12 +149,35 @@ def print_traffic(model):
               f"{t['compute_bytes'] / 2**20:.1f} MiB of activations for host-computed steps")
 
 
-def print_kv_bytes(cfg, state, c):
-    pools = kvcache.Pools.for_config(cfg, "fp8", "fp4")
-    sizes = kvcache.packed_bytes([kvcache.pack_layer(s, pools) for s in state.layers])
+def live_kv_bytes(state, c: int) -> dict[str, int]:
+    """Bytes the live state's rows take for c tokens, by kind: every window ring, and the
+    closed entries of each compressor (engine/kv/rows.py formats; capacity not counted)."""
+    out = {"window": 0, "compressed": 0, "indexer": 0}
+    for s in state.layers:
+        out["window"] += s.window.nbytes()
+        for kind, comp in (("compressed", s.comp), ("indexer", s.index)):
+            if comp is not None:
+                out[kind] += comp.rows.nbytes(c // comp.ratio)
+    return out
+
+
+def print_kv_bytes(cfg, model, c):
+    """The official state's formats (fp8 rows, fp4 keys) at c tokens, per token."""
+    state = model.new_state() if model.numerics.kv_fp8 else None
+    if state is None:  # reference numerics keep floats: ask an official state for its sizes
+        from engine.numerics import Numerics
+
+        old = Numerics(**vars(model.numerics))
+        model.numerics.set(Numerics.of("official"))
+        try:
+            state = model.new_state()
+        finally:
+            model.numerics.set(old)
+    sizes = live_kv_bytes(state, c)
     ref = kvcache.bytes_per_token(cfg, c)
-    print(f"\n== KV bytes per token at {c} tokens (fp8 nope + bf16 rope rows "
-          f"{pools.kv.row_bytes} B, fp4 indexer keys {pools.index.row_bytes} B) ==")
+    s = state.layers[next(i for i, x in enumerate(state.layers) if x.index is not None)]
+    print(f"\n== live KV bytes per token at {c} tokens, official formats (fp8 nope + bf16 rope "
+          f"rows {s.comp.rows.nbytes(1)} B, fp4 indexer keys {s.index.rows.nbytes(1)} B) ==")
     for kind, n in sizes.items():
         print(f"  {kind:<13} {n / c:>8.1f}")
     total = sum(sizes.values()) / c
@@ -288,7 +311,7 @@ def main(argv=None) -> None:
     print_traffic(model)
     print(f"last prefill logits, flashcode vs transformers: max |Δ| "
           f"{(fc_last - hf_last).abs().max().item():.1e}")
-    print_kv_bytes(cfg, state, CONTEXTS[-1])
+    print_kv_bytes(cfg, model, CONTEXTS[-1])
     save_load(model, state, toks, CONTEXTS[-1])
     del hf
     speculation(model, toks, 16 if args.quick else 48)

@@ -232,21 +232,17 @@ class Engine:
 
     def kv_bytes(self) -> int:
         """Bytes of KV state the engine holds now: every sequence in the prefix cache (the
-        last reply's state is stored there when it ends; packed rows at their packed size).
+        last reply's state is stored there when it ends), as allocated.
         Unlocked: call it between streams or from the thread that is streaming."""
         return self.gen.cache.nbytes
 
     def kv_stats(self) -> dict[str, int]:
         """kv_bytes and the prefix cache's contents and counters, for a status line:
         {"kv_bytes", "kv_sequences", "kv_tokens" (summed over the sequences), "prefix_hits",
-        "prefix_misses", "reused_tokens"}, and with paged storage "kv_pool_bytes" (every page
-        allocated, free ones included: pools keep their pages). Same threading rule as
-        `kv_bytes`."""
+        "prefix_misses", "reused_tokens"}. Same threading rule as `kv_bytes`."""
         c = self.gen.cache
         seqs = c.sequences()
         out = {"kv_bytes": self.kv_bytes(), "kv_sequences": len(seqs),
                "kv_tokens": sum(map(len, seqs)), "prefix_hits": c.hits,
                "prefix_misses": c.misses, "reused_tokens": c.reused_tokens}
-        if c.pools is not None:
-            out["kv_pool_bytes"] = c.pools.kv.nbytes + c.pools.index.nbytes
         return out

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import offload
+from engine import offload, quant
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.moe_fp4 import experts_ref, swiglu
-from engine.layers.linear import Linear, dequant, weight_shapes
+from engine.layers.linear import Half, Linear, dequant, project, weight_shapes
 from engine.numerics import Numerics
 
 
@@ -94,7 +94,40 @@ class Experts(nn.Module):
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
         if self.w1_weight.device != x.device:
             return offload.run(self, x, ids, weights)
+        if torch.compiler.is_compiling():
+            return self.gathered(x, ids, weights)
         return self.at_home(x, ids, weights)
+
+    def _chosen(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """The chosen experts' `name` weights, float [S, k, out, in] (gathered by index)."""
+        res = None if self.resident is None else self.resident[name]
+        if isinstance(res, Half):
+            return res.half[ids].float() * 2.0 ** res.shift
+        if isinstance(res, torch.Tensor):
+            return res[ids].float()
+        if res is not None:
+            raise RuntimeError("experts: packed resident weights cannot be gathered by index; "
+                               "compiled steps need placement's plain layout")
+        s = getattr(self, f"{name}_scale")
+        return dequant(self.fmt, getattr(self, f"{name}_weight")[ids], None if s is None
+                       else s[ids])
+
+    def gathered(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor):
+        """`forward` with static shapes and no host read of ids, for compiled steps (a few
+        tokens): each (token, slot) multiplies its expert's rows, which inductor reads once by
+        index. The numerics of engine.kernels.moe_fp4.experts_ref, summed in slot order."""
+        act = self.numerics.act_fp8 and self.fmt in ("fp8", "fp4")
+        rnd = (lambda v: quant.fp8_roundtrip(v, 128)) if act else (lambda v: v)
+        xs = rnd(x)[:, None, None, :]                                     # [S, 1, 1, D]
+        h = swiglu((xs * self._chosen("w1", ids)).sum(-1), (xs * self._chosen("w3", ids)).sum(-1),
+                   self.limit)                                            # [S, k, I]
+        wt = weights.unsqueeze(-1).float()
+        if self.numerics.weight_before_w2:
+            h = h * wt
+        y = (rnd(h.to(x.dtype)).unsqueeze(-2) * self._chosen("w2", ids)).sum(-1)  # [S, k, D]
+        if not self.numerics.weight_before_w2:
+            y = y * wt
+        return y.float().sum(1)
 
     def at_home(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`forward` with everything on the experts' own device."""
@@ -119,7 +152,7 @@ class SharedExpert(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         limit = self.limit if self.numerics.shared_clamp else 0.0
-        return self.w2(swiglu(self.w1(x), self.w3(x), limit))
+        return self.w2(swiglu(*project(x, (self.w1, self.w3)), limit))
 
 
 class MoE(nn.Module):
