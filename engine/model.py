@@ -39,12 +39,13 @@ class Block(nn.Module):
             self.register_parameter(f"hc_{site}_fn", _param(m, n))
             self.register_parameter(f"hc_{site}_base", _param(m))
             self.register_parameter(f"hc_{site}_scale", _param(3))
+        self.hc_sel = mhc.scale_index(cfg.hc_mult)
 
     def _site(self, site: str, x: torch.Tensor):
         c = self.cfg
         return mhc.hc_pre(x, getattr(self, f"hc_{site}_fn"), getattr(self, f"hc_{site}_base"),
                           getattr(self, f"hc_{site}_scale"), c.hc_sinkhorn_iters, c.hc_eps,
-                          c.norm_eps)
+                          c.norm_eps, self.hc_sel)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, st: LayerState,
                 t: torch.Tensor | None = None) -> torch.Tensor:

@@ -88,8 +88,7 @@ class Rows:
         if self.fmt == "fp8":
             return _fp8_encode(values, self.rope)
         if self.fmt == "fp4":
-            packed, s = quant.quantize_fp4_weight(values.float())
-            return packed.view(torch.uint8), s.view(torch.uint8)
+            return _fp4_encode(values)
         return (values.to(self.planes[0].dtype),)
 
     def put(self, idx: torch.Tensor, values: torch.Tensor) -> None:
@@ -145,18 +144,38 @@ def _fp8_encode(v: torch.Tensor, rope: int) -> tuple[torch.Tensor, ...]:
     b = nope.unflatten(-1, (-1, min(64, nope.shape[1])))
     s = quant.pow2_scale(b.abs().amax(-1, keepdim=True), quant.FP8_MAX)
     q = (b / s).clamp(-quant.FP8_MAX, quant.FP8_MAX).to(torch.float8_e4m3fn).flatten(-2)
-    return (q.view(torch.uint8), s.squeeze(-1).to(torch.float8_e8m0fnu).view(torch.uint8),
-            v[:, -rope:].to(torch.bfloat16))
+    return q.view(torch.uint8), _e8m0_bytes(s.squeeze(-1)), v[:, -rope:].to(torch.bfloat16)
 
 
 def _fp8_decode(nope: torch.Tensor, scale: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     q = nope.view(torch.float8_e4m3fn).float().unflatten(-1, (scale.shape[-1], -1))
-    s = scale.view(torch.float8_e8m0fnu).float().unsqueeze(-1)
-    return torch.cat(((q * s).flatten(-2), rope.float()), -1)
+    return torch.cat(((q * _e8m0_values(scale).unsqueeze(-1)).flatten(-2), rope.float()), -1)
+
+
+# e8m0 scales by their bits (inductor has no float8_e8m0fnu): byte e is 2^(e-127), a float32
+# whose exponent field is e; the scales here are powers of two ≥ 2^-22 (amax floored at 1e-4)
+
+def _e8m0_bytes(s: torch.Tensor) -> torch.Tensor:
+    """Powers of two (float32) -> their e8m0 bytes."""
+    return (s.float().view(torch.int32) >> 23).to(torch.uint8)
+
+
+def _e8m0_values(b: torch.Tensor) -> torch.Tensor:
+    return (b.to(torch.int32) << 23).view(torch.float32)
+
+
+def _fp4_encode(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, di] -> e2m1 codes two a byte (low nibble = even channel) [n, di/2] and e8m0 scale
+    bytes per 32 [n, di/32]: quant.quantize_fp4_weight's rounding (exact on MXFP4-rounded
+    keys), with the scales as bytes."""
+    b = v.float().unflatten(-1, (-1, 32))
+    s = quant.pow2_scale(b.abs().amax(-1, keepdim=True), quant.FP4_MAX)
+    codes = quant._fp4_codes(b / s).flatten(-2).to(torch.uint8)
+    return codes[..., 0::2] | (codes[..., 1::2] << 4), _e8m0_bytes(s.squeeze(-1))
 
 
 def _fp4_decode(packed: torch.Tensor, scale: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     """Bytes [..., di/2] + scales [..., di/32] -> [..., di] (a table lookup per byte)."""
     v = lut[packed.int()]                                            # [..., di/2, 2]
     v = v.flatten(-2).unflatten(-1, (scale.shape[-1], -1))           # [..., di/32, 32]
-    return (v * scale.view(torch.float8_e8m0fnu).float().unsqueeze(-1)).flatten(-2)
+    return (v * _e8m0_values(scale).unsqueeze(-1)).flatten(-2)

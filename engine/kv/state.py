@@ -23,11 +23,13 @@ from engine.kv.rows import Rows, pages_for
 @dataclass
 class CompressorState:
     """kv, gate [m, w] fp32: the slots of w = coff·d channels (gate incl. ape; −inf = empty).
-    CSA (coff 2, m = 2·ratio): slots 0..ratio-1 hold the last closed window (its first channel
-    half pools into the next entry), slots ratio.. the open one; HCA (m = ratio): the open one.
-    Token t goes to slot (coff−1)·ratio + t mod ratio. `rows`: the emitted entries, the first
-    pos // ratio of them closed (the decode step also keeps the open window's partial entry in
-    the row after them). `floor`: the least capacity `rows` keeps (the indexer's top-k)."""
+    Token t sits in slot t mod m. HCA (coff 1, m = ratio): the open window. CSA (coff 2,
+    m = 2·ratio): the open window and the last closed one alternate between the two halves, so
+    window j's tokens sit at (j mod 2)·ratio.. and the previous window (whose first channel
+    half pools into entry j) is the other half; nothing moves when a window closes. `rows`: the
+    emitted entries, the first pos // ratio of them closed (the decode step also keeps the
+    open window's partial entry in the row after them). `floor`: the least capacity `rows`
+    keeps (the indexer's top-k)."""
     ratio: int
     kv: torch.Tensor
     gate: torch.Tensor
@@ -46,6 +48,11 @@ class CompressorState:
     @property
     def overlap(self) -> bool:
         return self.kv.shape[0] == 2 * self.ratio
+
+    def slots(self, j: int) -> slice:
+        """Window j's slots (j = −1: the −inf ones before the first window)."""
+        base = (j % (self.kv.shape[0] // self.ratio)) * self.ratio
+        return slice(base, base + self.ratio)
 
     def reserve(self, tokens: int) -> None:
         """Room for the entries of `tokens` tokens and the open one after them."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine import quant
 from engine.config import ModelConfig
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
 from engine.kernels.packed_f16 import PackedF16
@@ -22,7 +23,8 @@ from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Half, Linear, project
 from engine.layers.norm import RMSNorm, rms
-from engine.layers.ops import op
+from engine.layers.ops import kernel, op
+from engine.layers.rotary import Rotation, rotate, rotate_tail, rotation, tables
 from engine.numerics import Numerics
 
 
@@ -35,6 +37,17 @@ def window_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int) -> torch.
 def compressed_visible(q_pos: torch.Tensor, n: int, ratio: int) -> torch.Tensor:
     """[S, n]: entry j is closed for query t iff j < (t+1) // ratio."""
     return torch.arange(n, device=q_pos.device)[None, :] < ((q_pos + 1) // ratio)[:, None]
+
+
+def attend(q: torch.Tensor, rows: torch.Tensor, hide: torch.Tensor, sink: torch.Tensor,
+           scale: float) -> torch.Tensor:
+    """One query's attention in a few ops: q [1, H, d] over rows [N, d] (K = V) but the hidden
+    ones [N], with a per-head sink in the softmax -> [1, H, d] (no inverse RoPE).
+    engine/kernels/attention.py's sparse_attention_ref, summed in another order."""
+    s = torch.mm(q[0].float(), rows.t()) * scale                      # [H, N]
+    s = torch.cat((s.masked_fill(hide, float("-inf")), sink.float().unsqueeze(-1)), -1)
+    p = torch.softmax(s, -1)
+    return torch.mm(p[:, :-1], rows).to(q.dtype).unsqueeze(0)
 
 
 def window_band(s: int, prev: int, window: int, device=None) -> torch.Tensor:
@@ -71,6 +84,8 @@ class Attention(nn.Module):
         else:
             freqs = inv_freq(cfg.rope_head_dim, cfg.rope_theta)
         self.freqs = freqs  # a plain tensor, not a parameter: computed, never loaded
+        self.freqs2, self.sign = tables(freqs)   # decode steps' RoPE (layers/rotary.py)
+        self.slots = torch.arange(cfg.window_size, device="cpu")  # the ring's slot numbers
 
     def new_state(self, dtype: torch.dtype = torch.float32) -> LayerState:
         """Official numerics keep the rows as the release caches them (fp8 KV, fp4 indexer
@@ -136,23 +151,49 @@ class Attention(nn.Module):
     def decode(self, x: torch.Tensor, t: torch.Tensor, st: LayerState) -> torch.Tensor:
         """One token x [1, D] at position t [1] -> [1, D]. Static shapes: the ring [W] and the
         top-k (CSA) or every row of the capacity (HCA), masked; writes st in place."""
-        cfg, w = self.cfg, self.cfg.window_size
-        qr, q, kv = self._q_kv(x, t)
-        st.window.put(t % w, kv)
-        rows = st.window.dense()
-        valid = torch.arange(w, device=x.device) <= t  # every slot once t ≥ W−1
+        cfg, h, d = self.cfg, self.cfg.n_heads, self.cfg.head_dim
+        rot = rotation(t, self.freqs2, self.sign)
+        qr, kv = project(x, (self.wq_a, self.wkv))
+        qr = self.q_norm(qr)
+        q = rotate(rms(self.wq_b(qr).view(1, h, d), cfg.norm_eps), rot)
+        st.window.put(t % cfg.window_size, self._row(kv, t, rot, self.kv_norm))
+        rows, hide = st.window.dense(), self.slots > t  # every slot once t ≥ W−1
         if self.ratio:
-            self.compressor.decode(x, t, st.comp, self._qat_rope)
+            self.compressor.decode(x, t, st.comp, self._entry)
             if self.ratio == 4:
-                ids, ok = self.indexer.decode(x, qr, t, st.index, self.rope)
+                ids, ok = self.indexer.decode(x, qr, t, st.index, rot, self._entry_rope)
                 extra = st.comp.rows.gather(ids)
             else:
                 extra = st.comp.rows.dense()
                 ok = torch.arange(extra.shape[0], device=x.device) < (t + 1) // self.ratio
-            rows, valid = torch.cat((rows, extra)), torch.cat((valid, ok))
-        attend = op("attention.sparse_attention", q.device)
-        o = attend(q, rows, valid[None], self.attn_sink, cfg.head_dim ** -0.5, (t, self.freqs))
+            rows, hide = torch.cat((rows, extra)), torch.cat((hide, ~ok))
+        fused = kernel("attention.sparse_attention", x.device)
+        if fused is not None:  # the Triton kernel, inverse RoPE fused
+            o = fused(q, rows, ~hide[None], self.attn_sink, d ** -0.5, (t, self.freqs))
+        else:
+            o = rotate(attend(q, rows, hide, self.attn_sink, d ** -0.5), rot, inverse=True)
         return self._project_out(o)
+
+    def _row(self, x: torch.Tensor, pos: torch.Tensor, rot: Rotation, norm) -> torch.Tensor:
+        """A KV row or compressed entry x [1, d]: RMSNorm, RoPE at pos, (official) the FP8
+        round trip of the nope dims: `_qat_rope` in a decode step's few ops."""
+        fused = kernel("cache_insert.norm_rope", x.device)
+        if fused is not None:
+            return fused(x, norm.float_weight(), self.cfg.norm_eps, pos, self.freqs,
+                         64 if self.numerics.kv_fp8 else 0)
+        r = self.cfg.rope_head_dim
+        x = norm(x)
+        nope, tail = x[:, :-r], rotate_tail(x[:, -r:].float(), rot)
+        if self.numerics.kv_fp8:
+            nope = quant.fp8_roundtrip(nope, 64)
+        return torch.cat((nope, tail.to(nope.dtype)), -1)
+
+    def _entry_rope(self, pos: torch.Tensor) -> Rotation:
+        return rotation(pos, self.freqs2, self.sign)
+
+    def _entry(self, pooled: torch.Tensor, pos: torch.Tensor, norm) -> torch.Tensor:
+        """A decode step's compressed entry [1, d] at position pos [1] (see `_row`)."""
+        return self._row(pooled, pos, self._entry_rope(pos), norm)
 
     def _project_out(self, o: torch.Tensor) -> torch.Tensor:
         """o [S, H, d] -> groups [S, G, H·d/G] -> wo_a per group [S, G, r] -> wo_b [S, D]."""

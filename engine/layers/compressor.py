@@ -5,10 +5,10 @@ channel, softmax_s(z)·c over its window. CSA entries also pool the previous win
 through the first channel half (rows 0..d-1 of wkv/wgate); the own window uses the second
 half. Entry j is then RMS-normed, roped at position j·m, and (official) FP8-rounded.
 
-The open window lives in fixed slots (engine/kv/state.py, CompressorState). Prefill closes
-every window a chunk completes at once; a decode step writes its token's slot, pools the slots
-into the entry of its window (final once the window closes, invisible before) and, at a close,
-moves the CSA window into the "previous" slots: the same work every step, no branch on t.
+The open window lives in fixed slots (engine/kv/state.py, CompressorState; CSA keeps two
+windows, alternating). Prefill closes every window a chunk completes at once; a decode step
+writes its token's slot and pools the slots into the entry of its window (final once the window
+closes, invisible before): the same work every step, no branch on t.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from engine.kv.state import CompressorState
 from engine.layers.linear import PLAIN, Linear, project
 from engine.layers.norm import RMSNorm
-from engine.layers.ops import op
+from engine.layers.ops import kernel, op
 from engine.numerics import Numerics
 
 
@@ -34,6 +34,9 @@ class Compressor(nn.Module):
         self.wgate = Linear(dim, width, PLAIN, numerics)
         self.ape = nn.Parameter(torch.zeros(ratio, width), requires_grad=False)
         self.norm = RMSNorm(out_dim, eps)
+        if self.overlap:  # a decode step's slot order, and which slots give the first half
+            self.order = torch.arange(2 * ratio, device="cpu")
+            self.first = (self.order < ratio).unsqueeze(-1)
 
     def new_state(self, fmt: str, device=None, rope: int = 0, floor: int = 0) -> CompressorState:
         width = self.out_dim * (2 if self.overlap else 1)
@@ -51,49 +54,53 @@ class Compressor(nn.Module):
         rounding, as the attention block does them). st.rows must have room."""
         r, s = self.ratio, x.shape[0]
         kv, gate = self._project(x, torch.arange(p0, p0 + s, device=x.device))
-        base, n_open = st.kv.shape[0] - r, p0 % r  # the open window's first slot, its tokens
-        kv = torch.cat((st.kv[base:base + n_open], kv))
-        gate = torch.cat((st.gate[base:base + n_open], gate))
+        j0, n_open = p0 // r, p0 % r                # the open window, its tokens so far
+        own = st.slots(j0)
+        kv = torch.cat((st.kv[own][:n_open], kv))
+        gate = torch.cat((st.gate[own][:n_open], gate))
         n = kv.shape[0] // r                        # windows that close now
         if n:
             kw, gw = kv[:n * r].view(n, r, -1), gate[:n * r].view(n, r, -1)
             if self.overlap:
-                kw, gw = _overlap(kw, gw, st)
+                last = st.slots(j0 + n - 1)         # the last closed window, kept whole
+                kw, gw = _overlap(kw, gw, st.kv[st.slots(j0 - 1)], st.gate[st.slots(j0 - 1)])
+                st.kv[last], st.gate[last] = kv[(n - 1) * r:n * r], gate[(n - 1) * r:n * r]
             pooled = op("compressor.pool", kv.device)(kw, gw)
-            first = p0 // r
-            pos = torch.arange(first, first + n, device=kv.device) * r
-            st.rows.write(first, finish(pooled, pos, self.norm))
-        tail = kv.shape[0] - n * r
-        st.kv[base:base + tail], st.gate[base:base + tail] = kv[n * r:], gate[n * r:]
+            pos = torch.arange(j0, j0 + n, device=kv.device) * r
+            st.rows.write(j0, finish(pooled, pos, self.norm))
+        base = st.slots(j0 + n).start               # the window left open
+        tail = slice(base, base + kv.shape[0] - n * r)
+        st.kv[tail], st.gate[tail] = kv[n * r:], gate[n * r:]
 
     def decode(self, x: torch.Tensor, t: torch.Tensor, st: CompressorState, finish) -> None:
         """One token x [1, D] at position t [1]: its slot, then the entry of its window
-        (row t // ratio). Static shapes; st.rows must have room for that row."""
+        (row t // ratio), final once the window closes. Static shapes, and idempotent: run
+        twice, it writes the same values (a CUDA graph's warm-up may run it before replay)."""
         r, d = self.ratio, self.out_dim
         kv, gate = self._project(x, t)
-        slot = st.kv.shape[0] - r + t % r
-        st.kv.index_copy_(0, slot, kv)
-        st.gate.index_copy_(0, slot, gate)
-        kw, gw = st.kv, st.gate
-        if self.overlap:  # previous window's first half, own window's second half
-            kw = torch.cat((kw[:r, :d], kw[r:, d:]))
-            gw = torch.cat((gw[:r, :d], gw[r:, d:]))
-        pooled = op("compressor.pool", kv.device)(kw.unsqueeze(0), gw.unsqueeze(0))
+        st.kv.index_copy_(0, t % st.kv.shape[0], kv)
+        st.gate.index_copy_(0, t % st.gate.shape[0], gate)
         j = t // r
+        kw, gw = st.kv, st.gate  # HCA: the slots in position order
+        if self.overlap:  # the previous window's slots, then its own: [2r, 2d] -> [2r, d]
+            order = (self.order + (j + 1) * r) % (2 * r)
+            kw, gw = kw[order], gw[order]
+            kw = torch.where(self.first, kw[:, :d], kw[:, d:])
+            gw = torch.where(self.first, gw[:, :d], gw[:, d:])
+        fused = kernel("compressor.pool", x.device)
+        if fused is not None:
+            pooled = fused(kw.unsqueeze(0), gw.unsqueeze(0))
+        else:  # pool_ref's softmax over the slots, per channel
+            pooled = (kw * torch.softmax(gw, 0)).sum(0, keepdim=True)
         st.rows.put(j, finish(pooled, j * r, self.norm))
-        if self.overlap:  # a closing window becomes the previous one
-            closed = (t + 1) % r == 0
-            st.kv[:r] = torch.where(closed, st.kv[r:], st.kv[:r])
-            st.gate[:r] = torch.where(closed, st.gate[r:], st.gate[:r])
 
 
-def _overlap(kv: torch.Tensor, gate: torch.Tensor, st: CompressorState):
-    """[n, m, 2d] -> [n, 2m, d]: slots 0..m-1 = previous window's first half (the state's
-    last closed window for the first; −inf gates before any), slots m..2m-1 = own window's
-    second half. The state's previous slots become this chunk's last window."""
-    n, m, d2 = kv.shape
-    d = d2 // 2
-    prev_kv = torch.cat((st.kv[:m, :d].unsqueeze(0), kv[:-1, :, :d]))
-    prev_gate = torch.cat((st.gate[:m, :d].unsqueeze(0), gate[:-1, :, :d]))
-    st.kv[:m], st.gate[:m] = kv[-1], gate[-1]
+def _overlap(kv: torch.Tensor, gate: torch.Tensor, prev_kv: torch.Tensor,
+             prev_gate: torch.Tensor):
+    """[n, m, 2d] -> [n, 2m, d]: slots 0..m-1 = previous window's first half (`prev_*`
+    [m, 2d] for the first: the state's; −inf gates before any), slots m..2m-1 = own window's
+    second half."""
+    d = kv.shape[-1] // 2
+    prev_kv = torch.cat((prev_kv[:, :d].unsqueeze(0), kv[:-1, :, :d]))
+    prev_gate = torch.cat((prev_gate[:, :d].unsqueeze(0), gate[:-1, :, :d]))
     return torch.cat((prev_kv, kv[..., d:]), 1), torch.cat((prev_gate, gate[..., d:]), 1)

@@ -16,7 +16,8 @@ from engine.kernels.indexer import index_scores_ref as index_scores  # noqa: F40
 from engine.kv.state import CompressorState
 from engine.layers.compressor import Compressor
 from engine.layers.linear import PLAIN, Linear
-from engine.layers.ops import op
+from engine.layers.ops import kernel, op
+from engine.layers.rotary import Rotation, rotate
 from engine.numerics import Numerics
 
 
@@ -81,10 +82,18 @@ class Indexer(nn.Module):
         return select(scores, limit, min(self.topk, keys.shape[0]))
 
     def decode(self, x: torch.Tensor, qr: torch.Tensor, t: torch.Tensor, st: CompressorState,
-               rope):
-        """One token at position t [1] -> (ids, ok) [k] over the whole capacity (≥ k rows)."""
-        self.compressor.decode(x, t, st, self._finish(rope))
-        q, w = self._query(x, qr, t, rope)
-        scores = op("indexer.index_scores", q.device)(q, st.rows.dense(), w)
+               rot: Rotation, rotation_at):
+        """One token at position t [1] (rot: its rotation; rotation_at(pos): an entry's)
+        -> (ids, ok) [k] over the whole capacity (≥ k rows)."""
+        self.compressor.decode(x, t, st, lambda rows, pos, norm: self._qat(
+            rotate(norm(rows), rotation_at(pos))))
+        q = self._qat(rotate(self.wq_b(qr).view(1, self.heads, self.head_dim), rot))
+        x = x if x.dtype == torch.float32 else x.float()
+        w = self.weights_proj(x, act_quant=False) * (self.heads ** -0.5 * self.head_dim ** -0.5)
+        fused = kernel("indexer.index_scores", q.device)
+        if fused is not None:
+            scores = fused(q, st.rows.dense(), w)
+        else:  # Σ_h w_h·ReLU(q_h·K_j) as two products: [H, di]·[di, N], then [H]·[H, N]
+            scores = torch.mm(w, torch.relu(torch.mm(q[0].float(), st.rows.dense().t())))
         ids, ok = select(scores, (t + 1) // 4, self.topk)
         return ids[0], ok[0]

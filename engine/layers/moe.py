@@ -53,11 +53,12 @@ class Gate(nn.Module):
     def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         """x [S, D] -> (expert ids [S, k], weights [S, k])."""
         w = self.resident if self.resident is not None else self.weight.float()
-        scores = route_scores(x.float() @ w.t(), self.cfg.score_func)
+        xf = x if x.dtype == torch.float32 else x.float()
+        scores = route_scores(torch.mm(xf, w.t()), self.cfg.score_func)
         if self.hashed:
-            ids = self.tid2eid[tokens].long()
+            ids = self.tid2eid[tokens]  # int64 [vocab, k]
         else:
-            ids = (scores + self.bias.float()).topk(self.cfg.n_activated_experts, -1).indices
+            ids = (scores + self.bias).topk(self.cfg.n_activated_experts, -1).indices
         return ids, route(scores, ids, self.cfg.route_scale)
 
 
@@ -94,7 +95,7 @@ class Experts(nn.Module):
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
         if self.w1_weight.device != x.device:
             return offload.run(self, x, ids, weights)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or x.is_meta:  # ids are not readable on the host
             return self.gathered(x, ids, weights)
         return self.at_home(x, ids, weights)
 
@@ -132,7 +133,7 @@ class Experts(nn.Module):
     def at_home(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`forward` with everything on the experts' own device."""
         if self.resident is not None:  # the twin reads scale-less weights as dequantized
-            w = {n: (self.resident[n], None) for n in ("w1", "w2", "w3")}
+            w = {n: (_widened(self.resident[n]), None) for n in ("w1", "w2", "w3")}
             op = experts_ref
         else:
             w = {n: (getattr(self, f"{n}_weight"), getattr(self, f"{n}_scale"))
@@ -140,6 +141,20 @@ class Experts(nn.Module):
             op = registry.get("moe_fp4.experts", x.device)
         return op(x, ids, weights, w, self.fmt, self.numerics.act_fp8, self.limit,
                   self.numerics.weight_before_w2)
+
+
+class _Widened:
+    """A Half stack read one expert at a time, as the twin reads a stack: [e] -> float32."""
+
+    def __init__(self, h: Half):
+        self.h = h
+
+    def __getitem__(self, e) -> torch.Tensor:
+        return self.h.half[e].float() * 2.0 ** self.h.shift
+
+
+def _widened(w):
+    return _Widened(w) if isinstance(w, Half) else w
 
 
 class SharedExpert(nn.Module):
@@ -166,6 +181,6 @@ class MoE(nn.Module):
         ids, w = self.gate(x, tokens)
         y = self.experts(x, ids, w)
         if self.shared_experts is not None:
-            y = y + self.shared_experts(x).float()
-        return y.to(x.dtype)
+            y = y + self.shared_experts(x)  # fp32 accumulation (promotes a narrower x)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 

@@ -31,3 +31,12 @@ def op(name: str, device: torch.device):
     if torch.compiler.is_compiling():
         return _TWINS[name]
     return registry.get(name, device)
+
+
+def kernel(name: str, device: torch.device):
+    """The registry's Triton kernel for `name` when kernels run on `device` eagerly, else None:
+    a decode step then runs the layer's own few-op torch form (the CPU: fewer ops than the
+    twins' spelled-out steps; compiled: inductor fuses them)."""
+    if torch.compiler.is_compiling() or registry.backend(device) != "triton":
+        return None
+    return registry.get(name, device)
