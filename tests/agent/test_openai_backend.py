@@ -141,7 +141,7 @@ def test_exec_against_an_endpoint_reads_a_file_and_answers(git_repo, isolated_en
 def test_exec_with_an_unreachable_endpoint_exits_4(git_repo, isolated_env, tmp_path):
     env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data")}
     out = run_flashcode("exec", "hi", "--endpoint", "http://127.0.0.1:9/v1", "--model-name",
-                        "m", "-C", str(git_repo), env=env, timeout=120)
+                        "m", "-C", str(git_repo), env=env)
     assert out.returncode == 4, out.stderr
     assert "unreachable" in out.stdout + out.stderr
 

@@ -110,7 +110,7 @@ def test_real_flashcode_goes_plain_when_stdout_is_a_pipe(git_repo, tmp_path, iso
         [sys.executable, "-m", "tests.tui.scripted_main", str(script),
          "--endpoint", "http://127.0.0.1:9/v1", "--model-name", "scripted", "--no-rewrite",
          "-C", str(git_repo)],
-        input="say hi\n", capture_output=True, text=True, timeout=60, env=env,
+        input="say hi\n", capture_output=True, text=True, timeout=300, env=env,
         cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Hi from the script." in proc.stdout and "> say hi" in proc.stdout
