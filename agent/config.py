@@ -237,7 +237,10 @@ def load_settings(sources: ConfigSources, flags: dict[str, Any] | None = None,
             (ignored if ignored is not None else []).extend(skipped)
         _apply(merged, layer, str(sources.project_file))
     _apply(merged, _from_environ(sources.environ), "environment")
-    _apply(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "command line")
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if "model" in flags and "endpoint" not in flags:
+        merged.pop("endpoint", None)  # --model on the command line beats a configured endpoint
+    _apply(merged, flags, "command line")
     return Settings(**merged)
 
 

@@ -194,7 +194,8 @@ class Agent:
                             timing={"seconds": round(time.monotonic() - started, 3)},
                             ok=outcome.ok)
         self.emit({"type": "tool_result", "id": call.id, "name": call.name,
-                       "ok": outcome.ok, "content": content, "output": outcome.output})
+                   "ok": outcome.ok, "content": content, "output": outcome.output,
+                   **({"refused": outcome.refused} if outcome.refused else {})})
 
     def _repeat_note(self, call: ToolCall) -> str:
         key = (call.name, repr(sorted(call.arguments.items())))

@@ -38,6 +38,9 @@ class Outcome:
     content: str  # what the model reads
     ok: bool  # False for tool errors, denials and unknown tools
     output: Any = None  # the tool's result as data (for --json and the TUI), when it ran
+    # why it did not run: "denied" (policy or user), "protected" (the user's uncommitted
+    # file), "checkpoint" (none could be taken); None when it ran or the tool itself failed
+    refused: str | None = None
 
 
 def tool_specs() -> list[dict]:
@@ -91,14 +94,14 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
         reason = f"the approval policy ({policy.mode}) does not allow it"
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
-        return Outcome(text, False), policy
+        return Outcome(text, False, refused="denied"), policy
     hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
     if hit:
         text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
-        return Outcome(text.strip(), False), policy
+        return Outcome(text.strip(), False, refused="protected"), policy
     problem = checkpoint_before(call, tool.effect, ctx, touched)
     if problem:
-        return Outcome(problem, False), policy
+        return Outcome(problem, False, refused="checkpoint"), policy
     return _execute(tool, args, ctx), policy
 
 

@@ -302,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `flashcode tool --list | head`: the reader left, nothing to say
+        _quiet_stdout()
+        return exitcodes.OK
     except KeyboardInterrupt:
         print("flashcode: interrupted.", file=sys.stderr)
         return 130
@@ -312,6 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"flashcode: configuration error: {exc}", file=sys.stderr)
             return exitcodes.USAGE
         raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _version() -> str:
