@@ -101,6 +101,8 @@ class PlainUI:
             self._in_reasoning = False
         elif kind == "format_error":
             self.say(f"malformed tool call: {event['reason']}", "red")
+        elif kind == "cut_off":
+            self.say("(the reply was cut off at the length limit; the model continues)", "dim")
         elif kind == "compaction":
             self.say(f"(context compacted to {event['messages']} messages)", "dim")
 

@@ -296,6 +296,10 @@ class FlashcodeApp(SlashCommands, App):
     def _event_format_error(self, event: dict) -> None:
         self.transcript.add_notice(f"Malformed tool call: {event['reason']}", "error")
 
+    def _event_cut_off(self, event: dict) -> None:
+        self.transcript.add_notice("The reply was cut off at the length limit; the model "
+                                   "continues.")
+
     def _event_compaction(self, event: dict) -> None:
         self.transcript.add_notice(f"Context compacted to {event['messages']} messages.")
 
