@@ -186,9 +186,14 @@ class Tool:
 REGISTRY: dict[str, Tool] = {}
 
 # Modules that define tools; importing one registers its tools. Filled as tools land.
-TOOL_MODULES: list[str] = ["tools.files", "tools.search", "tools.edit",
-                           "tools.patch", "tools.shell", "tools.git",
-                           "tools.tests", "tools.repomap.tool"]
+# Each tool and the module that defines it; importing a module registers its tools. A tool is
+# looked up by importing its own module only, so running one tool loads nothing else.
+TOOL_MODULES: dict[str, str] = {
+    "read": "tools.files", "list": "tools.files", "glob": "tools.files",
+    "search": "tools.search", "edit": "tools.edit", "apply_patch": "tools.patch",
+    "shell": "tools.shell", "git": "tools.git", "git_change": "tools.git",
+    "tests": "tools.tests", "repomap": "tools.repomap.tool",
+}
 
 
 def register(name: str, input: type[BaseModel], effect: Effect,
@@ -204,17 +209,19 @@ def register(name: str, input: type[BaseModel], effect: Effect,
 
 
 def all_tools() -> dict[str, Tool]:
-    for module in TOOL_MODULES:
+    for module in dict.fromkeys(TOOL_MODULES.values()):
         importlib.import_module(module)
     return dict(REGISTRY)
 
 
 def get(name: str) -> Tool:
     """The registered tool called `name`, or a ToolError listing the ones there are."""
+    if name not in REGISTRY and name in TOOL_MODULES:
+        importlib.import_module(TOOL_MODULES[name])
+    if name in REGISTRY:
+        return REGISTRY[name]
     tools = all_tools()
-    if name not in tools:
-        raise ToolError(f"There is no tool named '{name}'. Available: {', '.join(sorted(tools))}.")
-    return tools[name]
+    raise ToolError(f"There is no tool named '{name}'. Available: {', '.join(sorted(tools))}.")
 
 
 def validate(tool: Tool, args: dict[str, Any]) -> BaseModel:
