@@ -186,6 +186,13 @@ def session_info(path: Path) -> SessionInfo:
     return SessionInfo(path.stem, path, " ".join(first.split())[:80], len(msgs))
 
 
+def resume_hint(conv: Conversation | None) -> str:
+    """How to come back to this conversation's session ("" when it has no request yet)."""
+    if conv is None or not any(m.get("role") == "user" for m in conv.session.messages):
+        return ""
+    return f"Resume this session: flashcode --resume {conv.session.id}"
+
+
 def call_summary(name: str, arguments: dict) -> str:
     """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
     for key in ("command", "cmd", "path", "file", "pattern", "query"):

@@ -22,7 +22,10 @@ from agent.model import ToolCall
 from tools import base, specs
 
 # ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
-Asker = Callable[[ToolCall, str], str]
+# ask(call, effect, preview) → "yes" | "always" | "no" | "no: REASON" (the model reads the
+# reason); `preview` is the diff a write would make (None for commands). None where nobody can
+# answer (headless).
+Asker = Callable[[ToolCall, str, "str | None"], str]
 
 
 class ApprovalNeeded(Exception):
@@ -85,11 +88,16 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if decision == "ask":
         if ask is None:
             raise ApprovalNeeded(call)
-        answer = ask(call, tool.effect)
+        try:  # what a write would change, for the question; a write that cannot work fails now
+            preview = tool.preview(ctx, args) if tool.preview is not None else None
+        except (base.ToolError, OSError) as exc:
+            return Outcome(_error(call.name, str(exc)), False), policy
+        answer = ask(call, tool.effect, preview)
         if answer == "always":
             policy = approval.allow_always(policy, call.name, call.arguments)
         decision = "allow" if answer in ("yes", "always") else "deny"
-        reason = "the user declined it"
+        why = answer.partition(":")[2].strip() if answer.startswith("no:") else ""
+        reason = f"the user declined it, saying: {why}" if why else "the user declined it"
     else:
         reason = f"the approval policy ({policy.mode}) does not allow it"
     if decision == "deny":

@@ -27,7 +27,7 @@ from tools.base import ToolContext
 Progress = Callable[[float, str], None]
 
 
-def always_yes(call, effect: str) -> str:
+def always_yes(call, effect: str, preview: str | None = None) -> str:
     """The Asker of `--yes`: every action the policy would ask about is approved."""
     return "yes"
 

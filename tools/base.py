@@ -181,6 +181,9 @@ class Tool:
     # wrote them; "." for the whole tree. Approvals, protected paths and checkpoint labels
     # use this instead of knowing each tool's arguments.
     paths: Callable[[Any], list[str]] = named_paths
+    # what a write would change, as a unified diff, without changing anything (shown when
+    # the user is asked to approve it); a ToolError when the call cannot succeed
+    preview: Callable[[ToolContext, Any], str] | None = None
 
 
 REGISTRY: dict[str, Tool] = {}
@@ -197,12 +200,13 @@ TOOL_MODULES: dict[str, str] = {
 
 
 def register(name: str, input: type[BaseModel], effect: Effect,
-             paths: Callable[[Any], list[str]] = named_paths):
+             paths: Callable[[Any], list[str]] = named_paths,
+             preview: Callable[[ToolContext, Any], str] | None = None):
     """Decorator: `@register("read", ReadArgs, "read")` on `def read(ctx, args) -> ReadResult`;
     `paths(args)` when the tool touches other paths than its `path`/`file` argument."""
 
     def wrap(fn: Callable[[ToolContext, Any], BaseModel]):
-        REGISTRY[name] = Tool(name, input, fn, effect, paths)
+        REGISTRY[name] = Tool(name, input, fn, effect, paths, preview)
         return fn
 
     return wrap

@@ -49,14 +49,25 @@ def check_fresh(ctx: ToolContext, rel: str, now: Stamp) -> None:
                         "else). `read` it again, then redo the edit against its current text.")
 
 
-@register("edit", EditArgs, "write")
-def edit(ctx: ToolContext, args: EditArgs) -> EditResult:
+def _planned(ctx: ToolContext, args: EditArgs):
+    """(path, rel, the file as read, the planned edit): everything but the write."""
     path = ctx.resolve(args.path)
     rel = ctx.rel(path)
     decoded = read_text(path, args.path)
     check_fresh(ctx, rel, decoded.stamp)
     old, new = (s.replace("\r\n", "\n") for s in (args.old, args.new))
-    result = plan(decoded.text, old, new, args.replace_all)
+    return path, rel, decoded, plan(decoded.text, old, new, args.replace_all)
+
+
+def preview(ctx: ToolContext, args: EditArgs) -> str:
+    """The diff the edit would make, nothing written."""
+    _, rel, decoded, result = _planned(ctx, args)
+    return unified_diff(rel, decoded.text, result.text)
+
+
+@register("edit", EditArgs, "write", preview=preview)
+def edit(ctx: ToolContext, args: EditArgs) -> EditResult:
+    path, rel, decoded, result = _planned(ctx, args)
     ctx.read_stamps[rel] = atomic_write(path, decoded.encode(result.text))
     note = None
     if result.stale is not None:

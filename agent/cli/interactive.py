@@ -50,6 +50,10 @@ def run_interactive(settings: Settings, root: Path, *, plain: bool, resume: str 
                        load_model=None if model else wiring.model_loader(settings),
                        backend=wiring.backend_label(settings), resume=resume)
     app.run()
+    from agent.conversation import resume_hint
+
+    if hint := resume_hint(app.conversation):
+        print(hint)
     return 0 if app.return_code in (None, 0) else app.return_code
 
 

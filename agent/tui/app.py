@@ -229,13 +229,13 @@ class FlashcodeApp(SlashCommands, App):
             return
         self.post_message(TurnFinished(result))
 
-    def _ask(self, call: ToolCall, effect: str) -> str:
+    def _ask(self, call: ToolCall, effect: str, preview: str | None = None) -> str:
         """The Asker the agent calls on its own thread; blocks until the modal answers."""
         if self.interrupting:
             raise KeyboardInterrupt
         answer: Future = Future()
         self._answer = answer
-        self.post_message(ApprovalRequested(call, effect, answer))
+        self.post_message(ApprovalRequested(call, effect, answer, preview))
         result = answer.result()
         if result == "interrupt":
             raise KeyboardInterrupt  # the loop turns this into an Interrupted exit
@@ -248,7 +248,8 @@ class FlashcodeApp(SlashCommands, App):
         await self._flush()  # the call's panel first, then the question
         if message.answer.done():
             return
-        self.push_screen(ApprovalScreen(message.call, message.effect), answered)
+        self.push_screen(ApprovalScreen(message.call, message.effect, message.preview),
+                         answered)
 
     # --- events from the agent -------------------------------------------------------------
 

@@ -195,7 +195,7 @@ def test_ctrl_c_in_a_tool_leaves_every_call_answered(git_repo, tmp_path, test_to
 def test_policy_asks_and_the_answer_is_respected(git_repo, tmp_path, test_tools):
     asked = []
 
-    def ask(c, effect):
+    def ask(c, effect, preview=None):
         asked.append((c.name, effect))
         return "no" if c.arguments["path"] == "no.txt" else "yes"
 
