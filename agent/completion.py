@@ -91,17 +91,6 @@ def complete(text: str, cursor: int, paths: PathIndex | None, limit: int = 8) ->
     return []
 
 
-def mentioned_paths(text: str, root: Path) -> list[str]:
-    """The `@path` mentions in a request that name existing files, in order, no repeats."""
-    found: list[str] = []
-    for word in text.split():
-        if word.startswith("@") and len(word) > 1:
-            rel = word[1:].rstrip(".,;:!?)")
-            if (Path(root) / rel).is_file() and rel not in found:
-                found.append(rel)
-    return found
-
-
 def history_path(data_dir: Path) -> Path:
     """Where requests typed into either front end are remembered, one JSON string a line."""
     return Path(data_dir) / "history.jsonl"

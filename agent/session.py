@@ -118,7 +118,8 @@ class Session:
             if call["id"] not in answered:
                 self.append({"role": "tool", "tool_call_id": call["id"],
                              "content": "(not run: the session stopped before this tool "
-                                        "call ran. Run it again if it is still needed.)"})
+                                        "call ran. Run it again if it is still needed.)"},
+                            ok=False)
 
 
 def read_records(path: Path) -> list[dict]:

@@ -225,9 +225,9 @@ class _Accumulator:
             u, "prompt_cache_hit_tokens", None) or 0
         end = time.monotonic()
         first = self.first_token or end
-        prefill = u.prompt_tokens / (first - self.started) if first > self.started else None
         decode = u.completion_tokens / (end - first) if end > first else None
-        return Usage(u.prompt_tokens, cached, u.completion_tokens, prefill, decode)
+        # no prefill rate: the time to the first token is network, queue and server cache
+        return Usage(u.prompt_tokens, cached, u.completion_tokens, None, decode)
 
 
 def _grow(name: str, piece: str) -> str:

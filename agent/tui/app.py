@@ -70,6 +70,9 @@ class FlashcodeApp(SlashCommands, App):
         self.conversation: Conversation | None = None
         self.busy = False
         self.interrupting = False
+        self.queued: list[str] = []  # requests typed while the model loads
+        self._shown = False
+        self._ticker = None  # redraws the status bar's clock while the agent works
         self._answer: Future | None = None  # the approval the worker waits for
         self.inbox = Inbox(lambda: self.post_message(AgentEvents()))
         self._flush_timer = None
@@ -144,6 +147,12 @@ class FlashcodeApp(SlashCommands, App):
         status.context_window, status.state = model.context_window, "idle"
         if session is not None:
             self._show_resumed(session)
+        self._next_queued()
+
+    def _next_queued(self) -> None:
+        """Send the first request typed while the model loaded (shown already)."""
+        if self.queued and self.conversation is not None and not self.busy:
+            self.submit(self.queued.pop(0), shown=True)
 
     def _session_to_resume(self) -> Session | None:
         if self.resume_id is None:
@@ -170,10 +179,17 @@ class FlashcodeApp(SlashCommands, App):
         else:
             self.submit(message.text)
 
-    def submit(self, text: str) -> None:
-        """Start a turn for `text` (via the task spec screen when rewriting is on)."""
+    def submit(self, text: str, shown: bool = False) -> None:
+        """Start a turn for `text` (via the task spec screen when rewriting is on); `shown`:
+        the request is in the transcript already (it waited in the queue)."""
+        self._shown = shown
+        if self.conversation is None and self.status.state.startswith("loading"):
+            self.queued.append(text)  # sent when the model is ready
+            self.transcript.add_user(text)
+            self.transcript.add_notice("Queued: it goes to the model as soon as it is loaded.")
+            return
         if self.conversation is None:
-            self.transcript.add_notice("The model is not ready yet.", "error")
+            self.transcript.add_notice("There is no model to send it to (see above).", "error")
             return
         if self.busy:
             self.transcript.add_notice("The agent is working; Ctrl-C interrupts it.", "error")
@@ -212,9 +228,12 @@ class FlashcodeApp(SlashCommands, App):
         self.push_screen(TaskSpecScreen(message.request, message.spec), chosen)
 
     def _start_turn(self, text: str) -> None:
-        self.transcript.add_user(text)
+        if not self._shown:
+            self.transcript.add_user(text)
+        self._shown = False
         self.busy, self.interrupting = True, False
-        self.status.state = "working"
+        self.status.start_work()
+        self._ticker = self.set_interval(0.25, self.status.refresh)
         self.inbox.start_request()
         self._turn_thread(text)
 
@@ -271,8 +290,10 @@ class FlashcodeApp(SlashCommands, App):
         for event in self.inbox.take():
             kind = event["type"]
             if kind == "text_delta":
+                self.status.streamed += len(event["text"])
                 await self.transcript.append_answer(event["text"])
             elif kind == "reasoning_delta":
+                self.status.streamed += len(event["text"])
                 await self.transcript.append_reasoning(event["text"])
             elif handler := getattr(self, f"_event_{kind}", None):
                 handler(event)
@@ -309,9 +330,9 @@ class FlashcodeApp(SlashCommands, App):
         result = message.result
         if not isinstance(result.exit, Submitted):
             self.transcript.add_notice(result.exit.message, result.exit.status)
-        if result.files:
-            self.show_diff(result.files)
         self._idle()
+        if result.files:  # review first: the keys go to the hunks, Escape back to the prompt
+            self.show_diff(result.files, take_focus=True)
 
     async def on_turn_failed(self, message: TurnFailed) -> None:
         await self._flush()
@@ -323,14 +344,18 @@ class FlashcodeApp(SlashCommands, App):
         self.set_timer(0.2, self.transcript.follow)
         self.busy = self.interrupting = False
         self._answer = None
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
         self.status.state = "idle"
         self.status.context_used = self.conversation.context_used()
         self.status.cost = self.conversation.agent.tally.cost()
+        self.call_after_refresh(self._next_queued)
 
     # --- review ----------------------------------------------------------------------------
 
-    def show_diff(self, files) -> DiffView:
-        view = DiffView(files)
+    def show_diff(self, files, take_focus: bool = False) -> DiffView:
+        view = DiffView(files, take_focus=take_focus)
         self.transcript.add_widget(view)
         return view
 
@@ -345,6 +370,10 @@ class FlashcodeApp(SlashCommands, App):
             return
         kept = total - len(message.rejected)
         self.transcript.add_notice(f"Kept {kept} hunk(s), reverted {len(message.rejected)}.")
+        self.on_diff_view_leave(None)
+
+    def on_diff_view_leave(self, message: DiffView.Leave | None) -> None:
+        self.query_one(PromptBox).area.focus()
 
     # --- keys and leaving ------------------------------------------------------------------
 

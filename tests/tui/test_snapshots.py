@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import replace
 
+import pytest
+
 from agent.model import Usage
 from agent.tui.screens.approval import ApprovalScreen
 from agent.tui.screens.taskspec import TaskSpecScreen
@@ -31,6 +33,14 @@ class FixedCountModel(ScriptedModel):
                 event = replace(event, cached_tokens=event.prompt_tokens // 2,
                                 prefill_tps=2345.0, decode_tps=67.0)
             yield event
+
+
+@pytest.fixture(autouse=True)
+def _stopped_clock(monkeypatch):
+    """The status bar's working clock (and spinner) stands still: no clocks on screen."""
+    from agent.tui.widgets.status import StatusBar
+
+    monkeypatch.setattr(StatusBar, "clock", staticmethod(lambda: 100.0))
 
 
 def _commit(repo, name, text):

@@ -112,6 +112,8 @@ class Transcript(VerticalScroll):
 
     def add_tool_call(self, call_id: str, name: str, arguments: dict) -> ToolPanel:
         # The stream announces a call as it is parsed, the loop again as it runs it: one panel.
+        # `panels` holds the calls not finished yet, so an id a backend uses again in a later
+        # reply (some number calls per reply) gets a panel of its own.
         if call_id in self.panels:
             return self.panels[call_id]
         self.end_stream()
@@ -121,7 +123,7 @@ class Transcript(VerticalScroll):
 
     def finish_tool_call(self, call_id: str, ok: bool, content: str,
                          output: dict | None = None) -> None:
-        panel = self.panels.get(call_id)
+        panel = self.panels.pop(call_id, None)
         if panel is not None:
             panel.finish(ok, content, output)
 
