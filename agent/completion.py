@@ -10,9 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.slash import COMMANDS
-from tools.walk import walk_files
-
 MAX_FILES = 20_000  # a walk stops here so a huge repository cannot stall the input
 
 
@@ -58,6 +55,8 @@ class PathIndex:
 
     def files(self) -> list[str]:
         if time.monotonic() - self._at > self.ttl:
+            from tools.walk import walk_files  # not before the first completion: startup
+
             out = []
             for path in walk_files(self.root, self.root):
                 out.append(path.relative_to(self.root).as_posix())
@@ -84,6 +83,8 @@ def complete(text: str, cursor: int, paths: PathIndex | None, limit: int = 8) ->
     """Candidates for the word at the cursor: `/command` at the start, `@path` anywhere."""
     start, word = current_word(text, cursor)
     if word.startswith("/") and start == 0:
+        from agent.slash import COMMANDS  # with the first completion, not the first screen
+
         return [Completion(start, name + " ", f"{name}  {c.help}")
                 for name, c in COMMANDS.items() if name.startswith(word)][:limit]
     if word.startswith("@") and paths is not None:

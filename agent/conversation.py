@@ -10,7 +10,6 @@ the diff between the two trees. Rejecting a hunk reverts it in the working tree.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,15 +210,3 @@ def resume_hint(conv: Conversation | None) -> str:
     if conv is None or not any(m.get("role") == "user" for m in conv.session.messages):
         return ""
     return f"Resume this session: flashcode --resume {conv.session.id}"
-
-
-def call_summary(name: str, arguments: dict) -> str:
-    """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
-    for key in ("command", "cmd", "path", "file", "pattern", "query"):
-        value = arguments.get(key)
-        if isinstance(value, list):
-            value = " ".join(map(str, value))
-        if isinstance(value, str):
-            return f"{name} {value}".splitlines()[0][:200]
-    args = json.dumps(arguments, ensure_ascii=False)
-    return f"{name} {args}"[:200]

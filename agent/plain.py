@@ -30,9 +30,9 @@ from agent.completion import (
     read_history,
 )
 from agent.config import Settings
-from agent.conversation import Conversation, call_summary, resume_hint
+from agent.conversation import Conversation, resume_hint
 from agent.exits import Submitted
-from agent.model import LanguageModel, ToolCall
+from agent.model import LanguageModel, ToolCall, call_summary
 from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
 

@@ -5,8 +5,9 @@
   - search: `flashcode tool search` (a regex over a large tree: the Python standard library with
     its site-packages, by default) against ripgrep itself (`rg -n --hidden --no-ignore`, output
     discarded), by CPU time of the whole process (user + system, from getrusage of children);
-  - first screen: process start → the app's input drawn on a terminal (tmux), flashcode with a
-    scripted model against a bare Textual app (one TextArea, one Static: bench/tui.py's peer).
+  - first screen: process start → the app's input drawn on a terminal (tmux): `flashcode
+    --model replay:FILE` as a user starts it, against a bare Textual app (one TextArea, one
+    Static: bench/tui.py's peer).
 
 Runs are interleaved A/B, `--repeats` of each; each line gives the median, the spread (min–max)
 and the ratio of the medians (flashcode / peer; 1.0 = as fast as the peer). Targets (issue 20):
@@ -70,11 +71,13 @@ def bench_first_screen(repeats: int) -> dict:
 
 
 def _flashcode_tti(tui, tmp: Path) -> float:
-    script = tmp / "script.json"
-    script.write_text("[]")
-    argv = [sys.executable, "-m", "tests.tui.scripted_main", str(script), "--endpoint",
-            "http://127.0.0.1:9/v1", "--model-name", "scripted", "--no-rewrite",
-            "-C", str(tui._repo(tmp))]
+    """The real entry point, as a user starts it; the model is a recorded session (replay:),
+    so nothing but flashcode itself is timed."""
+    recording = tmp / "recording.jsonl"
+    recording.write_text(json.dumps({"type": "message", "message": {
+        "role": "assistant", "content": "hello"}}) + "\n")
+    argv = [sys.executable, "-m", "agent.cli", "--model", f"replay:{recording}",
+            "--no-rewrite", "-C", str(tui._repo(tmp))]
     term = tui.Terminal(argv, tui._env(tmp), ROOT)
     try:
         return term.wait_for("or /help")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App
@@ -22,9 +22,6 @@ from textual.binding import Binding
 from textual.widgets import ProgressBar
 
 from agent.completion import PathIndex, append_history, history_path, read_history
-from agent.config import Settings
-from agent.conversation import Conversation
-from agent.exits import Submitted
 from agent.model import LanguageModel, ToolCall
 from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
@@ -38,13 +35,17 @@ from agent.tui.messages import (
     TurnFailed,
     TurnFinished,
 )
-from agent.tui.screens.approval import ApprovalScreen
-from agent.tui.screens.taskspec import TaskSpecScreen
 from agent.tui.slash_commands import SlashCommands
-from agent.tui.widgets.diff_view import DiffView
 from agent.tui.widgets.prompt import PromptBox
 from agent.tui.widgets.status import StatusBar
 from agent.tui.widgets.transcript import Transcript
+
+if TYPE_CHECKING:  # the rest loads after the first screen is drawn (startup time)
+    from concurrent.futures import Future
+
+    from agent.config import Settings
+    from agent.conversation import Conversation
+    from agent.tui.widgets.diff_view import DiffView
 
 FLUSH_SECONDS = 0.03
 ModelLoader = Callable[[Callable[[float, str], None]], LanguageModel]
@@ -58,12 +59,17 @@ class FlashcodeApp(SlashCommands, App):
         Binding("ctrl+q", "quit", "quit", priority=True),
     ]
 
-    def __init__(self, settings: Settings, root: Path, *, model: LanguageModel | None = None,
-                 load_model: ModelLoader | None = None, backend: str = "",
-                 resume: str | None = None, data_dir: Path | None = None,
-                 rewrite: Callable[[str], str] | None = None):
+    def __init__(self, settings: Settings | Callable[[], Settings], root: Path, *,
+                 model: LanguageModel | None = None, load_model: ModelLoader | None = None,
+                 backend: str = "", resume: str | None = None, data_dir: Path | None = None,
+                 rewrite: Callable[[str], str] | None = None, theme: str = ""):
+        """`settings`, or a function that loads them: then they load in the worker, after
+        the first screen is drawn (with `theme`), and so does the model (`load_model`, else
+        the one they configure)."""
         super().__init__()
-        self.settings, self.root = settings, Path(root).resolve()
+        self.settings = None if callable(settings) else settings
+        self._load_settings = settings if callable(settings) else None
+        self.root, self.initial_theme = Path(root).resolve(), theme
         self.model, self.load_model, self.backend = model, load_model, backend
         self.resume_id, self.data_dir = resume, data_dir
         self.rewrite = rewrite  # request → editable task text; default: the model rewrites
@@ -74,6 +80,7 @@ class FlashcodeApp(SlashCommands, App):
         self._shown = False
         self._ticker = None  # redraws the status bar's clock while the agent works
         self._answer: Future | None = None  # the approval the worker waits for
+        self._approval_screen = None  # the question on screen, while one is
         self.inbox = Inbox(lambda: self.post_message(AgentEvents()))
         self._flush_timer = None
         self._last_drain = 0.0
@@ -99,29 +106,45 @@ class FlashcodeApp(SlashCommands, App):
         return self.query_one(StatusBar)
 
     def on_mount(self) -> None:
-        self.theme = "textual-light" if self.settings.theme == "light" else "textual-dark"
+        self._apply_theme(self.settings.theme if self.settings else self.initial_theme)
         self.query_one("#loading").display = False
         self.query_one(PromptBox).area.focus()
         if self.model is not None:
             self._model_ready(self.model)
-        elif self.load_model is not None:
+        elif self.load_model is not None or self._load_settings is not None:
             self.status.state = "loading"
             self.query_one("#loading").display = True
-            self._load_thread()
+            # after the first screen is drawn: the worker's imports would hold the GIL
+            self.call_after_refresh(self._load_thread)
         else:
             self.transcript.add_notice("No model configured. See `flashcode doctor`.", "error")
 
     # --- the model -------------------------------------------------------------------------
 
+    def _apply_theme(self, theme: str) -> None:
+        self.theme = "textual-light" if theme == "light" else "textual-dark"
+
     @work(thread=True, group="load")
     def _load_thread(self) -> None:
         progress = lambda f, what="": self.post_message(LoadProgress(f, what))
         try:
+            if self.settings is None:
+                self._settings_loaded(self._load_settings())
             model = self.load_model(progress)
         except Exception as exc:  # the message is for the user: show it, keep the app open
             self.post_message(ModelReady(None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(ModelReady(model))
+
+    def _settings_loaded(self, settings: Settings) -> None:
+        """In the worker: the settings arrived; the model they name loads next."""
+        from agent import wiring
+
+        self.settings = settings
+        self.load_model = self.load_model or wiring.model_loader(settings)
+        self.backend = self.backend or wiring.backend_label(settings)
+        if settings.theme != self.initial_theme:
+            self.call_from_thread(self._apply_theme, settings.theme)
 
     def on_load_progress(self, message: LoadProgress) -> None:
         self.query_one("#loading", ProgressBar).update(progress=message.fraction)
@@ -138,6 +161,8 @@ class FlashcodeApp(SlashCommands, App):
     def _model_ready(self, model: LanguageModel) -> None:
         self.model = model
         session = self._session_to_resume()
+        from agent.conversation import Conversation
+
         self.conversation = Conversation(model, self.root, self.settings, session=session,
                                          data_dir=self.data_dir, ask=self._ask,
                                          on_event=self.inbox.put, backend=self.backend)
@@ -225,6 +250,8 @@ class FlashcodeApp(SlashCommands, App):
             choice, text = answer or ("cancel", "")
             if choice != "cancel":
                 self._start_turn(text)
+        from agent.tui.screens.taskspec import TaskSpecScreen
+
         self.push_screen(TaskSpecScreen(message.request, message.spec), chosen)
 
     def _start_turn(self, text: str) -> None:
@@ -252,6 +279,8 @@ class FlashcodeApp(SlashCommands, App):
         """The Asker the agent calls on its own thread; blocks until the modal answers."""
         if self.interrupting:
             raise KeyboardInterrupt
+        from concurrent.futures import Future
+
         answer: Future = Future()
         self._answer = answer
         self.post_message(ApprovalRequested(call, effect, answer, preview))
@@ -267,8 +296,10 @@ class FlashcodeApp(SlashCommands, App):
         await self._flush()  # the call's panel first, then the question
         if message.answer.done():
             return
-        self.push_screen(ApprovalScreen(message.call, message.effect, message.preview),
-                         answered)
+        from agent.tui.screens.approval import ApprovalScreen
+
+        self._approval_screen = ApprovalScreen(message.call, message.effect, message.preview)
+        self.push_screen(self._approval_screen, answered)
 
     # --- events from the agent -------------------------------------------------------------
 
@@ -328,7 +359,7 @@ class FlashcodeApp(SlashCommands, App):
     async def on_turn_finished(self, message: TurnFinished) -> None:
         await self._flush()
         result = message.result
-        if not isinstance(result.exit, Submitted):
+        if result.exit.status != "submitted":
             self.transcript.add_notice(result.exit.message, result.exit.status)
         self._idle()
         if result.files:  # review first: the keys go to the hunks, Escape back to the prompt
@@ -355,6 +386,8 @@ class FlashcodeApp(SlashCommands, App):
     # --- review ----------------------------------------------------------------------------
 
     def show_diff(self, files, take_focus: bool = False) -> DiffView:
+        from agent.tui.widgets.diff_view import DiffView
+
         view = DiffView(files, take_focus=take_focus)
         self.transcript.add_widget(view)
         return view
@@ -400,6 +433,6 @@ class FlashcodeApp(SlashCommands, App):
             self.conversation.interrupt()
         if self._answer is not None and not self._answer.done():
             self._answer.set_result("interrupt")
-            if isinstance(self.screen, ApprovalScreen):
+            if self.screen is self._approval_screen:
                 self.pop_screen()
         self.transcript.add_notice("Interrupting… (Ctrl-C again quits)")

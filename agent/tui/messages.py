@@ -6,12 +6,16 @@ them into widget updates on the UI thread.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from agent.conversation import TurnResult
 from agent.model import ToolCall
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from agent.conversation import TurnResult
 
 
 class AgentEvents(Message):

@@ -86,6 +86,7 @@ def test_diff_view_with_one_hunk_rejected(snap_compare, make_app, git_repo, writ
     async def run_before(pilot):
         await send(pilot, "change two values")
         await wait_for(pilot, lambda: not app.busy and app.query(DiffView))
+        await wait_for(pilot, lambda: app.focused is app.query_one("#hunk-0-0"))  # review first
         app.query_one("#hunk-0-1").focus()
         await pilot.press("r")
         await pilot.pause(0.1)

@@ -163,7 +163,9 @@ def test_review_a_hunk_with_r_and_ctrl_s_in_a_real_terminal(tmux, git_repo, tmp_
     tmux("send-keys", "-t", "app", "r")
     tmux.wait_for("[reject]")
     tmux("send-keys", "-t", "app", "C-s")
-    tmux.wait_for("reverted 1")
-    assert (git_repo / "notes.txt").read_text() == "keep me\n"
+    deadline = time.monotonic() + 90  # the file on disk is what counts (the notice may scroll)
+    while (git_repo / "notes.txt").read_text() != "keep me\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (git_repo / "notes.txt").read_text() == "keep me\n", tmux.pane()
     tmux("send-keys", "-t", "app", "C-q")
     tmux.wait_for("EXITED-0")

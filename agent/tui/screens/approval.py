@@ -16,8 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from agent.conversation import call_summary
-from agent.model import ToolCall
+from agent.model import ToolCall, call_summary
 
 _WHAT = {"write": "change files", "exec": "run a command", "read": "read files"}
 PREVIEW_CHARS = 20_000
