@@ -249,10 +249,12 @@ def _first(x):
 
 
 def _time(fn, cuda: bool) -> float:
-    """Milliseconds per call: triton's do_bench on GPU, one timed call on the CPU."""
+    """Milliseconds per call: triton's do_bench on GPU (after one untimed call that compiles
+    and autotunes), one timed call on the CPU."""
     if cuda:
         from triton.testing import do_bench
 
+        fn()
         return do_bench(fn, warmup=5, rep=30)
     t = time.perf_counter()
     fn()
