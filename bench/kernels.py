@@ -249,8 +249,7 @@ def _first(x):
 
 
 def _time(fn, cuda: bool) -> float:
-    """Milliseconds per call: triton's do_bench on GPU (after one untimed call that compiles
-    and autotunes), one timed call on the CPU."""
+    """ms a call: do_bench on GPU (after an untimed call: compile, autotune), one CPU call."""
     if cuda:
         from triton.testing import do_bench
 
