@@ -42,7 +42,7 @@ def _builds(table: str) -> list[tuple[str, str, int, float]]:
 
 def test_compile_only_builds_every_kernel_for_hopper_at_flash_shapes():
     """Decode and prefill at 8K context (longer contexts build the same kernels; only grids
-    and the HCA index set grow): ~30 s with a cold Triton cache on two cores."""
+    and the HCA index set grow): 30-75 s with a cold Triton cache on two busy cores."""
     r = _bench("--compile-only", "--arch", "90", "--ctx", "8192", interpret=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "sm_90: every build compiled, spill-free, within shared memory" in r.stdout
