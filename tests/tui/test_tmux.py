@@ -93,25 +93,9 @@ def test_app_in_a_real_terminal(tmux, git_repo, tmp_path, isolated_env):
 
 def test_real_flashcode_replaying_a_recording(tmux, git_repo, tmp_path, isolated_env):
     """`flashcode --model replay:FILE` exactly as a user types it: a real shell tool call."""
-    call = {"id": "c1", "type": "function", "function": {
-        "name": "shell", "arguments": json.dumps({"command": "echo replayed > out.txt"})}}
-    recording = tmp_path / "recording.jsonl"
-    recording.write_text("\n".join(json.dumps(r) for r in [
-        {"type": "meta", "id": "rec", "created": 0, "root": str(git_repo), "model": "hand",
-         "parent": None},
-        {"type": "message", "message": {"role": "assistant", "content": "",
-                                        "tool_calls": [call]}},
-        {"type": "message", "message": {"role": "assistant", "content": "Ran it."}},
-    ]) + "\n")
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": isolated_env[
-        "XDG_CONFIG_HOME"], "HOME": isolated_env["HOME"], "PYTHONPATH": str(REPO_ROOT),
-        "OMP_NUM_THREADS": "1", "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
-    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
-    command = (f"cd {_quote(str(git_repo))} && env {exports} {_quote(sys.executable)} -m "
-               f"agent.cli --model replay:{_quote(str(recording))} --no-rewrite; "
-               "echo EXITED-$?; sleep 30")
-    tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
-    tmux.wait_for("Ask, or /help")
+    replay_in_tmux(tmux, git_repo, tmp_path, isolated_env, [
+        _calling("shell", {"command": "echo replayed > out.txt"}),
+        {"role": "assistant", "content": "Ran it."}])
     tmux("send-keys", "-t", "app", "-l", "run the command")
     tmux("send-keys", "-t", "app", "Enter")
     screen = tmux.wait_for("The agent wants to run a command")
@@ -123,6 +107,30 @@ def test_real_flashcode_replaying_a_recording(tmux, git_repo, tmp_path, isolated
     tmux.wait_for("idle ·")  # the turn has ended: one Ctrl-C quits
     tmux("send-keys", "-t", "app", "C-c")
     tmux.wait_for("EXITED-0")
+
+
+def replay_in_tmux(tmux, repo, tmp_path, isolated_env, turns: list[dict], *flags: str,
+                   size: tuple[int, int] = (80, 24)) -> None:
+    """Start the real `flashcode --model replay:FILE` in `repo` in a tmux pane, the assistant
+    turns recorded in FILE; the pane prints EXITED-<code> when flashcode ends."""
+    recording = tmp_path / "recording.jsonl"
+    recording.write_text("".join(json.dumps({"type": "message", "message": t}) + "\n"
+                                 for t in turns))
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": isolated_env[
+        "XDG_CONFIG_HOME"], "HOME": isolated_env["HOME"], "PYTHONPATH": str(REPO_ROOT),
+        "OMP_NUM_THREADS": "1", "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
+    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
+    command = (f"cd {_quote(str(repo))} && env {exports} {_quote(sys.executable)} -m "
+               f"agent.cli --model replay:{_quote(str(recording))} --no-rewrite "
+               f"{' '.join(flags)}; echo EXITED-$?; sleep 30")
+    tmux("new-session", "-d", "-s", "app", "-x", str(size[0]), "-y", str(size[1]), command)
+    tmux.wait_for("Ask, or /help")
+
+
+def _calling(name: str, args: dict) -> dict:
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": name,
+                                                      "arguments": json.dumps(args)}}]}
 
 
 def _quote(text: str) -> str:
@@ -139,23 +147,9 @@ def test_review_a_hunk_with_r_and_ctrl_s_in_a_real_terminal(tmux, git_repo, tmp_
     subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
     subprocess.run(["git", "commit", "-qm", "notes"], cwd=git_repo, check=True)
     patch = "*** Begin Patch\n*** Update File: notes.txt\n@@\n-keep me\n+changed\n*** End Patch"
-    call = {"id": "c1", "type": "function", "function": {
-        "name": "apply_patch", "arguments": json.dumps({"patch": patch})}}
-    recording = tmp_path / "recording.jsonl"
-    recording.write_text("\n".join(json.dumps(r) for r in [
-        {"type": "message", "message": {"role": "assistant", "content": "",
-                                        "tool_calls": [call]}},
-        {"type": "message", "message": {"role": "assistant", "content": "Patched."}},
-    ]) + "\n")
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": isolated_env[
-        "XDG_CONFIG_HOME"], "HOME": isolated_env["HOME"], "PYTHONPATH": str(REPO_ROOT),
-        "OMP_NUM_THREADS": "1", "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
-    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
-    command = (f"cd {_quote(str(git_repo))} && env {exports} {_quote(sys.executable)} -m "
-               f"agent.cli --model replay:{_quote(str(recording))} --no-rewrite "
-               "--approval full-auto; echo EXITED-$?; sleep 30")
-    tmux("new-session", "-d", "-s", "app", "-x", "100", "-y", "30", command)
-    tmux.wait_for("Ask, or /help")
+    replay_in_tmux(tmux, git_repo, tmp_path, isolated_env, [
+        _calling("apply_patch", {"patch": patch}), {"role": "assistant", "content": "Patched."}],
+        "--approval", "full-auto", size=(100, 30))
     tmux("send-keys", "-t", "app", "-l", "change the notes")
     tmux("send-keys", "-t", "app", "Enter")
     tmux.wait_for("Changes in this turn")
