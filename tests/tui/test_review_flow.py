@@ -47,7 +47,7 @@ async def test_after_a_turn_the_review_has_the_keys_and_escape_returns(make_app,
         assert app.focused is app.query_one("#prompt")
         assert (git_repo / "f.txt").read_text() == "one\n"
         await send(pilot, "what now?")
-        await wait_for(pilot, lambda: len(model.prompts) == 3)
+        await wait_for(pilot, lambda: len(model.prompts) == 3 and not app.busy)
     told = model.prompts[-1][-1]["content"]
     assert "reverted 1 of the hunks you changed" in told and "f.txt" in told
 

@@ -119,6 +119,8 @@ class Transcript(VerticalScroll):
         if self.current_answer is None:
             self.current_answer = answer_class()(classes="answer")
             await self.mount(self.current_answer)  # Markdown appends only once mounted
+        if not self.current_answer.is_mounted:  # the app is closing: nothing to draw into
+            return
         await self.current_answer.append(text)
         self.follow()
 
