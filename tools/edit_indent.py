@@ -68,25 +68,43 @@ def uses_tabs(block: list[str]) -> bool:
     return any(x.startswith("\t") for x in block if x.strip())
 
 
-def reindent(line: str, old_line: str | None, file_line: str | None, fit: Indent,
-             tabs: bool) -> str:
-    """One line of `new` as the file should have it. A line that keeps the indentation of the
-    `old` line it replaces takes that file line's indentation as it is; any other is shifted by
-    the fit's delta and written with the file's characters (tabs where the block has them)."""
+def peer_leads(pairs: list[tuple[str, str]], tab: int) -> dict[int, set[str]]:
+    """{column of an `old` line: the file's indentation of the lines `old` writes there}, from
+    (old line, file line) pairs."""
+    out: dict[int, set[str]] = {}
+    for o, f in pairs:
+        if o.strip() and f.strip():
+            out.setdefault(cols(o, tab), set()).add(lead(f))
+    return out
+
+
+def reindent(line: str, paired: tuple[str, str] | None, peers: dict[int, set[str]],
+             fit: Indent, tabs: bool) -> str:
+    """One line of `new` as the file should have it. A line indented as the `old` line it
+    replaces (`paired`: that line, and the file's) takes that file line's indentation as it is;
+    else, as the `old` lines written at its column (`peers`) when they agree in the file; any
+    other is shifted by the fit's delta and written with the file's characters (tabs where the
+    block has them)."""
     if not line.strip() or (fit.delta == 0 and not fit.restyle):
         return line
-    body = line[len(lead(line)):]
-    if old_line is not None and file_line is not None and \
-            cols(line, fit.tab) == cols(old_line, fit.tab):
-        return lead(file_line) + body
-    at = cols(line, fit.tab) + fit.delta
-    if at < 0:
+    body, at = line[len(lead(line)):], cols(line, fit.tab)
+    if paired is not None and at == cols(paired[0], fit.tab):
+        return lead(paired[1]) + body
+    if len(peers.get(at, ())) == 1:
+        return next(iter(peers[at])) + body
+    if len(peers.get(at, ())) > 1:
+        shown = " and ".join(sorted(repr(x) for x in peers[at]))
+        raise ToolError(f"`new` has a line at column {at}, where `old` has lines the file "
+                        f"indents differently ({shown}), so it is not clear which it means. "
+                        "Write `old` and `new` with the file's indentation, tabs as tabs.")
+    if at + fit.delta < 0:
         raise ToolError("`new` has a line indented less than the shift between `old` and the "
                         "file allows. Write `old` and `new` with the file's indentation.")
-    if fit.clamped and cols(line, fit.tab) == 0:
+    if fit.clamped and at == 0:  # `old` has no line there, or the message above would say
         raise ToolError("`old` is indented less than the file, but some of its lines sit at "
                         "column 0 as in the file, so a new line at column 0 could belong at "
                         "column 0 or deeper. Write `old` and `new` with the file's indentation.")
+    at += fit.delta
     return ("\t" * (at // fit.tab) + " " * (at % fit.tab) if tabs else " " * at) + body
 
 

@@ -11,10 +11,11 @@ blank line of `old` that the file lacks; window rows no line of `old` stands for
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 
 from tools.base import ToolError
-from tools.edit_indent import Indent, fits, reindent, uses_tabs
+from tools.edit_indent import Indent, fits, peer_leads, reindent, uses_tabs
 
 
 def _tail(s: str) -> str:
@@ -46,6 +47,25 @@ def fit_ending(old: str, new: str) -> str:
     return new
 
 
+def split_lines(text: str) -> list[str]:
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
+_NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
+
+
+def strip_line_numbers(old: str, new: str) -> tuple[str, str, int] | None:
+    """(old, new, first number) without the line numbers copied from `read` output, if every
+    line of `old` carries one and they count up by one; None otherwise."""
+    old_l = split_lines(old)
+    numbers = [int(m.group().strip()) if (m := _NUMBERED.match(x)) else None for x in old_l]
+    if None in numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    strip = lambda s: "".join(_NUMBERED.sub("", x, count=1)
+                              for x in s.splitlines(keepends=True))
+    return strip(old), strip(new), numbers[0]
+
+
 def split_pair(old: str, new: str) -> tuple[list[str], list[str]]:
     """`old` and `new` as lines, split alike (`new` already ends as `old` does): whole lines when
     `old` ends at a line break (whitespace after it is the next line's, left alone), else every
@@ -61,6 +81,8 @@ def rewrite(window: list[str], align: list[int | None], old_l: list[str], new_l:
     """The window's lines after the edit (`start`: the window's 0-based line in the file)."""
     ops = difflib.SequenceMatcher(None, old_l, new_l, autojunk=False).get_opcodes()
     tabs, kept = uses_tabs(window), {}
+    peers = peer_leads([(o, window[r]) for o, r in zip(old_l, align, strict=True)
+                        if r is not None], fit.tab)
     out: list[str | None] = []
     for tag, a0, a1, b0, b1 in ops:
         for j in range(b0, b1):
@@ -73,8 +95,8 @@ def rewrite(window: list[str], align: list[int | None], old_l: list[str], new_l:
             # indentation to go by) may take that line's indentation from the file
             paired = tag == "replace" and k < a1 and align[k] is not None \
                 and old_l[k].strip() != "" and window[align[k]].strip() != ""
-            out.append(reindent(new_l[j], old_l[k] if paired else None,
-                                window[align[k]] if paired else None, fit, tabs))
+            out.append(reindent(new_l[j], (old_l[k], window[align[k]]) if paired else None,
+                                peers, fit, tabs))
     extras = _extras(window, align, kept, start)
     lines = []
     for j, line in enumerate(out):

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 from tools.base import ToolError
 from tools.edit_indent import EXACT, Indent, fits, frame_mid_line
-from tools.edit_lines import blank_windows, fit_ending, rewrite, split_pair
+from tools.edit_lines import (
+    blank_windows,
+    fit_ending,
+    rewrite,
+    split_lines,
+    split_pair,
+    strip_line_numbers,
+)
 
 _PUNCT = {**{c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"},
           **{c: "'" for c in "\u2018\u2019\u201a\u201b"},
@@ -96,10 +103,6 @@ def _tier_name(tier: str, fit: list[Indent]) -> str:
     return "tabs" if tier == "indentation" and any(f.delta == 0 for f in fit) else tier
 
 
-def _split(text: str) -> list[str]:
-    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
-
-
 def _lineno(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
@@ -128,7 +131,7 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
         return _plan_exact(text, hits, old, new)
     if len(hits) > 1:
         raise _ambiguous([_lineno(text, at) for at in hits], "exact")
-    unnumbered = _strip_line_numbers(old, new)
+    unnumbered = strip_line_numbers(old, new)
     if unnumbered is not None:
         try:
             found = plan(text, *unnumbered[:2], replace_all)
@@ -169,23 +172,8 @@ def _exact_hits(text: str, old: str, overlapping: bool = False) -> list[int]:
     return hits
 
 
-_NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
-
-
-def _strip_line_numbers(old: str, new: str) -> tuple[str, str, int] | None:
-    """(old, new, first number) without the line numbers copied from `read` output, if every
-    line of `old` carries one and they count up by one; None otherwise."""
-    old_l = _split(old)
-    numbers = [int(m.group().strip()) if (m := _NUMBERED.match(x)) else None for x in old_l]
-    if None in numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-        return None
-    strip = lambda s: "".join(_NUMBERED.sub("", x, count=1)
-                              for x in s.splitlines(keepends=True))
-    return strip(old), strip(new), numbers[0]
-
-
 def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
-    lines, (old_l, new_l) = _split(text), split_pair(old, new)
+    lines, (old_l, new_l) = split_lines(text), split_pair(old, new)
     for tier, norm, clamp in TIERS:
         found = _line_matches(lines, old_l, norm, clamp)
         if not found:
@@ -370,7 +358,7 @@ def _not_found(text: str, lines: list[str], old_l: list[str], new: str) -> ToolE
 def _already_present(lines: list[str], new: str) -> int | None:
     """1-based line where `new` sits as whole lines (indentation aside), if it says enough to
     tell: a few characters like `x` are everywhere and prove nothing."""
-    new_l = _split(new)
+    new_l = split_lines(new)
     while new_l and not new_l[-1].strip():
         new_l.pop()
     if not new_l or len(new.strip()) < 8:

@@ -345,9 +345,22 @@ TABBED = "int f(void)\n{\n\tif (a) {\n\t\tb = 1;\n\t  c = 2;\n\t}\n\treturn 0;\n
 def test_tabs_written_as_spaces(width):
     old = "\tif (a) {\n\t\tb = 1;\n\t  c = 2;\n".expandtabs(width)
     new = "\tif (a) {\n\t\tb = 10;\n\t\td = 3;\n\t  c = 2;\n".expandtabs(width)
+    if width == 2:  # "\t\t" and "\t  " are both 4 columns: which is the new line's?
+        with pytest.raises(ToolError, match=r"column 4, .* \('\\t  ' and '\\t\\t'\)"):
+            _plan(TABBED, old, new)
+        return
     r = _plan(TABBED, old, new)
     assert r.tier == "tabs" and r.tolerance["tab"] == width
     assert r.text == TABBED.replace("\t\tb = 1;\n", "\t\tb = 10;\n\t\td = 3;\n")
+
+
+def test_a_new_line_takes_the_indentation_of_old_lines_at_its_column():
+    """Found by fuzzing real headers: a block mixing tab and space indentation, written at tab
+    width 2; a line added at the 6-space line's column is indented as that line, not as 6
+    columns of tabs at width 2."""
+    text = "\tif (a)\n      b;\n"
+    r = _plan(text, "  if (a)\n      b;\n", "  if (a)\n      b;\n      c;\n")
+    assert r.text == "\tif (a)\n      b;\n      c;\n"
 
 
 def test_tab_width_that_changes_the_result_is_refused():
