@@ -122,10 +122,11 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
     if not old.strip():
         raise ToolError("`old` is only whitespace, which could match almost anywhere. Include "
                         "the neighbouring lines with real text.")
-    if old != new:
-        new = fit_ending(old, new)
     if old == new:
         raise ToolError("`old` and `new` are the same, so there is nothing to change.")
+    if old == (new := fit_ending(old, new)):
+        raise ToolError("`old` and `new` differ only in how they end (a line break, or spaces "
+                        "after the last one), and an edit keeps the file's: nothing to change.")
     hits = _exact_hits(text, old, overlapping=not replace_all)
     if len(hits) == 1 or (hits and replace_all):
         return _plan_exact(text, hits, old, new)

@@ -264,6 +264,11 @@ def test_endings_of_old_and_new_never_move_a_line(text, old_end, new_end, drift)
     assert r.text == intended, (old_end, new_end, r.tier)
 
 
+def test_old_and_new_differing_only_in_their_endings_change_nothing():
+    with pytest.raises(ToolError, match="differ only in how they end"):
+        _plan(F16, "    a = 1\n    ", "    a = 1\n")
+
+
 def test_a_whitespace_tail_then_content_in_new_is_refused():
     """`old` takes the next line's indentation, `new` ends without a line break: that is a
     deliberate join of two lines or a slip, and they give different files."""

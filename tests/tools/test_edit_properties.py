@@ -138,7 +138,7 @@ def _intended(lines, start, block, new_block, drift, new):
     return "\n".join(lines[:start] + new_block + lines[start + len(block):]) + "\n"
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                     HealthCheck.filter_too_much])
 @given(cases())
 def test_edit_is_right_or_refuses(case):
