@@ -17,15 +17,18 @@ The reply (parse.py reads the same text back; DeepSeek's parser is the reference
 them), so no payload holds them: a JSON string cannot swallow the parameter's end. Payload text
 (reasoning, content, raw values) is cut at every `<` into `<`-free chunks, and what follows a
 `<` may not spell out a terminator the parser would see in the text (`</think>`, EOS; in content
-`<｜DSML｜`, BOS, `<think>`; in a value `</｜DSML｜parameter>`): so a chunk is `[^<]+`, which
-llguidance's slicer recognises (guide.py's slices), and a mask in free text does not walk the
-whole vocabulary. Tool names and parameter names are literals from the schemas; parameters come
-in any order, each at most once, required ones before the invoke closes (a parametric rule over
-a bit set; schema order past 64 properties). A `string="false"` value is `%json` of its
-property's full schema in the official encoder's JSON style (`", "` and `": "`, no other
-whitespace); a string property is raw text, limited by its `enum`/`const`, `pattern`,
-`minLength`/`maxLength` where it has them. A schema llguidance cannot compile is loosened to
-`{}` (any JSON) through `loose`.
+`<｜DSML｜`, BOS, `<think>`; in a value `</｜DSML｜parameter>`): a chunk is `[^<]+`, which
+llguidance's slicer recognises (guide.py's slices), so a mask in free text does not walk the
+whole vocabulary.
+
+Tool names and parameter names are literals from the schemas; parameters come in any order,
+each at most once, required ones before the invoke closes (a parametric rule over a bit set;
+schema order past 64 properties). A `string="false"` value is `%json` of its property's full
+schema in the official encoder's JSON style (`", "` and `": "`, no other whitespace). A string
+value is raw text (`string="true"`, as DeepSeek's encoder writes every string), limited by its
+`enum`/`const`, `pattern`, `minLength`/`maxLength` where it has them; a property that admits
+strings and more (anyOf, a type list) may take either form. A schema llguidance cannot compile
+is loosened to `{}` (any JSON) through `loose`.
 
 Lexing note: llguidance lexes greedily with one byte of look-ahead, so a lexeme must be decided
 by the byte after it: no literal is a prefix of another that may stand in the same place
@@ -44,8 +47,8 @@ _TOOL_JSON = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexibl
               "lenient": True}
 _REPLY_JSON = {"whitespace_pattern": "[\\x20\\x0A\\x0D\\x09]{1,64}", "lenient": True}
 _MAX_BITS = 64  # parametric rules carry one 64-bit parameter
-_STRING_KEYS = {"type", "enum", "const", "pattern", "minLength", "maxLength", "format",
-                "description", "title", "default", "examples", "$comment"}
+# keywords that make a schema more than "strings with these limits": such a one is JSON only
+_COMPOUND = {"allOf", "not", "if", "then", "else", "$ref", "$dynamicRef", "dependentSchemas"}
 # token slices for llguidance's slicer, first match claims a token: `<`-free text (payload
 # chunks and JSON strings), then JSON-string text with `<`, then `<`-free text with quotes,
 # backslashes or control characters (payload only)
@@ -121,20 +124,37 @@ def json_schema_of(response_format: dict | None) -> dict | None:
     return None
 
 
-def raw_string_body(schema: dict) -> str | None:
-    """A Lark terminal body for a string property written raw (`string="true"`), "" when the
-    string is unconstrained, None when the property is not a plain string (then it is JSON).
-    A constrained raw string holds no `<` (it could not tell its end apart otherwise)."""
-    if not isinstance(schema, dict) or set(schema) - _STRING_KEYS:
-        return None
-    values = [schema["const"]] if "const" in schema else schema.get("enum")
-    if values is not None:
-        if not values or not all(isinstance(v, str) for v in values):
-            return None
-        kept = [v for v in dict.fromkeys(values) if "<" not in v]
-        return "(" + " | ".join(_lit(v) for v in kept) + ")" if kept else None
-    if schema.get("type") != "string":
-        return None
+def string_form(schema) -> tuple[str | None, bool]:
+    """How a property's string values are written raw (`string="true"`, as DeepSeek's encoder
+    writes every str): (a Lark terminal body for them, "" for any text, None when the schema
+    admits no string; whether it admits strings only, so `string="false"` JSON is never
+    needed). A constrained raw string holds no `<` (its end could not be told apart)."""
+    if not isinstance(schema, dict):
+        return ("", False) if schema is not False else (None, False)
+    if "const" in schema or "enum" in schema:
+        values = [schema["const"]] if "const" in schema else list(schema["enum"] or ())
+        texts = [v for v in dict.fromkeys(v for v in values if isinstance(v, str))
+                 if "<" not in v]
+        body = "(" + " | ".join(_lit(v) for v in texts) + ")" if texts else None
+        return body, body is not None and len(texts) == len(values)
+    branches = schema.get("anyOf", schema.get("oneOf"))
+    if set(schema) & _COMPOUND:
+        return None, False
+    if isinstance(branches, list):
+        forms = [string_form(b) for b in branches]
+        bodies = [b for b, _ in forms if b is not None]
+        if not bodies:
+            return None, False
+        only = all(o for _, o in forms)
+        return ("" if "" in bodies else " | ".join(f"({b})" for b in bodies)), only
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind else []
+    if kinds and "string" not in kinds:
+        return None, False
+    return _string_body(schema), kinds == ["string"]
+
+
+def _string_body(schema: dict) -> str:
     lo, hi = int(schema.get("minLength", 0)), schema.get("maxLength")
     pattern = schema.get("pattern")
     if not isinstance(pattern, str) and not lo and hi is None:
@@ -226,17 +246,21 @@ class ReplyGrammar:
     def _param(self, tool: str, name: str, schema) -> str:
         opener = f'"<" {self.d} ' + _lit(f'parameter name="{name}" string=')
         end = f'{self.d} "parameter>"'
-        body = None if (tool, name) in self.loose else raw_string_body(schema)
-        if body is None:
-            value = self._json(f"{tool}.{name}", schema, _TOOL_JSON)
-            return f'{opener} {_FALSE} {value} "</" {end}'
+        body, only = (None, False) if (tool, name) in self.loose else string_form(schema)
+        forms = []
         if body == "":
-            return f'{opener} {_TRUE} raw {end}'
-        self.n_terms += 1
-        term = f"SV{self.n_terms}"
-        # the body apart: `&` binds looser than concatenation
-        self.rules += [f"{term}B: {body}", f'{term}: {term}B "</"', f"{term.lower()}[lazy]: {term}"]
-        return f'{opener} {_TRUE} {term.lower()} {end}'
+            forms.append(f"{_TRUE} raw {end}")
+        elif body is not None:
+            self.n_terms += 1
+            term = f"SV{self.n_terms}"
+            # the body apart: `&` binds looser than concatenation
+            self.rules += [f"{term}B: {body}", f'{term}: {term}B "</"',
+                           f"{term.lower()}[lazy]: {term}"]
+            forms.append(f"{_TRUE} {term.lower()} {end}")
+        if not only:
+            value = self._json(f"{tool}.{name}", schema, _TOOL_JSON)
+            forms.append(f'{_FALSE} {value} "</" {end}')
+        return f"{opener} ({' | '.join(forms)})"
 
     def _any_param(self, k: int) -> str:
         opener = f'"<" {self.d} "parameter name=" /"[A-Za-z_][A-Za-z0-9_.-]{{0,63}}" string=/'
