@@ -88,12 +88,15 @@ class Guide:
         return matcher
 
     def _compile(self, g: ReplyGrammar) -> llguidance.LLMatcher:
-        """Compile; a schema llguidance refuses is loosened to any JSON (named in the
-        grammar's warnings) rather than failing the request."""
+        """Compile; a part llguidance refuses (a schema keyword it does not know, a pattern
+        with look-around) is loosened to any JSON rather than failing the request."""
         matcher = self._matcher(g.text())
         if matcher.is_error():
-            bad = frozenset(k for k, schema in g.json_parts if self._refuses(schema))
-            g.loose = bad
+            json_bad = {k for k, schema in g.json_parts if self._refuses(
+                llguidance.LLMatcher.grammar_from_json_schema(schema))}
+            raw_bad = {k for k, body in g.raw_parts if self._refuses(
+                llguidance.LLMatcher.grammar_from_lark(f"start: X\nX: {body}"))}
+            g.loose = frozenset(json_bad | raw_bad)
             matcher = self._matcher(g.text())
             if matcher.is_error():
                 raise ValueError(f"tools: no grammar for this request: {matcher.get_error()}")
@@ -103,8 +106,7 @@ class Guide:
         return llguidance.LLMatcher(self.ll, llguidance.LLMatcher.grammar_from_lark(lark),
                                     log_level=0)
 
-    def _refuses(self, schema: dict) -> bool:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema)
+    def _refuses(self, grammar: str) -> bool:
         return bool(llguidance.LLMatcher.validate_grammar(grammar, self.ll))
 
 

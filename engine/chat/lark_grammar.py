@@ -174,8 +174,10 @@ def _anchored(pattern: str) -> str:
 
 
 class ReplyGrammar:
-    """Builds the Lark text; `json_parts` lists (key, schema) of every `%json` in it, so that
-    a schema llguidance refuses can be named and loosened (`loose`, keys as listed)."""
+    """Builds the Lark text. `json_parts` lists (key, schema) of every `%json` in it and
+    `raw_parts` (key, terminal body) of every constrained raw string, so that one llguidance
+    refuses can be named and loosened: a key in `loose` ("tool.param") takes any JSON (and
+    any raw text if it admits strings)."""
 
     def __init__(self, tools: list, tool_choice: str | dict = "auto",
                  response_format: dict | None = None, thinking: bool = True, *, dsml: int,
@@ -189,10 +191,12 @@ class ReplyGrammar:
         self.d, self.tc = f"<[{dsml}]>", f"<[{think_close}]>"
         self.rules: list[str] = []
         self.json_parts: list[tuple[str, dict]] = []
+        self.raw_parts: list[tuple[str, str]] = []
 
     def text(self) -> str:
         head = f"reasoning {self.tc} tail" if self.thinking else "tail"
-        self.rules, self.json_parts, self.n_terms = ["%llguidance {}", f"start: {head}"], [], 0
+        self.rules, self.n_terms = ["%llguidance {}", f"start: {head}"], 0
+        self.json_parts, self.raw_parts = [], []
         self.rules.append(f"tail: {self._tail()}")
         if self.reply_schema is None:
             self._calls()
@@ -246,19 +250,23 @@ class ReplyGrammar:
     def _param(self, tool: str, name: str, schema) -> str:
         opener = f'"<" {self.d} ' + _lit(f'parameter name="{name}" string=')
         end = f'{self.d} "parameter>"'
-        body, only = (None, False) if (tool, name) in self.loose else string_form(schema)
+        key = f"{tool}.{name}"
+        body, only = string_form(schema)
+        if key in self.loose:  # not enforceable: any text, any JSON
+            body, only = ("" if body is not None else None), False
         forms = []
         if body == "":
             forms.append(f"{_TRUE} raw {end}")
         elif body is not None:
             self.n_terms += 1
             term = f"SV{self.n_terms}"
+            self.raw_parts.append((key, body))
             # the body apart: `&` binds looser than concatenation
             self.rules += [f"{term}B: {body}", f'{term}: {term}B "</"',
                            f"{term.lower()}[lazy]: {term}"]
             forms.append(f"{_TRUE} {term.lower()} {end}")
         if not only:
-            value = self._json(f"{tool}.{name}", schema, _TOOL_JSON)
+            value = self._json(key, schema, _TOOL_JSON)
             forms.append(f'{_FALSE} {value} "</" {end}')
         return f"{opener} ({' | '.join(forms)})"
 

@@ -189,9 +189,10 @@ def test_a_schema_llguidance_refuses_is_loosened_not_fatal(v4_tok, guide):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {
             "a": {"type": "array", "items": {"type": "string", "pattern": "(?<=x)y"}},
-            "b": {"type": "integer"}}}}}]
+            "b": {"type": "integer"},
+            "c": {"type": "string", "pattern": "^(?!x)"}}}}}]  # look-ahead: not for llguidance
     c = guide.constraint(tools, "required", None, False)
-    text = dsml.tool_calls_block([("f", {"a": ["q"], "b": 2})]) + dsml.EOS
+    text = dsml.tool_calls_block([("f", {"a": ["q"], "b": 2, "c": "xy"})]) + dsml.EOS
     assert walk(c, v4_tok.encode(text))[0] == len(v4_tok.encode(text))
 
 
