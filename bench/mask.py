@@ -14,6 +14,13 @@ steps are counted apart. Decode: a make-tiny checkpoint (v4 tokenizer), temperat
 64 tokens per reply, thinking off; no tools, the 24 tools with tool_choice auto (then also
 with no constraint at all: the same long prompt, so the difference is the constraint's), and
 required (a call is forced: markup and names come as forced ids).
+
+Measured (2 shared CPU cores, 1 torch thread; old = the trie machine of edcdc24):
+  mask per sampled step   llguidance median 0.020 ms, p99 0.99 ms (1,154 of 1,937 ids forced)
+                          old        median 0.078 ms, p99 37.2 ms cold; 0.012 / 19.9 ms warm
+  constraint per token    llguidance 0.044 ms; old 6.1 ms cold, 3.2 ms warm
+  decode ms/token         no tools 13.4 (no constraint 13.2, old 25.9); 24 tools auto 13.7
+                          (no constraint 13.5, old 25.8); 24 tools required 6.0 (old 13.9)
 """
 
 from __future__ import annotations
