@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -114,19 +115,24 @@ def _plain(tool):
     return tool if isinstance(tool, dict) else tool.function()
 
 
-_GUIDES: dict[tuple, Guide] = {}
+_GUIDES: dict[tuple, Guide] = {}  # by vocabulary
+_BY_TOKENIZER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by Tokenizer object
 _GUIDES_LOCK = threading.Lock()
 
 
 def guide_for(tok: Tokenizer) -> Guide:
     """The Guide of a tokenizer, built once per vocabulary (two Tokenizer objects read from
     the same file share one: building costs ~0.6 s at 129k ids)."""
+    guide = _BY_TOKENIZER.get(tok)
+    if guide is not None:
+        return guide
     key = (tok.vocab_size, tok.eos_id, hash(tuple(tok.token_bytes)),
            tuple(sorted(tok.tk.get_added_tokens_decoder())))
     with _GUIDES_LOCK:
         guide = _GUIDES.get(key)
         if guide is None:
             guide = _GUIDES[key] = Guide(tok)
+        _BY_TOKENIZER[tok] = guide
     return guide
 
 
