@@ -22,7 +22,10 @@ from agent.model import ToolCall
 from tools import base, specs
 
 # ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
-Asker = Callable[[ToolCall, str], str]
+# ask(call, effect, preview) → "yes" | "always" | "no" | "no: REASON" (the model reads the
+# reason); `preview` is the diff a write would make (None for commands). None where nobody can
+# answer (headless).
+Asker = Callable[[ToolCall, str, "str | None"], str]
 
 
 class ApprovalNeeded(Exception):
@@ -38,6 +41,9 @@ class Outcome:
     content: str  # what the model reads
     ok: bool  # False for tool errors, denials and unknown tools
     output: Any = None  # the tool's result as data (for --json and the TUI), when it ran
+    # why it did not run: "denied" (policy or user), "protected" (the user's uncommitted
+    # file), "checkpoint" (none could be taken); None when it ran or the tool itself failed
+    refused: str | None = None
 
 
 def tool_specs() -> list[dict]:
@@ -82,23 +88,28 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if decision == "ask":
         if ask is None:
             raise ApprovalNeeded(call)
-        answer = ask(call, tool.effect)
+        try:  # what a write would change, for the question; a write that cannot work fails now
+            preview = tool.preview(ctx, args) if tool.preview is not None else None
+        except (base.ToolError, OSError) as exc:
+            return Outcome(_error(call.name, str(exc)), False), policy
+        answer = ask(call, tool.effect, preview)
         if answer == "always":
             policy = approval.allow_always(policy, call.name, call.arguments)
         decision = "allow" if answer in ("yes", "always") else "deny"
-        reason = "the user declined it"
+        why = answer.partition(":")[2].strip() if answer.startswith("no:") else ""
+        reason = f"the user declined it, saying: {why}" if why else "the user declined it"
     else:
         reason = f"the approval policy ({policy.mode}) does not allow it"
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
-        return Outcome(text, False), policy
+        return Outcome(text, False, refused="denied"), policy
     hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
     if hit:
         text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
-        return Outcome(text.strip(), False), policy
+        return Outcome(text.strip(), False, refused="protected"), policy
     problem = checkpoint_before(call, tool.effect, ctx, touched)
     if problem:
-        return Outcome(problem, False), policy
+        return Outcome(problem, False, refused="checkpoint"), policy
     return _execute(tool, args, ctx), policy
 
 

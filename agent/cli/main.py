@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # else `engine logits --mode` is read as an abbreviated `--model`
     )
-    parser.add_argument("--version", action="version", version=f"flashcode {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show flashcode's version and exit")
     add_model_flags(parser)
     add_agent_flags(parser)
     parser.add_argument("--plain", action="store_true",
@@ -278,7 +279,11 @@ def _engine(sub) -> None:
     mk.add_argument("out", metavar="OUT")
     mk.add_argument("--preset", default="tiny", help="config preset (default: tiny)")
     mk.add_argument("--seed", type=int, default=0)
-    mk.set_defaults(handler=lambda a: _engine_command("make_tiny", a.out, a.preset, a.seed))
+    mk.add_argument("--tokenizer", choices=["v4", "small"], default="v4",
+                    help="v4: DeepSeek-V4's own tokenizer (129,280 ids, the default); small: a "
+                         "BPE trained on the spot with the preset's vocab size (fastest tests)")
+    mk.set_defaults(handler=lambda a: _engine_command("make_tiny", a.out, a.preset, a.seed,
+                                                      a.tokenizer))
     lg = esub.add_parser("logits", help="save full-sequence logits [T, vocab] as float32 .npy")
     lg.add_argument("--model", metavar="DIR", required=True)
     lg.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
@@ -302,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `flashcode tool --list | head`: the reader left, nothing to say
+        _quiet_stdout()
+        return exitcodes.OK
     except KeyboardInterrupt:
         print("flashcode: interrupted.", file=sys.stderr)
         return 130
@@ -312,6 +320,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"flashcode: configuration error: {exc}", file=sys.stderr)
             return exitcodes.USAGE
         raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked (reading package metadata takes ~40 ms, which
+    every start would otherwise pay)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"flashcode {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

@@ -141,7 +141,7 @@ def test_exec_against_an_endpoint_reads_a_file_and_answers(git_repo, isolated_en
 def test_exec_with_an_unreachable_endpoint_exits_4(git_repo, isolated_env, tmp_path):
     env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data")}
     out = run_flashcode("exec", "hi", "--endpoint", "http://127.0.0.1:9/v1", "--model-name",
-                        "m", "-C", str(git_repo), env=env, timeout=120)
+                        "m", "-C", str(git_repo), env=env)
     assert out.returncode == 4, out.stderr
     assert "unreachable" in out.stdout + out.stderr
 
@@ -159,6 +159,36 @@ def test_window_and_exact_counts_come_from_the_server_when_it_offers_them():
         assert estimate != 100 and 100 <= estimate <= 140
         assert model._tokenize_ok is False  # not asked again
     assert OpenAIModel("http://127.0.0.1:9/v1", "m", window=4096).context_window == 4096
+
+
+def test_deepseek_v4_prompts_are_counted_with_its_tokenizer_and_estimates_say_so():
+    from engine.chat.render import encode_conversation, messages_from_openai
+    from engine.chat.tokenizer import Tokenizer, v4_tokenizer_dir
+
+    calls = [{"id": "c1", "type": "function", "function": {"name": "read",
+                                                           "arguments": '{"path": "a.py"}'}}]
+    msgs = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "北京天气 and some code: def f(x): return x\n" * 8},
+            {"role": "assistant", "content": "", "reasoning_content": "read it",
+             "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "c1", "content": "print('hi')"}]
+    want = len(encode_conversation(messages_from_openai(msgs),
+                                   Tokenizer.from_dir(v4_tokenizer_dir()), TOOLS))
+    with FakeOpenAIServer([]) as server:  # no /tokenize
+        v4 = OpenAIModel(server.url, "deepseek-v4-flash", backoff=0.01)
+        assert v4.count_tokens(msgs, TOOLS) == want
+        assert v4.token_counting.startswith("exact (DeepSeek-V4")
+        other = model_for(server)  # "fake-flash", served by someone else: estimated
+        assert other.count_tokens(msgs, TOOLS) != want
+        assert other.token_counting.startswith("estimated")
+    with FakeOpenAIServer([], owned_by="flashcode") as server:  # `flashcode serve`: V4
+        served = model_for(server)
+        assert served.count_tokens(msgs, TOOLS) == want
+        assert served.token_counting.startswith("exact (DeepSeek-V4")
+    with FakeOpenAIServer([], tokenize=True) as server:  # /tokenize first, where there is one
+        v4 = OpenAIModel(server.url, "deepseek-v4-pro", backoff=0.01)
+        v4.count_tokens(msgs, TOOLS)
+        assert v4.token_counting == "exact (the server's /tokenize)"
 
 
 def test_interrupt_aborts_a_blocked_stream(git_repo, tmp_path):
@@ -179,3 +209,28 @@ def test_interrupt_aborts_a_blocked_stream(git_repo, tmp_path):
     assert isinstance(result, Interrupted)
     assert elapsed < 2  # did not wait for the next chunk, 5 s away
     assert [m["role"] for m in agent.session.messages] == ["system", "user"]
+
+
+def test_a_tool_name_repeated_in_every_chunk_is_not_concatenated():
+    from agent.backends.openai_compat import _grow
+
+    name = ""
+    for piece in ["read", "read", "read"]:
+        name = _grow(name, piece)
+    assert name == "read"
+    for pieces, want in ((["re", "ad"], "read"), (["r", "re", "rea", "read"], "read"),
+                         (["read_file"], "read_file")):
+        name = ""
+        for piece in pieces:
+            name = _grow(name, piece)
+        assert name == want
+
+
+def test_tool_call_turns_carry_reasoning_content_in_thinking_mode():
+    from agent.backends.openai_compat import _wire
+
+    turn = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "read", "arguments": "{}"}}]}
+    assert _wire(turn, thinking=True)["reasoning_content"] == ""
+    assert "reasoning_content" not in _wire(turn, thinking=False)
+    assert "reasoning_content" not in _wire({"role": "assistant", "content": "hi"}, True)
