@@ -35,7 +35,8 @@ def _steps(model, fn, toks, state):
     with torch.no_grad():
         for i in range(N_PROMPT, toks.numel()):
             state.reserve(state.pos + 1)
-            out.append(fn(toks[i:i + 1], torch.full((1,), state.pos), state))
+            out.append(fn(toks[i:i + 1], torch.full((1,), state.pos, device=toks.device),
+                          state))
             for s in state.layers:
                 s.pos += 1
     return torch.cat(out)
