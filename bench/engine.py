@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -152,8 +153,11 @@ def run_contexts(model, hf, hc, toks, n_dec, sides: Sides, chunk=512, repeats: i
     st, kv = model.new_state(), DynamicCache(config=hc)
     done, out = 0, {"chunks": [], "dec": {}, "floor": {}}
     dev = str(model.embed.weight.device)
+    lo, hi = CONTEXTS[0], CONTEXTS[-1]
     for c in CONTEXTS:
         for i in range(done, c, chunk):
+            if i <= hi - lo < i + chunk:  # the last `lo` tokens before `hi` start from here
+                out["late"] = (i, st.copy())
             part = toks[i:min(c, i + chunk)]
             dt, fc_last = _timed(lambda p=part: extend(model, p, st, last_only=True))
             dh, hf_out = _timed(lambda p=part: hf(p[None], cache=kv, use_cache=True))
@@ -162,7 +166,26 @@ def run_contexts(model, hf, hc, toks, n_dec, sides: Sides, chunk=512, repeats: i
         out["dec"][c] = sides.decode(st, kv, toks[c:c + n_dec], repeats)
         bw = floor.read_bandwidth(device=dev if dev.startswith("cuda") else "cpu")
         out["floor"][c] = ({k: floor.step_bytes(m, st, c) for k, m in sides.models.items()}, bw)
+    out["prefill_ab"] = prefill_ab(model, out.pop("late"), toks, chunk, repeats)
     return out, st, (fc_last[-1], hf_out.logits[0, -1])
+
+
+def prefill_ab(model, late, toks, chunk: int, repeats: int) -> dict[str, list[float]]:
+    """flashcode's prefill tok/s of the first `lo` tokens (from an empty state) and of the
+    last `lo` before `hi` (from a copy of the state at hi − lo), interleaved `repeats` times:
+    the 16K ÷ 1K comparison on one machine load."""
+    lo, hi = CONTEXTS[0], CONTEXTS[-1]
+    p, late = late
+    if p < hi - lo:  # from the chunk start before hi − lo to it
+        extend(model, toks[p:hi - lo], late)
+    out = {"first": [], "last": []}
+    for _ in range(repeats):
+        for name, (start, st) in (("first", (0, None)), ("last", (hi - lo, late))):
+            st = st.copy() if st is not None else model.new_state()
+            dt = sum(_timed(partial(extend, model, toks[i:i + chunk], st, last_only=True))[0]
+                     for i in range(start, start + lo, chunk))
+            out[name].append(lo / dt)
+    return out
 
 
 def prefill_rates(chunks, lo: int, hi: int) -> tuple[float, float]:
@@ -198,6 +221,11 @@ def print_contexts(cfg, res, repeats: int):
     (f1, h1), (f2, h2) = prefill_rates(chunks, 0, lo), prefill_rates(chunks, hi - lo, hi)
     print(f"prefill tok/s, first {lo} vs last {lo} before {hi}: flashcode {f1:.0f} -> {f2:.0f} "
           f"({f1 / f2:.2f}x slower), transformers {h1:.0f} -> {h2:.0f} ({h1 / h2:.2f}x)")
+    ab = res["prefill_ab"]
+    a, b = statistics.median(ab["first"]), statistics.median(ab["last"])
+    print(f"  again, interleaved {repeats}x (flashcode): first {lo} {a:.0f} "
+          f"[{min(ab['first']):.0f}-{max(ab['first']):.0f}], last {lo} before {hi} {b:.0f} "
+          f"[{min(ab['last']):.0f}-{max(ab['last']):.0f}] tok/s: {a / b:.2f}x slower")
     bw = max(b for _, b in fl.values())
     print(f"\n== decode: ms per token (CPU time; wall on a GPU), median of {repeats} interleaved "
           f"repeats [spread]; floor = bytes a step reads / {bw / 1e9:.1f} GB/s read bandwidth "
@@ -377,7 +405,9 @@ def summary(res, diff: float, args) -> dict:
            "logits_max_abs_diff": diff, "contexts": {}}
     lo, hi = CONTEXTS[0], CONTEXTS[-1]
     f1, f2 = prefill_rates(res["chunks"], 0, lo)[0], prefill_rates(res["chunks"], hi - lo, hi)[0]
-    out["prefill_first_vs_last_1k"] = f1 / f2
+    ab = res["prefill_ab"]
+    out["prefill_first_vs_last_1k"] = {"sequential": f1 / f2, "interleaved": statistics.median(
+        ab["first"]) / statistics.median(ab["last"]), "tok_s": ab}
     for c in CONTEXTS:
         med = {k: statistics.median(v) for k, v in res["dec"][c].items()}
         fp, hp = prefill_rates(res["chunks"], 0, c)
