@@ -103,6 +103,8 @@ class PlainUI:
             self.say(f"malformed tool call: {event['reason']}", "red")
         elif kind == "compaction":
             self.say(f"(context compacted to {event['messages']} messages)", "dim")
+        elif kind == "mcp":
+            self.say(f"MCP server {event['server']} {event['state']}: {event['error']}", "red")
 
     def _tool_result(self, event: dict) -> None:
         lines = event["content"].splitlines()
