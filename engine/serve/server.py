@@ -5,7 +5,7 @@
     POST /v1/messages               Anthropic Messages (messages.py)
     POST /v1/messages/count_tokens  the prompt's length, as Anthropic counts it
     GET  /v1/models                 the one model served
-    GET  /health                    {"status": "ok"}, without the API key
+    GET  /health                    {"status": "ok"}, without the API key (HEAD / too)
 
 Every API reads its request into one `wire.Turn` and runs it the same way (`_generate`): one
 prompt encoding, one constraint for tool calls, one prefix cache, whichever API asks. A thread
@@ -58,6 +58,20 @@ class Handler(GuardedHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self._handle(self._post)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._handle(self._head)
+
+    def _head(self) -> tuple[int, str]:
+        """Is anybody there? (Claude Code asks `HEAD /` before it starts.) No key needed,
+        as for /health: the answer says nothing more than that the port is open."""
+        if self._route() not in ("", "/health", "/v1/health"):
+            raise BadRequest(f"HEAD {self.path} is not served; use GET", status=405)
+        self._body()
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return 200, ""
 
     def _route(self) -> str:
         """The path without its query (Claude Code posts /v1/messages?beta=true)."""

@@ -181,3 +181,16 @@ def test_a_wrong_x_api_key_gets_anthropics_authentication_error(server):
     with pytest.raises(anthropic.NotFoundError) as err:
         bad.with_options(api_key=KEY).post("/v1/messages/nope", body={}, cast_to=object)
     assert err.value.body["error"]["type"] == "not_found_error"
+
+
+def test_head_slash_answers_without_the_key(server):
+    """Claude Code asks `HEAD /` before it starts; the answer needs no key and has no body."""
+    import urllib.error
+    import urllib.request
+
+    base = server.url.removesuffix("/v1")
+    with urllib.request.urlopen(urllib.request.Request(base + "/", method="HEAD")) as r:
+        assert r.status == 200 and r.read() == b""
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(base + "/v1/messages", method="HEAD"))
+    assert err.value.code == 405
