@@ -232,7 +232,9 @@ def opencode(serve: Serve, work: Path, args) -> Row:
         "npm": "@ai-sdk/openai-compatible", "options": {"baseURL": f"{serve.base}/v1",
                                                         "apiKey": KEY},
         "models": {"tiny": {}}}}}))
-    env = {**os.environ, "HOME": str(home)}
+    # models.dev is out of reach offline, and opencode reads its directory from $PWD
+    env = {**os.environ, "HOME": str(home), "PWD": str(where),
+           "OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1"}
     row = Row("opencode", version_of([str(bin_ / "opencode"), "--version"], env),
               "Chat       /v1/chat/completions")
     mark = len(serve.lines)
