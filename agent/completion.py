@@ -10,9 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.slash import COMMANDS
-from tools.walk import walk_files
-
 MAX_FILES = 20_000  # a walk stops here so a huge repository cannot stall the input
 
 
@@ -58,6 +55,8 @@ class PathIndex:
 
     def files(self) -> list[str]:
         if time.monotonic() - self._at > self.ttl:
+            from tools.walk import walk_files  # not before the first completion: startup
+
             out = []
             for path in walk_files(self.root, self.root):
                 out.append(path.relative_to(self.root).as_posix())
@@ -84,22 +83,13 @@ def complete(text: str, cursor: int, paths: PathIndex | None, limit: int = 8) ->
     """Candidates for the word at the cursor: `/command` at the start, `@path` anywhere."""
     start, word = current_word(text, cursor)
     if word.startswith("/") and start == 0:
+        from agent.slash import COMMANDS  # with the first completion, not the first screen
+
         return [Completion(start, name + " ", f"{name}  {c.help}")
                 for name, c in COMMANDS.items() if name.startswith(word)][:limit]
     if word.startswith("@") and paths is not None:
         return [Completion(start, "@" + f + " ", f) for f in paths.match(word[1:], limit)]
     return []
-
-
-def mentioned_paths(text: str, root: Path) -> list[str]:
-    """The `@path` mentions in a request that name existing files, in order, no repeats."""
-    found: list[str] = []
-    for word in text.split():
-        if word.startswith("@") and len(word) > 1:
-            rel = word[1:].rstrip(".,;:!?)")
-            if (Path(root) / rel).is_file() and rel not in found:
-                found.append(rel)
-    return found
 
 
 def history_path(data_dir: Path) -> Path:

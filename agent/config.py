@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent import trust
 from agent.approval import Rule
-from agent.paths import flashcode_dir
+from agent.paths import find_project_file, user_config_path  # noqa: F401  (named here too)
 
 ApprovalMode = Literal["read-only", "ask", "auto-edit", "full-auto"]
 MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # it becomes part of tool names: mcp__NAME__tool
@@ -252,20 +252,6 @@ class ConfigSources:
 ENV_PREFIX = "FLASHCODE_"
 
 
-def user_config_path(environ: dict[str, str] | None = None) -> Path:
-    return flashcode_dir("config", environ) / "config.toml"
-
-
-def find_project_file(start: Path) -> Path | None:
-    """The repository root's `.flashcode.toml` (the root: the nearest folder from `start` up
-    holding `.git`; `start` itself outside a repository). A nested one in a subfolder, say a
-    vendored library's, does not count."""
-    start = start.resolve()
-    root = next((d for d in (start, *start.parents) if (d / ".git").exists()), start)
-    candidate = root / ".flashcode.toml"
-    return candidate if candidate.is_file() else None
-
-
 def default_sources(cwd: Path | None = None) -> ConfigSources:
     project = find_project_file(cwd or Path.cwd())
     return ConfigSources(
@@ -291,7 +277,10 @@ def load_settings(sources: ConfigSources, flags: dict[str, Any] | None = None,
             (ignored if ignored is not None else []).extend(skipped)
         _apply(merged, layer, str(sources.project_file))
     _apply(merged, _from_environ(sources.environ), "environment")
-    _apply(merged, {k: v for k, v in (flags or {}).items() if v is not None}, "command line")
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if "model" in flags and "endpoint" not in flags:
+        merged.pop("endpoint", None)  # --model on the command line beats a configured endpoint
+    _apply(merged, flags, "command line")
     return Settings(**merged)
 
 

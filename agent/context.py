@@ -206,3 +206,33 @@ def discover_instructions(root: Path, cwd: Path | None = None) -> str:
                 rel = path.relative_to(root).as_posix()
                 parts.append(f"## {rel}\n\n{path.read_text(encoding='utf-8').strip()}")
     return "\n\n".join(parts)
+
+
+ATTACH_CHARS = 50_000  # of one @file attached to a request; the model reads the rest itself
+
+
+def with_attachments(text: str, root: Path, ctx) -> str:
+    """`text` followed by the content of every file it names as `@path` (through the `read`
+    tool: confined to the repository, numbered lines, and the file counts as read)."""
+    from tools import base
+
+    parts = [text]
+    for rel in mentioned_paths(text, root):
+        try:
+            result = base.call("read", {"path": rel, "max_bytes": ATTACH_CHARS}, ctx)
+        except base.ToolError:
+            continue  # e.g. a binary file or one inside .git: the name is in the text anyway
+        parts.append(prompts.render("agent/attached.md.j2", path=result.path,
+                                    text=result.content, cut=result.truncated).strip())
+    return "\n\n".join(parts)
+
+
+def mentioned_paths(text: str, root: Path) -> list[str]:
+    """The `@path` mentions in a request that name existing files, in order, no repeats."""
+    found: list[str] = []
+    for word in text.split():
+        if word.startswith("@") and len(word) > 1:
+            rel = word[1:].rstrip(".,;:!?)")
+            if (Path(root) / rel).is_file() and rel not in found:
+                found.append(rel)
+    return found

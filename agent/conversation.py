@@ -10,11 +10,11 @@ the diff between the two trees. Rejecting a hunk reverts it in the working tree.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import prompts
 from agent import checkpoints, context, hunks, wiring
 from agent import rewrite as rewrite_mod
 from agent.config import Settings
@@ -63,6 +63,7 @@ class Conversation:
         session = session or Session.create(self.root, model.name, data_dir)
         self.agent = self._new_agent(session)
         self.last_before: checkpoints.Checkpoint | None = None  # checkpoint before the last turn
+        self.notes: list[str] = []  # what the user changed, for the model's next request
 
     def _new_agent(self, session: Session) -> Agent:
         # With an escalation endpoint configured, /escalate (or failed tests) hands over.
@@ -81,9 +82,13 @@ class Conversation:
     # --- turns -----------------------------------------------------------------------------
 
     def run_turn(self, text: str) -> TurnResult:
-        """Run the agent on one request until it exits; the files it changed come back too."""
+        """Run the agent on one request until it exits; the files it changed come back too.
+        What the user changed since the last turn (rejected hunks, an undo) is told first, and
+        the files the request names as @path go with it."""
         before = self._checkpoint("before turn")
         self.last_before = before or self.last_before
+        notes, self.notes = self.notes, []
+        text = "\n\n".join([*notes, context.with_attachments(text, self.root, self.agent.ctx)])
         result = self.agent.run(text)
         diff = self.diff_since(before) if before else ""
         return TurnResult(result, diff, hunks.parse(diff))
@@ -91,7 +96,8 @@ class Conversation:
     def rewrite(self, request: str) -> str:
         """The request rewritten as a task spec, as the editable text the agent will get."""
         facts = rewrite_mod.gather_facts(self.root, request)
-        spec = rewrite_mod.rewrite(self.model, request, facts)
+        spec = rewrite_mod.rewrite(self.model, request, facts,
+                                   lambda usage: self.agent.tally.add(self.model.name, usage))
         return rewrite_mod.task_message(request, spec)
 
     def interrupt(self) -> None:
@@ -121,12 +127,25 @@ class Conversation:
         hunks.apply(self.root, hunks.select(files, rejected), reverse=True)
         if rejected:
             self.session.event("hunks_rejected", hunks=sorted(rejected))
+            paths = sorted({files[fi].path for fi, _ in rejected})
+            self._tell(f"reverted {len(rejected)} of the hunks you changed", paths)
 
     def undo(self) -> checkpoints.Restored:
         """Restore the files to the checkpoint before the last turn."""
         if self.last_before is None:
             raise checkpoints.CheckpointError("No turn has changed anything yet.")
-        return checkpoints.restore(self.root, self.last_before)
+        restored = checkpoints.restore(self.root, self.last_before)
+        if restored.changes:
+            self._tell("undid your last turn (/undo), putting these files back",
+                       [p for _, p in restored.changes])
+        return restored
+
+    def _tell(self, what: str, paths: list[str]) -> None:
+        """Keep a note for the model, sent with the next request."""
+        shown = ", ".join(paths[:20]) + (f" and {len(paths) - 20} more" if len(paths) > 20
+                                          else "")
+        self.notes.append(prompts.render("agent/user_changed.md.j2", what=what,
+                                         files=shown).strip())
 
     # --- commands --------------------------------------------------------------------------
 
@@ -187,13 +206,8 @@ def session_info(path: Path) -> SessionInfo:
     return SessionInfo(path.stem, path, " ".join(first.split())[:80], len(msgs))
 
 
-def call_summary(name: str, arguments: dict) -> str:
-    """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
-    for key in ("command", "cmd", "path", "file", "pattern", "query"):
-        value = arguments.get(key)
-        if isinstance(value, list):
-            value = " ".join(map(str, value))
-        if isinstance(value, str):
-            return f"{name} {value}".splitlines()[0][:200]
-    args = json.dumps(arguments, ensure_ascii=False)
-    return f"{name} {args}"[:200]
+def resume_hint(conv: Conversation | None) -> str:
+    """How to come back to this conversation's session ("" when it has no request yet)."""
+    if conv is None or not any(m.get("role") == "user" for m in conv.session.messages):
+        return ""
+    return f"Resume this session: flashcode --resume {conv.session.id}"

@@ -49,6 +49,10 @@ class ModelFailed(AgentExit):
         return failed
 
 
+class ReplyCutOff(AgentExit):
+    status = "cut_off"  # code: NOT_FIXED (the task was not done)
+
+
 class NeedsApproval(AgentExit):
     status, code = "needs_approval", exitcodes.NEEDS_APPROVAL
 

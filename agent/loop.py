@@ -24,6 +24,7 @@ from agent.exits import (  # noqa: F401  (callers may import every exit from her
     Limits,
     ModelFailed,
     NeedsApproval,
+    ReplyCutOff,
     Submitted,
     check_limits,
 )
@@ -59,6 +60,7 @@ class Agent:
     extra_tools: toolrun.ExtraTools | None = None  # the MCP servers' tools (agent.mcp)
     steps: int = 0
     _format_errors: int = 0
+    _cut_offs: int = 0
     _last_calls: list[tuple[str, str]] = field(default_factory=list)
     tokens: context.TokenCount = field(default_factory=context.TokenCount)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -120,9 +122,11 @@ class Agent:
         self.emit({"type": "assistant", **reply.message()})
         for i, call in enumerate(reply.tool_calls):  # the well-formed ones, even beside bad ones
             self._run_tool(call, reply.tool_calls[i + 1:])
+        if reply.finish_reason == "length":
+            return self._cut_off(reply)
         if reply.format_errors:
             return self._format_error(reply)
-        self._format_errors = 0
+        self._format_errors = self._cut_offs = 0
         if not reply.tool_calls:
             raise Submitted(reply.text)
 
@@ -170,6 +174,17 @@ class Agent:
         self.tokens.reset()
         self.emit({"type": "compaction", "messages": len(compacted)})
 
+    def _cut_off(self, reply: Reply) -> None:
+        """The reply hit the length limit: ask the model to go on, once; a second cut-off in a
+        row ends the task saying so (never accepted as an answer)."""
+        self._cut_offs += 1
+        if self._cut_offs > 1:
+            raise ReplyCutOff("Stopped: the model's reply was cut off at the length limit "
+                              "twice in a row; the last one is in the session log.")
+        self.session.append({"role": "user",
+                             "content": prompts.render("agent/cut_off.md.j2").strip()})
+        self.emit({"type": "cut_off", "reason": "the reply was cut off at the length limit"})
+
     def _format_error(self, reply: Reply) -> None:
         self._format_errors += 1
         left = self.limits.max_format_errors - self._format_errors
@@ -207,7 +222,8 @@ class Agent:
                             timing={"seconds": round(time.monotonic() - started, 3)},
                             ok=outcome.ok)
         self.emit({"type": "tool_result", "id": call.id, "name": call.name,
-                       "ok": outcome.ok, "content": content, "output": outcome.output})
+                   "ok": outcome.ok, "content": content, "output": outcome.output,
+                   **({"refused": outcome.refused} if outcome.refused else {})})
 
     def _repeat_note(self, call: ToolCall) -> str:
         key = (call.name, repr(sorted(call.arguments.items())))

@@ -225,3 +225,15 @@ def pump(events: Iterable[Event], stop: threading.Event, poll: float = 0.1) -> I
             yield item
     finally:
         gone.set()
+
+
+def call_summary(name: str, arguments: dict) -> str:
+    """`read app.py`, `shell pytest -q`: the tool and its main argument, one line."""
+    for key in ("command", "cmd", "path", "file", "pattern", "query"):
+        value = arguments.get(key)
+        if isinstance(value, list):
+            value = " ".join(map(str, value))
+        if isinstance(value, str):
+            return f"{name} {value}".splitlines()[0][:200]
+    args = json.dumps(arguments, ensure_ascii=False)
+    return f"{name} {args}"[:200]

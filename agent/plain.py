@@ -30,13 +30,14 @@ from agent.completion import (
     read_history,
 )
 from agent.config import Settings
-from agent.conversation import Conversation, call_summary
+from agent.conversation import Conversation, resume_hint
 from agent.exits import Submitted
-from agent.model import LanguageModel, ToolCall
+from agent.model import LanguageModel, ToolCall, call_summary
 from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
 
 PREVIEW_LINES = 6
+PREVIEW_DIFF_LINES = 60  # lines of a write's diff shown before asking
 Reader = Callable[[str], str]  # prompt → line; raises EOFError at the end, KeyboardInterrupt
 
 
@@ -51,6 +52,8 @@ class PlainUI:
         self._shown_calls: set[str] = set()
         self._in_reasoning = False
         self._line_open = False  # streamed text has not ended with a newline yet
+        self.piped = False  # input comes from a pipe, not a person (set by run_plain)
+        self.last_code = 0  # the exit code of the last turn
         self.conv = Conversation(model, root, settings, session=session, data_dir=data_dir,
                                  ask=self.ask, on_event=self.on_event,
                                  backend=wiring.backend_label(settings))
@@ -101,6 +104,8 @@ class PlainUI:
             self._in_reasoning = False
         elif kind == "format_error":
             self.say(f"malformed tool call: {event['reason']}", "red")
+        elif kind == "cut_off":
+            self.say("(the reply was cut off at the length limit; the model continues)", "dim")
         elif kind == "compaction":
             self.say(f"(context compacted to {event['messages']} messages)", "dim")
         elif kind == "mcp":
@@ -117,28 +122,41 @@ class PlainUI:
 
     # --- questions -------------------------------------------------------------------------
 
-    def ask(self, call: ToolCall, effect: str) -> str:
-        """The Asker: y = once, a = always this session, n = deny (also the default)."""
+    def ask(self, call: ToolCall, effect: str, preview: str | None = None) -> str:
+        """The Asker: y = once, a = always this session, n = deny (also the default);
+        `n REASON` denies and tells the model why. A write shows its diff first."""
         self.say(f"The agent wants to {'run' if effect == 'exec' else effect}: "
                  f"{call_summary(call.name, call.arguments)}", "yellow")
+        for line in (preview or "").splitlines()[:PREVIEW_DIFF_LINES]:
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+            self.say(f"  {line}", style)
         choices = {"y": "yes", "yes": "yes", "a": "always", "always": "always",
                    "n": "no", "no": "no", "": "no"}
         while True:
             try:
-                answer = self.read("Allow? [y]es once / [a]lways / [n]o: ").strip().lower()
+                raw = self.read("Allow? [y]es once / [a]lways / [n]o (n REASON tells the "
+                                "model why): ").strip()
             except EOFError:
                 return "no"
-            if answer in choices:
-                return choices[answer]
-            self.say("Answer y, a or n.")
+            word, _, reason = raw.partition(" ")
+            if word.lower() in ("n", "no") and reason.strip():
+                return f"no: {reason.strip()}"
+            if raw.lower() in choices:
+                return choices[raw.lower()]
+            self.say("Answer y, a or n (or n and a reason).")
 
     def confirm(self, question: str, default: bool = True) -> bool:
+        """A yes/no question; anything but y/yes/n/no (or Enter) is asked again, so a
+        stray `/cost` never counts as an answer."""
         hint = "[Y/n]" if default else "[y/N]"
-        try:
-            answer = self.read(f"{question} {hint} ").strip().lower()
-        except EOFError:
-            return default
-        return default if not answer else answer.startswith("y")
+        while True:
+            try:
+                answer = self.read(f"{question} {hint} ").strip().lower()
+            except EOFError:
+                return default
+            if answer in ("", "y", "yes", "n", "no"):
+                return default if not answer else answer.startswith("y")
+            self.say("Answer y or n.")
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -150,16 +168,23 @@ class PlainUI:
                 line = self.read("> ").strip()
             except (EOFError, KeyboardInterrupt):
                 self.say()
-                return 0
+                return self.leave()
             if not line:
                 continue
             if self.history_file is not None:
                 append_history(self.history_file, line)
             if line.startswith("/"):
                 if self.command(line) == "quit":
-                    return 0
+                    return self.leave()
             else:
                 self.turn(line)
+
+    def leave(self) -> int:
+        """Say how to come back; piped, exit with the last turn's code (a script can tell a
+        failed turn from a finished one)."""
+        if resume_hint(self.conv):
+            self.say(resume_hint(self.conv), "dim")
+        return self.last_code if self.piped else 0
 
     def turn(self, text: str) -> None:
         self._shown_calls.clear()
@@ -167,6 +192,7 @@ class PlainUI:
         if task is None:
             return
         result = self.conv.run_turn(task)
+        self.last_code = result.exit.code
         self._end_line()
         if not isinstance(result.exit, Submitted):
             self.say(result.exit.message, "yellow")
@@ -186,11 +212,19 @@ class PlainUI:
             return request
         self.say("Task spec:", "bold")
         self.say(spec)
-        try:
-            answer = self.read("[a]ccept / [s]kip (send my words) / [c]ancel: ").strip().lower()
-        except EOFError:
-            return None
-        return {"a": spec, "": spec, "s": request}.get(answer[:1])
+        choices = {"a": spec, "accept": spec, "y": spec, "yes": spec, "": spec,
+                   "s": request, "skip": request, "c": None, "cancel": None, "n": None}
+        while True:
+            try:
+                answer = self.read("[a]ccept / [s]kip (send my words) / [c]ancel: ")
+            except EOFError:
+                return None
+            if answer.strip().lower() in choices:
+                chosen = choices[answer.strip().lower()]
+                if chosen is None:
+                    self.say("Cancelled: nothing was sent.", "dim")
+                return chosen
+            self.say("Answer a, s or c.")
 
     def command(self, line: str) -> str | None:
         """Run a slash command; "quit" when it says to leave."""
@@ -273,6 +307,7 @@ def run_plain(settings: Settings, root: Path, model: LanguageModel, *,
         read = terminal_reader(root, history_path(base)) if tty else stdin_reader(echo=out)
     ui = PlainUI(settings, root, model, read, out, session=session, data_dir=data_dir,
                  color=out.isatty(), history_file=history_path(base))
+    ui.piped = not tty
     if session is not None:
         ui.say(f"Resumed session {session.id} ({len(session.messages)} messages).", "dim")
     return ui.loop()

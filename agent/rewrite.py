@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import prompts
-from agent.model import LanguageModel, Reply
+from agent.model import LanguageModel, Reply, Usage
 from tools import gitcmd
 
 _LANGUAGES = {".py": "Python", ".js": "JavaScript", ".ts": "TypeScript", ".tsx": "TypeScript",
@@ -65,8 +66,10 @@ def response_format() -> dict:
         "name": "task_spec", "strict": True, "schema": TaskSpec.model_json_schema()}}
 
 
-def rewrite(model: LanguageModel, request: str, facts: RepoFacts) -> TaskSpec:
-    """One schema-constrained call (and one retry) turning `request` into a TaskSpec."""
+def rewrite(model: LanguageModel, request: str, facts: RepoFacts,
+            on_usage: Callable[[Usage], None] = lambda usage: None) -> TaskSpec:
+    """One schema-constrained call (and one retry) turning `request` into a TaskSpec; each
+    call's usage goes to `on_usage` (so /cost counts it)."""
     schema = json.dumps(TaskSpec.model_json_schema())
     messages = [
         {"role": "system", "content": prompts.render("rewrite_system.md.j2", schema=schema)},
@@ -78,6 +81,8 @@ def rewrite(model: LanguageModel, request: str, facts: RepoFacts) -> TaskSpec:
         for event in model.stream(messages, [], thinking=False,
                                   response_format=response_format()):
             reply.add(event)
+        if reply.usage is not None:
+            on_usage(reply.usage)
         try:
             return parse_spec(reply.text)
         except ValueError as exc:

@@ -118,7 +118,8 @@ class Session:
             if call["id"] not in answered:
                 self.append({"role": "tool", "tool_call_id": call["id"],
                              "content": "(not run: the session stopped before this tool "
-                                        "call ran. Run it again if it is still needed.)"})
+                                        "call ran. Run it again if it is still needed.)"},
+                            ok=False)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -208,6 +209,8 @@ def find_session(root: Path, session_id: str | None, base: Path | None = None) -
     if session_id:
         found = [p for p in found if p.stem.startswith(session_id)]
     if not found:
-        which = f"'{session_id}'" if session_id else "any session"
-        raise SessionError(f"found {which} for {root} in {sessions_dir(root, base)}.")
+        if session_id:
+            raise SessionError(f"no session '{session_id}' of {root} (they are kept in "
+                               f"{sessions_dir(root, base)}; /sessions in the app lists them).")
+        raise SessionError(f"no session of {root} yet: start one without --resume/--continue.")
     return found[-1]

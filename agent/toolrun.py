@@ -27,8 +27,10 @@ from agent import approval, checkpoints, context
 from agent.model import ToolCall
 from tools import base, specs
 
-# ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
-Asker = Callable[[ToolCall, str], str]
+# ask(call, effect, preview) → "yes" | "always" | "no" | "no: REASON" (the model reads the
+# reason); `preview` is the diff a write would make (None for commands). None where nobody can
+# answer (headless).
+Asker = Callable[[ToolCall, str, "str | None"], str]
 EXTRA_EFFECT = "exec"  # what a tool from outside tools/ may do: anything, as a command may
 
 
@@ -58,6 +60,9 @@ class Outcome:
     content: str  # what the model reads
     ok: bool  # False for tool errors, denials and unknown tools
     output: Any = None  # the tool's result as data (for --json and the TUI), when it ran
+    # why it did not run: "denied" (policy or user), "protected" (the user's uncommitted
+    # file), "checkpoint" (none could be taken); None when it ran or the tool itself failed
+    refused: str | None = None
 
 
 def tool_specs() -> list[dict]:
@@ -102,37 +107,45 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
         return Outcome(_error(call.name, str(exc)), False), policy
     decision = approval.decide(policy, call.name, tool.effect, call.arguments,
                                rule_paths(touched, ctx) if touched else None)
-    denied, policy = _approve(call, tool.effect, decision, policy, ask)
+    shown = lambda: tool.preview(ctx, args) if tool.preview is not None else None
+    denied, policy = _approve(call, tool.effect, decision, policy, ask, shown)
     if denied is not None:
         return denied, policy
     hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
     if hit:
         text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
-        return Outcome(text.strip(), False), policy
+        return Outcome(text.strip(), False, refused="protected"), policy
     problem = checkpoint_before(call, tool.effect, ctx, touched)
     if problem:
-        return Outcome(problem, False), policy
+        return Outcome(problem, False, refused="checkpoint"), policy
     return _execute(tool, args, ctx), policy
 
 
 def _approve(call: ToolCall, effect: str, decision: approval.Decision,
-             policy: approval.Policy, ask: Asker | None
+             policy: approval.Policy, ask: Asker | None,
+             preview: Callable[[], str | None] = lambda: None
              ) -> tuple[Outcome | None, approval.Policy]:
     """(None when the call may run, else the refusal the model reads; the policy, with an
-    "always" answer added). Raises ApprovalNeeded when it must ask and nobody can answer."""
+    "always" answer added). `preview()` gives what the question shows (a write's diff), only
+    when asking. Raises ApprovalNeeded when it must ask and nobody can answer."""
     if decision == "ask":
         if ask is None:
             raise ApprovalNeeded(call)
-        answer = ask(call, effect)
+        try:  # what a write would change, for the question; a write that cannot work fails now
+            shown = preview()
+        except (base.ToolError, OSError) as exc:
+            return Outcome(_error(call.name, str(exc)), False), policy
+        answer = ask(call, effect, shown)
         if answer == "always":
             policy = approval.allow_always(policy, call.name, call.arguments)
         decision = "allow" if answer in ("yes", "always") else "deny"
-        reason = "the user declined it"
+        why = answer.partition(":")[2].strip() if answer.startswith("no:") else ""
+        reason = f"the user declined it, saying: {why}" if why else "the user declined it"
     else:
         reason = f"the approval policy ({policy.mode}) does not allow it"
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
-        return Outcome(text, False), policy
+        return Outcome(text, False, refused="denied"), policy
     return None, policy
 
 
@@ -144,7 +157,7 @@ def _run_extra(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
         return denied, policy
     problem = checkpoint_before(call, EXTRA_EFFECT, ctx, [])
     if problem:
-        return Outcome(problem, False), policy
+        return Outcome(problem, False, refused="checkpoint"), policy
     text, ok = extra.call(call.name, call.arguments, ctx.cancel)
     return Outcome(_fit(text, ctx) if ok else _error(call.name, _fit(text, ctx)), ok), policy
 

@@ -13,10 +13,7 @@ which only flashcode writes.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -71,6 +68,10 @@ def revoke(root: Path, environ: dict[str, str] | None = None) -> bool:
 
 
 def _write(paths: list[str], environ: dict[str, str] | None) -> None:
+    import json
+    import tempfile
+    import time
+
     path = store_path(environ)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")

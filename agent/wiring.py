@@ -20,9 +20,9 @@ from agent.cost import Tally
 from agent.escalation import EscalatingModel
 from agent.loop import Agent, Limits
 from agent.model import LanguageModel
+from agent.paths import repo_root  # noqa: F401  (callers find it here too)
 from agent.session import Session, SessionError, find_session
 from agent.toolrun import Asker
-from tools import gitcmd
 from tools.base import ToolContext
 
 if TYPE_CHECKING:
@@ -31,15 +31,9 @@ if TYPE_CHECKING:
 Progress = Callable[[float, str], None]
 
 
-def always_yes(call, effect: str) -> str:
+def always_yes(call, effect: str, preview: str | None = None) -> str:
     """The Asker of `--yes`: every action the policy would ask about is approved."""
     return "yes"
-
-
-def repo_root(cwd: Path) -> Path:
-    """The git work tree containing `cwd`, or `cwd` itself outside git."""
-    out = gitcmd.run(cwd, "rev-parse", "--show-toplevel")
-    return Path(out.stdout.strip()) if out.returncode == 0 else Path(cwd).resolve()
 
 
 def backend_label(settings: Settings) -> str:

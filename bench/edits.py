@@ -4,10 +4,14 @@ A corpus of edits is cut from real source files on this machine (the Python stan
 C headers in /usr/include, npm's JavaScript). Each edit renames one identifier in a block of
 lines, then the block is perturbed the way models err: indentation drift, trailing spaces, CRLF
 files, curly quotes, a stale line (a context line as it read before someone changed it), an
-elided middle (`...`). Both appliers get the same (file, old, new); the resulting bytes are
-compared with the intended file: correct, refused (file unchanged) or wrongly applied.
+elided middle (`...`); and (issue 20, 16-17) `old` running on into the next line's indentation
+while `new` ends at the line's end, one line quoted without its indentation with a line added
+after it (written from there), a blank line of the file missing from `old`, a blank line added
+to `old`, tabs written as spaces, indentation shifted left with lines that could go no further
+left at column 0. Both appliers get the same (file, old, new); the resulting bytes are compared
+with the intended file: correct, refused (file unchanged) or wrongly applied.
 
-    /work/main/.venv/bin/python bench/edits.py [--cases 540] [--seed 0]
+    /work/main/.venv/bin/python bench/edits.py [--cases 720] [--seed 0] [--kinds a,b]
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ from bench.aider_peer import OUT, ensure_aider  # noqa: E402
 from tools.base import ToolContext, ToolError, call  # noqa: E402
 
 KINDS = ["indentation", "trailing-spaces", "crlf", "curly-quotes", "stale-line",
-         "elided-middle"]
+         "elided-middle", "ws-tail", "mid-line", "blank-missing", "blank-extra",
+         "tabs-as-spaces", "indent-clamped"]
+# kinds whose block must have a blank line inside, or a line indented with tabs
+NEEDS = {"blank-missing": lambda b: any(not x.strip() for x in b),
+         "tabs-as-spaces": lambda b: any(x.startswith("\t") for x in b)}
+COMMENT = {".py": "# edited", ".h": "/* edited */", ".js": "// edited"}
 WORD = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{2,}\b")
 
 
@@ -66,13 +75,14 @@ def _indent(line: str) -> str:
     return line[:len(line) - len(line.lstrip())]
 
 
-def _pick_block(rng: random.Random, lines: list[str], text: str, length: int):
-    for _ in range(30):
+def _pick_block(rng: random.Random, lines: list[str], text: str, length: int, kind: str = ""):
+    need = NEEDS.get(kind, lambda b: "\t" not in "".join(b))
+    for _ in range(60 if kind in NEEDS else 30):
         i = rng.randrange(0, max(1, len(lines) - length))
         block = lines[i:i + length]
         if len(block) < length or not block[0].strip() or not block[-1].strip():
             continue
-        if "\t" in "".join(block) or text.count("\n".join(block) + "\n") != 1:
+        if not need(block) or text.count("\n".join(block) + "\n") != 1:
             continue
         return i, block
     return None
@@ -102,8 +112,14 @@ def _join(lines: list[str]) -> str:
 def make_case(rng: random.Random, cid: int, kind: str, path: Path) -> Case | None:
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
+    if kind == "mid-line":
+        made = _mid_line(rng, lines, text, path.suffix)
+        if made is None:
+            return None
+        old, new, expected = made
+        return Case(cid, kind, str(path), path.suffix, text.encode(), old, new, expected.encode())
     length = rng.randint(10, 16) if kind == "elided-middle" else rng.randint(4, 8)
-    picked = _pick_block(rng, lines, text, length)
+    picked = _pick_block(rng, lines, text, length, kind)
     if picked is None:
         return None
     i, block = picked
@@ -114,7 +130,7 @@ def make_case(rng: random.Random, cid: int, kind: str, path: Path) -> Case | Non
     except LookupError:
         return None
     expected = text.replace(_join(block), _join(new_block), 1)
-    made = PERTURB[kind](rng, block, new_block, j)
+    made = PERTURB[kind](rng, block, new_block, j, lines[i + length:])
     if made is None:
         return None
     old, new = made
@@ -124,7 +140,7 @@ def make_case(rng: random.Random, cid: int, kind: str, path: Path) -> Case | Non
     return Case(cid, kind, str(path), path.suffix, original, old, new, expected.encode())
 
 
-def _p_indent(rng, block, new_block, j):
+def _p_indent(rng, block, new_block, j, after):
     delta = rng.choice([2, 4])
     least = min(len(_indent(x)) for x in block if x.strip())
     if least >= delta and rng.random() < 0.5:
@@ -134,14 +150,14 @@ def _p_indent(rng, block, new_block, j):
     return _join([shift(x) for x in block]), _join([shift(x) for x in new_block])
 
 
-def _p_trailing(rng, block, new_block, j):
+def _p_trailing(rng, block, new_block, j, after):
     rows = [k for k, x in enumerate(block) if x.strip()]
     marked = set(rng.sample(rows, max(1, len(rows) // 2)))
     old = [x + " " * rng.randint(1, 3) if k in marked else x for k, x in enumerate(block)]
     return _join(old), _join(new_block)
 
 
-def _p_crlf(rng, block, new_block, j):
+def _p_crlf(rng, block, new_block, j, after):
     return _join(block), _join(new_block)
 
 
@@ -159,13 +175,13 @@ def _curl(s: str) -> str:
     return "".join(out)
 
 
-def _p_curly(rng, block, new_block, j):
+def _p_curly(rng, block, new_block, j, after):
     if not any(q in x for x in block for q in "'\""):
         return None
     return _join([_curl(x) for x in block]), _join([_curl(x) for x in new_block])
 
 
-def _p_stale(rng, block, new_block, j):
+def _p_stale(rng, block, new_block, j, after):
     rows = [k for k, x in enumerate(block) if k != j and WORD.search(x)]
     if not rows:
         return None
@@ -177,22 +193,86 @@ def _p_stale(rng, block, new_block, j):
     return _join(old), _join(new)
 
 
-def _p_elided(rng, block, new_block, j):
+def _p_elided(rng, block, new_block, j, after):
     dots = _indent(block[3]) + "..."
     return (_join(block[:3] + [dots] + block[-3:]), _join(new_block[:3] + [dots] + new_block[-3:]))
 
 
+def _p_ws_tail(rng, block, new_block, j, after):
+    """16a: `old` runs on past its last line break into the next line's indentation (or, before
+    a blank line, some spaces); `new` ends at the line's end."""
+    if not after:
+        return None
+    tail = _indent(after[0]) if after[0].strip() else " " * rng.choice([2, 4])
+    return (_join(block) + tail, _join(new_block)) if tail else None
+
+
+def _mid_line(rng, lines, text, suffix):
+    """16b: one indented line quoted from after its indentation, renamed, and a line added after
+    it, written from there (at column 0): (old, new, the file intended)."""
+    for _ in range(30):
+        i = rng.randrange(len(lines))
+        line = lines[i]
+        indent, body = _indent(line), line.strip()
+        if not indent or not WORD.search(body) or text.count(body + "\n") != 1:
+            continue
+        renamed = _rename(body, rng)
+        comment = COMMENT.get(suffix, "# edited")
+        expected = "\n".join(lines[:i] + [indent + renamed, indent + comment] + lines[i + 1:])
+        return body + "\n", renamed + "\n" + comment + "\n", expected
+    return None
+
+
+def _p_blank_missing(rng, block, new_block, j, after):
+    """17: `old` (and `new`, written from the same view) lacks one of the block's blank lines."""
+    k = rng.choice([k for k, x in enumerate(block) if not x.strip()])
+    return _join(block[:k] + block[k + 1:]), _join(new_block[:k] + new_block[k + 1:])
+
+
+def _p_blank_extra(rng, block, new_block, j, after):
+    """17: `old` and `new` have a blank line the file lacks, between two lines with text."""
+    gaps = [k for k in range(1, len(block)) if block[k - 1].strip() and block[k].strip()]
+    if not gaps:
+        return None
+    k = rng.choice(gaps)
+    return _join(block[:k] + [""] + block[k:]), _join(new_block[:k] + [""] + new_block[k:])
+
+
+def _p_tabs(rng, block, new_block, j, after):
+    """17: the indentation's tabs written as spaces, at 2, 4 or 8 columns to a tab."""
+    width = rng.choice([2, 4, 8])
+    spaced = lambda x: _indent(x).expandtabs(width) + x[len(_indent(x)):]
+    return _join([spaced(x) for x in block]), _join([spaced(x) for x in new_block])
+
+
+def _p_clamped(rng, block, new_block, j, after):
+    """17: indentation shifted left by 4 or 8 columns, the lines indented less than that stopping
+    at column 0 (a `#ifdef` in a struct, a docstring's lines, a label)."""
+    widths = [len(_indent(x)) for x in block if x.strip()]
+    shifts = [d for d in (4, 8) if min(widths) < d <= max(widths)]
+    if not shifts:
+        return None
+    d = rng.choice(shifts)
+    shift = lambda x: x[d:] if x.startswith(" " * d) else x.lstrip(" ")
+    return _join([shift(x) for x in block]), _join([shift(x) for x in new_block])
+
+
 PERTURB = {"indentation": _p_indent, "trailing-spaces": _p_trailing, "crlf": _p_crlf,
-           "curly-quotes": _p_curly, "stale-line": _p_stale, "elided-middle": _p_elided}
+           "curly-quotes": _p_curly, "stale-line": _p_stale, "elided-middle": _p_elided,
+           "ws-tail": _p_ws_tail, "blank-missing": _p_blank_missing,
+           "blank-extra": _p_blank_extra, "tabs-as-spaces": _p_tabs,
+           "indent-clamped": _p_clamped}
 
 
-def build_corpus(n: int, seed: int) -> list[Case]:
+def build_corpus(n: int, seed: int, kinds: list[str]) -> list[Case]:
     rng, files, cases = random.Random(seed), source_files(), []
-    per_kind = -(-n // len(KINDS))
-    for kind in KINDS:
+    tabbed = [p for p in files if b"\n\t" in p.read_bytes()]
+    per_kind = -(-n // len(kinds))
+    for kind in kinds:
         made = 0
         while made < per_kind:
-            case = make_case(rng, len(cases), kind, rng.choice(files))
+            pool = tabbed if kind == "tabs-as-spaces" else files
+            case = make_case(rng, len(cases), kind, rng.choice(pool))
             if case is not None:
                 cases.append(case)
                 made += 1
@@ -238,9 +318,9 @@ def run_aider(cases: list[Case], work: Path) -> list[str]:
     return out
 
 
-def report(cases: list[Case], ours: list[str], aider: list[str]) -> dict:
+def report(cases: list[Case], ours: list[str], aider: list[str], kinds: list[str]) -> dict:
     rows = {}
-    for kind in KINDS + ["total"]:
+    for kind in kinds + ["total"]:
         idx = [i for i, c in enumerate(cases) if kind in (c.kind, "total")]
         rows[kind] = {"n": len(idx), "ours": Counter(ours[i] for i in idx),
                       "aider": Counter(aider[i] for i in idx)}
@@ -266,10 +346,13 @@ def report(cases: list[Case], ours: list[str], aider: list[str]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", type=int, default=540)
+    ap.add_argument("--cases", type=int, default=720, help="edits in all, split over the kinds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, of: " +
+                    ", ".join(KINDS))
     args = ap.parse_args()
-    cases = build_corpus(args.cases, args.seed)
+    kinds = args.kinds.split(",")
+    cases = build_corpus(args.cases, args.seed, kinds)
     sources = len({c.source for c in cases})
     print(f"{len(cases)} edits from {sources} real source files (seed {args.seed})")
     work = OUT / "edits"
@@ -278,7 +361,7 @@ def main() -> int:
     (work / "aider").mkdir()
     ours = run_ours(cases, work / "ours")
     aider = run_aider(cases, work / "aider")
-    table = report(cases, ours, aider)
+    table = report(cases, ours, aider, kinds)
     (OUT / "edits.json").write_text(json.dumps(table, indent=2))
     return 0
 

@@ -17,7 +17,7 @@ CONFORMANCE = Path(os.environ.get("FLASHCODE_CONFORMANCE", REPO_ROOT / "tests" /
 
 
 def run_flashcode(*args: str, cwd: Path | None = None, env: dict | None = None,
-                  timeout: float = 60) -> subprocess.CompletedProcess:
+                  timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess, the way a user does."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=cwd or REPO_ROOT,

@@ -181,40 +181,51 @@ class Tool:
     # wrote them; "." for the whole tree. Approvals, protected paths and checkpoint labels
     # use this instead of knowing each tool's arguments.
     paths: Callable[[Any], list[str]] = named_paths
+    # what a write would change, as a unified diff, without changing anything (shown when
+    # the user is asked to approve it); a ToolError when the call cannot succeed
+    preview: Callable[[ToolContext, Any], str] | None = None
 
 
 REGISTRY: dict[str, Tool] = {}
 
 # Modules that define tools; importing one registers its tools. Filled as tools land.
-TOOL_MODULES: list[str] = ["tools.files", "tools.search", "tools.edit",
-                           "tools.patch", "tools.shell", "tools.git",
-                           "tools.tests", "tools.repomap.tool"]
+# Each tool and the module that defines it; importing a module registers its tools. A tool is
+# looked up by importing its own module only, so running one tool loads nothing else.
+TOOL_MODULES: dict[str, str] = {
+    "read": "tools.files", "list": "tools.files", "glob": "tools.files",
+    "search": "tools.search", "edit": "tools.edit", "apply_patch": "tools.patch",
+    "shell": "tools.shell", "git": "tools.git", "git_change": "tools.git",
+    "tests": "tools.tests", "repomap": "tools.repomap.tool",
+}
 
 
 def register(name: str, input: type[BaseModel], effect: Effect,
-             paths: Callable[[Any], list[str]] = named_paths):
+             paths: Callable[[Any], list[str]] = named_paths,
+             preview: Callable[[ToolContext, Any], str] | None = None):
     """Decorator: `@register("read", ReadArgs, "read")` on `def read(ctx, args) -> ReadResult`;
     `paths(args)` when the tool touches other paths than its `path`/`file` argument."""
 
     def wrap(fn: Callable[[ToolContext, Any], BaseModel]):
-        REGISTRY[name] = Tool(name, input, fn, effect, paths)
+        REGISTRY[name] = Tool(name, input, fn, effect, paths, preview)
         return fn
 
     return wrap
 
 
 def all_tools() -> dict[str, Tool]:
-    for module in TOOL_MODULES:
+    for module in dict.fromkeys(TOOL_MODULES.values()):
         importlib.import_module(module)
     return dict(REGISTRY)
 
 
 def get(name: str) -> Tool:
     """The registered tool called `name`, or a ToolError listing the ones there are."""
+    if name not in REGISTRY and name in TOOL_MODULES:
+        importlib.import_module(TOOL_MODULES[name])
+    if name in REGISTRY:
+        return REGISTRY[name]
     tools = all_tools()
-    if name not in tools:
-        raise ToolError(f"There is no tool named '{name}'. Available: {', '.join(sorted(tools))}.")
-    return tools[name]
+    raise ToolError(f"There is no tool named '{name}'. Available: {', '.join(sorted(tools))}.")
 
 
 def validate(tool: Tool, args: dict[str, Any]) -> BaseModel:

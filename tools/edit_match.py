@@ -1,11 +1,14 @@
 """Where does `old` sit in a file? Matching in tiers, strictest first, never a guess.
 
-Tiers: exact text, then line by line ignoring trailing whitespace, then ignoring a constant
-indentation shift (the replacement is shifted the same way), then with typographic punctuation
-mapped to ASCII; finally an `...` line in `old` and `new` may stand for an unchanged middle.
-The first tier that finds exactly one place wins; several places at that tier is an error that
-lists them; none anywhere is an error that shows the closest text.
-All text here is LF-only (the caller normalises CRLF before and restores it after).
+Tiers: exact text, then line by line ignoring trailing whitespace, then ignoring indentation
+that differs by one shift or by tabs written as spaces (tools.edit_indent: `new` is re-indented
+the same way, in the file's characters), a shift stopped at column 0, then with typographic
+punctuation mapped to ASCII, then with blank lines that `old` lacks or adds; finally an `...`
+line in `old` and `new` may stand for an unchanged middle, and one out-of-date context line is
+let through. The first tier that finds exactly one place wins; several places at that tier is
+an error that lists them; none anywhere is an error that shows the closest text.
+`new` first gets `old`'s ending (tools.edit_lines.fit_ending), so every tier replaces the same
+lines. All text here is LF-only (the caller normalises CRLF before and restores it after).
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tools.base import ToolError
+from tools.edit_indent import EXACT, Indent, fits, frame_mid_line
+from tools.edit_lines import (
+    blank_windows,
+    fit_ending,
+    rewrite,
+    split_lines,
+    split_pair,
+    strip_line_numbers,
+)
 
 _PUNCT = {**{c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"},
           **{c: "'" for c in "\u2018\u2019\u201a\u201b"},
@@ -42,84 +54,53 @@ class Replacement:
 @dataclass
 class Plan:
     text: str  # the whole new file text
-    tier: str  # "exact", "trailing-whitespace", "indentation", "unicode", "elision", "stale-line"
+    tier: str  # "exact", "trailing-whitespace", "indentation", "tabs", "unicode",
+    # "blank-lines", "elision", "stale-line"
     count: int  # places replaced
     first_line: int  # 1-based line of the first replacement
     # the "stale-line" tier: (1-based line in the file, that line as `old` had it, as the file
     # has it and keeps it); the caller must tell the model, whose view of the file is old
     stale: tuple[int, str, str] | None = None
+    # what a tolerance assumed, for the model to know: {"kind": "indentation" | "tabs" |
+    # "blank-lines" | "frame", ...} (see tolerance_vars)
+    tolerance: dict | None = None
 
 
-def _width(s: str) -> int:
-    return len(s.expandtabs(4)) - len(s.expandtabs(4).lstrip())
+def _ascii_rstrip(s: str) -> str:
+    return ascii_punct(s).rstrip()
 
 
-def _shift(line: str, delta: int, unit: str) -> str:
-    """Re-indent one line by `delta` columns (negative removes), using the file's indent unit."""
-    if not line.strip() or delta == 0:
-        return line
-    if delta > 0:
-        return (unit * (delta // 4) if unit == "\t" else " " * delta) + line
-    removed, cut = 0, 0
-    while removed < -delta and cut < len(line) and line[cut] in " \t":
-        removed += 4 if line[cut] == "\t" else 1
-        cut += 1
-    return line[cut:]
-
-
-def _block_delta(file_block: list[str], old: list[str], norm: Callable[[str], str]) -> int | None:
-    """The constant indentation shift that maps `old` onto `file_block`, or None."""
-    delta = None
-    for f, o in zip(file_block, old, strict=True):
-        if norm(f).strip() != norm(o).strip():
-            return None
-        if not o.strip():
-            continue
-        d = _width(f) - _width(o)
-        if delta is None:
-            delta = d
-        elif d != delta:
-            return None
-    return delta or 0
-
-
-TIERS: list[tuple[str, Callable[[str], str], bool]] = [
-    ("trailing-whitespace", str.rstrip, False),
+# (name, how lines compare, indentation: None = as in the file, False = one shift (or tabs as
+# spaces), True = one shift, or stopped at column 0)
+TIERS: list[tuple[str, Callable[[str], str], bool | None]] = [
+    ("trailing-whitespace", str.rstrip, None),
+    ("indentation", str.rstrip, False),
     ("indentation", str.rstrip, True),
-    ("unicode", lambda s: ascii_punct(s).rstrip(), True),
+    ("unicode", _ascii_rstrip, True),
 ]
 
 
-def _line_matches(lines: list[str], old: list[str], norm, flexible: bool, lo: int = 0
-                  ) -> list[tuple[int, int]]:
-    """[(start index, indent delta)] where `old` matches line by line under `norm`."""
+def _line_matches(lines: list[str], old: list[str], norm, clamp: bool | None, lo: int = 0
+                  ) -> list[tuple[int, list[Indent]]]:
+    """[(start index, the indentation readings that fit)] where `old` matches line by line."""
     n, found = len(old), []
     if not n or n > len(lines):
         return found
-    first = norm(old[0]).strip() if flexible else norm(old[0])
+    flexible = clamp is not None
+    same = (lambda s: norm(s).strip()) if flexible else norm
+    want, have = [same(x) for x in old], [same(x) for x in lines]
     for i in range(lo, len(lines) - n + 1):
-        head = norm(lines[i]).strip() if flexible else norm(lines[i])
-        if head != first:
+        if have[i] != want[0] or have[i:i + n] != want:
             continue
         block = lines[i:i + n]
-        if flexible:
-            delta = _block_delta(block, old, norm)
-            if delta is not None:
-                found.append((i, delta))
-        elif all(norm(a) == norm(b) for a, b in zip(block, old, strict=True)):
-            found.append((i, 0))
+        fit = fits(block, old, clamp) if flexible else [EXACT]
+        if fit:
+            found.append((i, fit))
     return found
 
 
-def _indent_unit(block: list[str]) -> str:
-    for line in block:
-        if line.startswith("\t"):
-            return "\t"
-    return " "
-
-
-def _split(text: str) -> list[str]:
-    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+def _tier_name(tier: str, fit: list[Indent]) -> str:
+    return "tabs" if tier == "indentation" and any(f.delta == 0 for f in fit) else tier
 
 
 def _lineno(text: str, offset: int) -> int:
@@ -143,16 +124,15 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
                         "the neighbouring lines with real text.")
     if old == new:
         raise ToolError("`old` and `new` are the same, so there is nothing to change.")
+    if old == (new := fit_ending(old, new)):
+        raise ToolError("`old` and `new` differ only in how they end (a line break, or spaces "
+                        "after the last one), and an edit keeps the file's: nothing to change.")
     hits = _exact_hits(text, old, overlapping=not replace_all)
     if len(hits) == 1 or (hits and replace_all):
-        out, last = [], 0
-        for at in hits:
-            out += [text[last:at], new]
-            last = at + len(old)
-        return Plan("".join(out) + text[last:], "exact", len(hits), _lineno(text, hits[0]))
+        return _plan_exact(text, hits, old, new)
     if len(hits) > 1:
         raise _ambiguous([_lineno(text, at) for at in hits], "exact")
-    unnumbered = _strip_line_numbers(old, new)
+    unnumbered = strip_line_numbers(old, new)
     if unnumbered is not None:
         try:
             found = plan(text, *unnumbered[:2], replace_all)
@@ -161,6 +141,20 @@ def plan(text: str, old: str, new: str, replace_all: bool = False) -> Plan:
         except ToolError:
             pass  # explain the failure in terms of what the model sent
     return _plan_lines(text, old, new, replace_all)
+
+
+def _plan_exact(text: str, hits: list[int], old: str, new: str) -> Plan:
+    """Replace the text at each hit; a hit that starts mid-line may indent `new`'s later lines
+    to its line (tools.edit_indent.frame_mid_line)."""
+    out, last, framed = [], 0, None
+    for at in hits:
+        placed, width = frame_mid_line(text, at, old, new)
+        if width and framed is None:
+            framed = {"kind": "frame", "line": _lineno(text, at), "indent": width}
+        out += [text[last:at], placed]
+        last = at + len(old)
+    return Plan("".join(out) + text[last:], "exact", len(hits), _lineno(text, hits[0]),
+                tolerance=framed)
 
 
 def _exact_hits(text: str, old: str, overlapping: bool = False) -> list[int]:
@@ -179,54 +173,51 @@ def _exact_hits(text: str, old: str, overlapping: bool = False) -> list[int]:
     return hits
 
 
-_NUMBERED = re.compile(r"^ *\d+\t")  # `read` shows lines as f"{n:>6}\t{line}"
-
-
-def _strip_line_numbers(old: str, new: str) -> tuple[str, str, int] | None:
-    """(old, new, first number) without the line numbers copied from `read` output, if every
-    line of `old` carries one and they count up by one; None otherwise."""
-    old_l = _split(old)
-    numbers = [int(m.group().strip()) if (m := _NUMBERED.match(x)) else None for x in old_l]
-    if None in numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-        return None
-    strip = lambda s: "".join(_NUMBERED.sub("", x, count=1)
-                              for x in s.splitlines(keepends=True))
-    return strip(old), strip(new), numbers[0]
-
-
 def _plan_lines(text: str, old: str, new: str, replace_all: bool) -> Plan:
-    lines, old_l, new_l = _split(text), _split(old), _split(new) if new else []
-    for tier, norm, flexible in TIERS:
-        found = _line_matches(lines, old_l, norm, flexible)
+    lines, (old_l, new_l) = split_lines(text), split_pair(old, new)
+    for tier, norm, clamp in TIERS:
+        found = _line_matches(lines, old_l, norm, clamp)
         if not found:
             continue
+        name = _tier_name(tier, found[0][1])
         if len(found) > 1 and not replace_all:
-            raise _ambiguous([i + 1 for i, _ in found], tier)
-        reps = [_replacement(lines, i, d, old_l, new_l, tier) for i, d in found]
-        return Plan(_apply(lines, reps, text), tier, len(reps), found[0][0] + 1)
-    elided = _plan_elision(lines, old_l, new_l)
-    if elided is not None:
-        return Plan(_apply(lines, elided, text), "elision", 1, elided[0].start + 1)
-    stale = _plan_stale(lines, old_l, new_l)
-    if stale is not None:
-        rep, k = stale
-        kept = (rep.start + k + 1, old_l[k], lines[rep.start + k])
-        return Plan(_apply(lines, [rep], text), "stale-line", 1, rep.start + 1, kept)
+            raise _ambiguous([i + 1 for i, _ in found], name)
+        reps = [_replacement(lines, i, fit, old_l, new_l, tier) for i, fit in found]
+        return Plan(_apply(lines, reps, text), name, len(reps), found[0][0] + 1,
+                    tolerance=_indent_note(name, found[0][1]))
+    for attempt in (_plan_blank_lines, _plan_elision, _plan_stale):
+        found = attempt(text, lines, old_l, new_l)
+        if found is not None:
+            return found
     raise _not_found(text, lines, old_l, new)
 
 
-def _replacement(lines: list[str], i: int, delta: int, old_l: list[str], new_l: list[str],
-                 tier: str) -> Replacement:
-    block = lines[i:i + len(old_l)]
-    out = [_shift(x, delta, _indent_unit(block)) for x in new_l] if delta else list(new_l)
+def _indent_note(name: str, fit: list[Indent]) -> dict | None:
+    if name not in ("indentation", "tabs"):
+        return None
+    f = min(fit, key=lambda f: abs(f.delta))
+    return {"kind": name, "shift": f.delta, "tab": f.tab if f.restyle or name == "tabs" else 0,
+            "clamped": f.clamped}
+
+
+def _replacement(lines: list[str], i: int, fit: list[Indent], old_l: list[str],
+                 new_l: list[str], tier: str, align: list[int | None] | None = None,
+                 end: int | None = None) -> Replacement:
+    """Lines i..end of the file (i + len(old_l) unless given) rewritten with `new`; every
+    reading of the indentation that fits must give the same lines."""
+    end = i + len(old_l) if end is None else end
+    block = lines[i:end]
+    align = list(range(len(old_l))) if align is None else align
+    outs = [rewrite(block, align, old_l, new_l, f, i) for f in fit]
+    if any(o != outs[0] for o in outs[1:]):
+        widths = ", ".join(str(f.tab) for f in fit)
+        raise ToolError(f"Lines {i + 1}–{end} indent with tabs and `old` with spaces; tab "
+                        f"widths {widths} all fit `old` but give `new` different indentation. "
+                        "Write `old` and `new` with tabs, as the file has them.")
+    out = outs[0]
     if tier == "unicode" and not any(ascii_punct(x) != x for x in block):
         out = [ascii_punct(x) for x in out]  # the file writes ASCII; keep it so
-    # lines the edit leaves alone keep the file's exact text (its spaces, quotes, indentation)
-    sm = difflib.SequenceMatcher(None, old_l, new_l, autojunk=False)
-    for tag, a0, a1, b0, b1 in sm.get_opcodes():
-        if tag == "equal":
-            out[b0:b1] = block[a0:a1]
-    return Replacement(i, i + len(old_l), out)
+    return Replacement(i, end, out)
 
 
 def _apply(lines: list[str], reps: list[Replacement], text: str) -> str:
@@ -234,6 +225,23 @@ def _apply(lines: list[str], reps: list[Replacement], text: str) -> str:
     for r in sorted(reps, key=lambda r: r.start, reverse=True):
         out[r.start:r.end] = r.lines
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _plan_blank_lines(text: str, lines: list[str], old_l: list[str], new_l: list[str]
+                      ) -> Plan | None:
+    """`old` lacks blank lines the file has, or has some the file lacks: its other lines, in
+    order, at exactly one place. The file's blank lines stay; `old`'s extra ones are not added."""
+    found = blank_windows(lines, old_l, _ascii_rstrip)
+    if not found:
+        return None
+    if len(found) > 1:
+        raise _ambiguous([start + 1 for start, _, _ in found], "blank-lines")
+    start, align, fit = found[0]
+    end = start + max(r for r in align if r is not None) + 1
+    rep = _replacement(lines, start, fit, old_l, new_l, "unicode", align, end)
+    kept = [start + r + 1 for r in range(end - start) if r not in align]
+    note = {"kind": "blank-lines", "kept": kept, "dropped": align.count(None)}
+    return Plan(_apply(lines, [rep], text), "blank-lines", 1, start + 1, tolerance=note)
 
 
 def _segments(lines: list[str]) -> list[list[str]]:
@@ -246,8 +254,8 @@ def _segments(lines: list[str]) -> list[list[str]]:
     return segs
 
 
-def _plan_elision(lines: list[str], old_l: list[str], new_l: list[str]
-                  ) -> list[Replacement] | None:
+def _plan_elision(text: str, lines: list[str], old_l: list[str], new_l: list[str]
+                  ) -> Plan | None:
     """`...` lines in both old and new keep the file's middle; every piece must be unique."""
     olds, news = _segments(old_l), _segments(new_l)
     if len(olds) < 2 or len(olds) != len(news) or any(not s for s in olds):
@@ -257,15 +265,16 @@ def _plan_elision(lines: list[str], old_l: list[str], new_l: list[str]
         hit = _unique_from(lines, seg_old, cursor)
         if hit is None:
             return None
-        i, delta, tier = hit
-        reps.append(_replacement(lines, i, delta, seg_old, seg_new, tier))
+        i, fit, tier = hit
+        reps.append(_replacement(lines, i, fit, seg_old, seg_new, tier))
         cursor = i + len(seg_old)
-    return reps
+    return Plan(_apply(lines, reps, text), "elision", 1, reps[0].start + 1)
 
 
-def _unique_from(lines: list[str], seg: list[str], lo: int) -> tuple[int, int, str] | None:
-    for tier, norm, flexible in [("exact", lambda s: s, False), *TIERS]:
-        found = _line_matches(lines, seg, norm, flexible, lo)
+def _unique_from(lines: list[str], seg: list[str], lo: int
+                 ) -> tuple[int, list[Indent], str] | None:
+    for tier, norm, clamp in [("exact", lambda s: s, None), *TIERS]:
+        found = _line_matches(lines, seg, norm, clamp, lo)
         if found:
             return (*found[0], tier) if len(found) == 1 else None
     return None
@@ -275,12 +284,12 @@ STALE_MIN_LINES = 4  # with fewer lines, "all but one line match" says too littl
 STALE_MIN_SIMILARITY = 0.6
 
 
-def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]
-                ) -> tuple[Replacement, int] | None:
+def _plan_stale(text: str, lines: list[str], old_l: list[str], new_l: list[str]
+                ) -> Plan | None:
     """One context line of `old` is out of date (the file's line was changed since the model
     saw it): apply when every other line matches at exactly one place, the odd line still
     resembles the file's, and `new` keeps it unchanged, so the edit does not touch it; the
-    file's current line is kept. Returns the replacement and the odd line's index in `old`."""
+    file's current line is kept, and the Plan says which line that was."""
     n = len(old_l)
     if n < STALE_MIN_LINES:
         return None
@@ -293,13 +302,13 @@ def _plan_stale(lines: list[str], old_l: list[str], new_l: list[str]
     if new_k is None or ratio < STALE_MIN_SIMILARITY:
         return None
     others = [j for j in range(n) if j != k]
-    delta = _block_delta([lines[i + j] for j in others], [old_l[j] for j in others],
-                         lambda s: ascii_punct(s).rstrip())
-    if delta is None:
+    fit = fits([lines[i + j] for j in others], [old_l[j] for j in others])
+    if not fit:
         return None
-    rep = _replacement(lines, i, delta, old_l, new_l, "unicode")
+    rep = _replacement(lines, i, fit, old_l, new_l, "unicode")
     rep.lines[new_k] = lines[i + k]
-    return rep, k
+    kept = (i + k + 1, old_l[k], lines[i + k])
+    return Plan(_apply(lines, [rep], text), "stale-line", 1, i + 1, kept)
 
 
 def _all_but_one(lines: list[str], old_l: list[str]) -> list[tuple[int, int]]:
@@ -350,12 +359,12 @@ def _not_found(text: str, lines: list[str], old_l: list[str], new: str) -> ToolE
 def _already_present(lines: list[str], new: str) -> int | None:
     """1-based line where `new` sits as whole lines (indentation aside), if it says enough to
     tell: a few characters like `x` are everywhere and prove nothing."""
-    new_l = _split(new)
+    new_l = split_lines(new)
     while new_l and not new_l[-1].strip():
         new_l.pop()
     if not new_l or len(new.strip()) < 8:
         return None
-    found = _line_matches(lines, new_l, str.rstrip, True)
+    found = _line_matches(lines, new_l, str.rstrip, False)
     return found[0][0] + 1 if len(found) == 1 else None
 
 

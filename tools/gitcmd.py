@@ -45,15 +45,17 @@ def configured_drivers(cwd: Path) -> list[str]:
     return sorted(set(keys))
 
 
-def argv(cwd: Path, *args: str) -> list[str]:
-    """`git <args>` with every configured program switched off."""
-    options = [x for kv in (*SAFE_CONFIG, *(f"{k}=" for k in configured_drivers(cwd)))
-               for x in ("-c", kv)]
+def argv(cwd: Path, *args: str, drivers: bool = True) -> list[str]:
+    """`git <args>` with every configured program switched off (`drivers=False`: for a
+    command that reads no file content, like rev-parse, skip looking the drivers up)."""
+    found = configured_drivers(cwd) if drivers else []
+    options = [x for kv in (*SAFE_CONFIG, *(f"{k}=" for k in found)) for x in ("-c", kv)]
     return ["git", *options, *args]
 
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None,
-        check: bool = False) -> subprocess.CompletedProcess:
+        check: bool = False, drivers: bool = True) -> subprocess.CompletedProcess:
     """Run one git command of flashcode's own in `cwd` (text in and out, output captured)."""
-    return subprocess.run(argv(Path(cwd), *args), cwd=cwd, capture_output=True, text=True,
-                          input=input, env=safe_env(env), check=check)
+    return subprocess.run(argv(Path(cwd), *args, drivers=drivers), cwd=cwd,
+                          capture_output=True, text=True, input=input, env=safe_env(env),
+                          check=check)

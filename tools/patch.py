@@ -355,7 +355,12 @@ def _put_back(step: _Undo) -> None:
             pass
 
 
-@register("apply_patch", PatchArgs, "write", paths=touched_paths)
+def preview(ctx: ToolContext, args: PatchArgs) -> str:
+    """The diff the patch would make, nothing written."""
+    return "".join(_plan(ctx, args.ops)[2])
+
+
+@register("apply_patch", PatchArgs, "write", paths=touched_paths, preview=preview)
 def apply_patch(ctx: ToolContext, args: PatchArgs) -> PatchResult:
     try:
         state, changes, diffs = _plan(ctx, args.ops)

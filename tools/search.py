@@ -7,7 +7,7 @@ files and `.git`, and return matches sorted by (path, line).
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import shutil
 import subprocess
@@ -111,9 +111,13 @@ def _python(ctx: ToolContext, start: Path, regex: re.Pattern, args: SearchArgs) 
 
 
 def _rg_command(start: Path, args: SearchArgs) -> list[str]:
-    cmd = ["rg", "--json", "--hidden", "--no-require-git", "--no-ignore-dot",
+    """ripgrep prints only `path NUL line:` per match (-o with an empty replacement): the
+    text comes from the file itself. Not `--sort path`, which turns off ripgrep's parallel
+    search: the paths are sorted here instead."""
+    cmd = ["rg", "--null", "--line-number", "--no-heading", "--only-matching", "--replace", "",
+           "--color", "never", "--hidden", "--no-require-git", "--no-ignore-dot",
            "--no-ignore-global", "--no-ignore-parent", "--no-config", "-g", "!.[Gg][Ii][Tt]",
-           "-g", "!.flashcode", "--sort", "path", "--no-messages"]
+           "-g", "!.flashcode", "--no-messages"]
     cmd += ["-F"] if args.literal else []
     cmd += ["-i"] if args.ignore_case else []
     for g in args.glob:
@@ -127,15 +131,15 @@ def _ripgrep(ctx: ToolContext, start: Path, args: SearchArgs) -> list[Match]:
     proc = subprocess.run(_rg_command(start, args), capture_output=True, cwd=ctx.root)
     if proc.returncode == 2 and not proc.stdout:
         raise ToolError(f"ripgrep failed: {proc.stderr.decode(errors='replace').strip()}")
-    hits: dict[str, list[int]] = {}
-    for raw in proc.stdout.splitlines():
-        event = json.loads(raw)
-        if event["type"] == "match":
-            data = event["data"]
-            path = data["path"].get("text") or data["path"].get("bytes", "")
-            hits.setdefault(path, []).append(data["line_number"])
+    hits: dict[str, set[int]] = {}
+    for raw in proc.stdout.split(b"\n"):
+        path, sep, rest = raw.partition(b"\0")
+        if sep:  # `path NUL 12:` (one line per match; several on one line count once)
+            name = os.fsdecode(path)
+            hits.setdefault(name, set()).add(int(rest.split(b":", 1)[0]))
     out: list[Match] = []
-    for raw_path, numbers in hits.items():
+    for raw_path in sorted(hits):
+        numbers = sorted(hits[raw_path])
         path = Path(raw_path) if Path(raw_path).is_absolute() else ctx.root / raw_path
         rel = path.relative_to(ctx.root).as_posix()
         data = _read(path, rel)

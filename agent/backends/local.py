@@ -7,6 +7,7 @@ torch loads only then.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -75,6 +76,7 @@ class EngineModel:
     def __init__(self, engine: Any, name: str, window: int | None = None):
         self.engine, self.name, self._window = engine, name, window
         self._sampled: dict[str, list[int]] = {}  # _turn_key(message) → ids
+        self._replies = itertools.count()  # numbers the replies: call ids never repeat
         self._stats = self._kv_stats()
 
     @property
@@ -86,10 +88,10 @@ class EngineModel:
 
     def stream(self, messages, tools, *, thinking=True, max_tokens=None,
                response_format=None) -> Iterator[Event]:
-        reply = Reply()
+        reply, prefix = Reply(), f"call_{next(self._replies)}"
         for event in self.engine.stream(self._with_ids(messages), tools, thinking=thinking,
                                         max_tokens=max_tokens, response_format=response_format):
-            converted = convert(event)
+            converted = convert(event, prefix)
             if isinstance(converted, Usage):  # the reply's state is in the cache by now
                 self._stats = self._kv_stats()
             if converted is not None:
@@ -124,14 +126,15 @@ def _turn_key(m: dict) -> str:
     return json.dumps([m.get("content") or "", m.get("reasoning_content") or "", calls])
 
 
-def convert(event: Any) -> Event | None:
-    """One engine event as the agent's event; None for fragments the agent does not need."""
+def convert(event: Any, call_prefix: str = "call") -> Event | None:
+    """One engine event as the agent's event; None for fragments the agent does not need.
+    A tool call's id is `call_prefix` and its index in the reply."""
     if isinstance(event, ev.ReasoningDelta):
         return ReasoningDelta(event.text)
     if isinstance(event, ev.TextDelta):
         return TextDelta(event.text)
     if isinstance(event, ev.ToolCallFinished):
-        return ToolCall(f"call_{event.index}", event.name, dict(event.arguments))
+        return ToolCall(f"{call_prefix}_{event.index}", event.name, dict(event.arguments))
     if isinstance(event, ev.FormatError):
         return FormatError(event.reason, event.raw)
     if isinstance(event, ev.Usage):

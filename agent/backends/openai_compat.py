@@ -36,9 +36,14 @@ _WIRE_KEYS = ("role", "content", "reasoning_content", "tool_calls", "tool_call_i
 DEFAULT_WINDOW = 131_072
 
 
-def _wire(message: Message) -> dict:
-    """The message as the API takes it (our extra keys stay home)."""
-    return {k: message[k] for k in _WIRE_KEYS if k in message}
+def _wire(message: Message, thinking: bool = False) -> dict:
+    """The message as the API takes it (our extra keys stay home). In thinking mode a
+    tool-call turn always carries `reasoning_content` (empty when there was none): DeepSeek's
+    API refuses such a turn without it."""
+    wire = {k: message[k] for k in _WIRE_KEYS if k in message}
+    if thinking and wire.get("role") == "assistant" and wire.get("tool_calls"):
+        wire.setdefault("reasoning_content", "")
+    return wire
 
 
 @dataclass
@@ -114,7 +119,7 @@ class OpenAIModel:
                response_format=None) -> Iterator[Event]:
         request = {"model": self.model_name, "stream": True,
                    "stream_options": {"include_usage": True},
-                   "messages": [_wire(m) for m in messages]}
+                   "messages": [_wire(m, thinking) for m in messages]}
         if tools:
             request["tools"] = tools
         if max_tokens:
@@ -202,7 +207,7 @@ class _Accumulator:
                 slot = self.calls.setdefault(tc.index or 0, ["", "", ""])
                 slot[0] = tc.id or slot[0]
                 if tc.function:
-                    slot[1] += tc.function.name or ""
+                    slot[1] = _grow(slot[1], tc.function.name or "")
                     slot[2] += tc.function.arguments or ""
 
     def finish(self) -> Iterator[Event]:
@@ -220,9 +225,17 @@ class _Accumulator:
             u, "prompt_cache_hit_tokens", None) or 0
         end = time.monotonic()
         first = self.first_token or end
-        prefill = u.prompt_tokens / (first - self.started) if first > self.started else None
         decode = u.completion_tokens / (end - first) if end > first else None
-        return Usage(u.prompt_tokens, cached, u.completion_tokens, prefill, decode)
+        # no prefill rate: the time to the first token is network, queue and server cache
+        return Usage(u.prompt_tokens, cached, u.completion_tokens, None, decode)
+
+
+def _grow(name: str, piece: str) -> str:
+    """A tool name from stream chunks: servers send it once, in pieces, or whole in every
+    chunk; a repeat is not appended ("readreadread")."""
+    if not piece or name.endswith(piece):
+        return name
+    return piece if piece.startswith(name) else name + piece
 
 
 def _detail(exc: Exception) -> str:

@@ -35,14 +35,16 @@ def run(args: argparse.Namespace) -> int:
 def run_exec(settings: Settings, prompt: str, cwd: Path, as_json: bool = False,
              resume: str | None = None, cont: bool = False, fork: str | None = None,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    if (model := load_model(settings, "exec", err)) is None:
-        return exitcodes.BACKEND_UNAVAILABLE
     root = wiring.repo_root(cwd)
-    try:
-        session = wiring.open_session(root, model.name, resume, cont, fork)
+    try:  # a session that is not there is said before a model is loaded
+        session = wiring.open_session(root, "", resume, cont, fork) if \
+            resume is not None or cont or fork is not None else None
     except SessionError as exc:
         print(f"flashcode exec: {exc}", file=err)
         return exitcodes.USAGE
+    if (model := load_model(settings, "exec", err)) is None:
+        return exitcodes.BACKEND_UNAVAILABLE
+    session = session or wiring.open_session(root, model.name)
     emit = printer(as_json, out, err)
     agent = wiring.build_agent(settings, model, root, session, on_event=emit)
     emit({"type": "session", "id": session.id, "path": str(session.path)})

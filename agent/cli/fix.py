@@ -67,6 +67,7 @@ class FixRun:
     after: dict | None = None
     steps: int = 0
     own_check: bool | None = None  # last check after the last write passed (None: no check)
+    blocked: bool = False  # a write to a file with the user's uncommitted changes was refused
 
     @property
     def root(self) -> Path:
@@ -156,6 +157,8 @@ def _observe(run: FixRun, event: dict) -> None:
     run.emit(event)
     if event["type"] != "tool_result":
         return
+    if event.get("refused") == "protected":
+        run.blocked = True
     tool = base.all_tools().get(event["name"])
     if event["name"] in ("tests", "shell"):
         run.own_check = bool(event["ok"]) and (event.get("output") or {}).get("exit_code") == 0
@@ -241,7 +244,8 @@ def _finish(run: FixRun, result: AgentExit, verified: bool) -> dict:
             "attempt": restored.safety.commit if restored else None,
             "protected": run.protected,
             "protected_changed": sorted({p for _, p in files} & set(run.protected)),
-            "ignored_restored": ignored, "ignored_unprotected": run.unprotected}
+            "ignored_restored": ignored, "ignored_unprotected": run.unprotected,
+            "protected_refused": run.blocked}
 
 
 def _reason(run: FixRun, result: AgentExit, verified: bool) -> str:
@@ -265,7 +269,13 @@ def _print_summary(s: dict, run: FixRun, out: TextIO, err: TextIO) -> None:
         print(s["message"], file=out)
         print(f"To undo this fix: flashcode undo {s['checkpoint'][:10]}", file=out)
     else:
-        print(f"Not fixed: {s['reason']}.\n{s['message']}", file=out)
+        print(f"Not fixed: {s['reason']}.", file=out)
+        if s["message"].strip():
+            print(f"The agent's last words: {s['message'].strip()}", file=out)
+        if run.blocked:
+            print("The agent was not allowed to edit files with your uncommitted changes ("
+                  f"{', '.join(run.protected)}): commit or stash them, or rerun with "
+                  "--allow-dirty.", file=out)
         ignored = f" and {len(s['ignored_restored'])} git-ignored" if s["ignored_restored"] \
             else ""
         print(f"The working tree is as it was at the start ({len(s['restored'])}{ignored} "

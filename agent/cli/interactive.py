@@ -1,9 +1,11 @@
 """`flashcode` with no subcommand: pick the front end (the app, or the plain line mode when
 asked or when stdout is not a terminal), build the model, run.
 
-The model is built by `agent.wiring.model_loader(settings)`. For the app that happens in a
-worker behind a progress bar, so the screen is interactive before the weights load; the
-plain mode builds it before the first prompt.
+The app is drawn first: when the settings can be read quickly without validating them
+(agent.cli.peek), it starts at once and the settings and the model load in a worker behind a
+progress bar. Otherwise (no model anywhere, a trust question, a file that does not parse) the
+settings are loaded and checked first, with the same messages and exit codes as every command.
+The plain mode builds the model before its first prompt.
 """
 
 from __future__ import annotations
@@ -11,14 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent import exitcodes, wiring
+from agent import exitcodes
 from agent.cli.args import ask_trust, cwd_of, load, settings_for, untrusted_warning
-from agent.config import Settings
-from agent.model import BackendError, LanguageModel
+from agent.cli.peek import peek
+from agent.paths import repo_root
+
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.model import LanguageModel
 
 
 def run(args: argparse.Namespace) -> int:
+    resume = args.resume if args.resume is not None else ("" if args.continue_ else None)
+    root = repo_root(cwd_of(args).resolve())
+    if not args.plain and sys.stdout.isatty() and (quick := peek(args)) is not None:
+        return _run_app(lambda: settings_for(args, warn=None), root, resume, theme=quick.theme)
     from agent.backends.check import backend_problem
 
     settings, project_file, ignored = load(args)
@@ -31,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return exitcodes.BACKEND_UNAVAILABLE
-    resume = args.resume if args.resume is not None else ("" if args.continue_ else None)
-    return run_interactive(settings, cwd_of(args).resolve(), plain=args.plain, resume=resume)
+    return run_interactive(settings, root, plain=args.plain, resume=resume)
 
 
 def run_interactive(settings: Settings, root: Path, *, plain: bool, resume: str | None,
@@ -41,20 +51,29 @@ def run_interactive(settings: Settings, root: Path, *, plain: bool, resume: str 
 
     `resume`: None for a new session, "" for the latest one, else a session id.
     """
-    root = wiring.repo_root(root)
+    root = repo_root(root)
     if plain or not sys.stdout.isatty():
         return _run_plain(settings, root, resume, model)
+    return _run_app(settings, root, resume, model=model)
+
+
+def _run_app(settings, root: Path, resume: str | None, *, model=None, theme: str = "") -> int:
+    """The full-screen app; `settings` may be a function that loads them (in its worker)."""
     from agent.tui.app import FlashcodeApp
 
-    app = FlashcodeApp(settings, root, model=model,
-                       load_model=None if model else wiring.model_loader(settings),
-                       backend=wiring.backend_label(settings), resume=resume)
+    app = FlashcodeApp(settings, root, model=model, resume=resume, theme=theme)
     app.run()
+    from agent.conversation import resume_hint
+
+    if hint := resume_hint(app.conversation):
+        print(hint)
     return 0 if app.return_code in (None, 0) else app.return_code
 
 
 def _run_plain(settings: Settings, root: Path, resume: str | None,
                model: LanguageModel | None) -> int:
+    from agent import wiring
+    from agent.model import BackendError
     from agent.plain import run_plain
 
     if model is None:

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # else `engine logits --mode` is read as an abbreviated `--model`
     )
-    parser.add_argument("--version", action="version", version=f"flashcode {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show flashcode's version and exit")
     add_model_flags(parser)
     add_agent_flags(parser)
     parser.add_argument("--plain", action="store_true",
@@ -307,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `flashcode tool --list | head`: the reader left, nothing to say
+        _quiet_stdout()
+        return exitcodes.OK
     except KeyboardInterrupt:
         print("flashcode: interrupted.", file=sys.stderr)
         return 130
@@ -317,6 +321,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"flashcode: configuration error: {exc}", file=sys.stderr)
             return exitcodes.USAGE
         raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked (reading package metadata takes ~40 ms, which
+    every start would otherwise pay)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"flashcode {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

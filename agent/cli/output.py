@@ -38,7 +38,7 @@ def plain_printer(err: TextIO) -> Printer:
         elif kind == "tool_result" and not event["ok"]:
             first = (event["content"].splitlines() or [""])[0]
             print(f"  ✗ {first[:160]}", file=err)
-        elif kind in ("format_error", "compaction"):
+        elif kind in ("format_error", "compaction", "cut_off"):
             print(f"  ! {kind}: {event.get('reason', event.get('messages'))}", file=err)
         elif kind == "session":
             print(f"session {event['id']}", file=err)

@@ -63,12 +63,17 @@ def _parse_accept(spec: str, count: int) -> set[int]:
     return chosen
 
 
+def _unit_text(f: hunks.FileDiff, hi: int) -> str:
+    """The lines one numbered unit changes (a hunk, or a binary/metadata file's header)."""
+    return f.hunks[hi].text() if f.hunks else "\n".join(f.head) + "\n"
+
+
 def _ask(units, files) -> set[int]:
     chosen: set[int] = set()
     for n, (fi, hi, desc) in enumerate(units, 1):
         f = files[fi]
         print(f"\n[{n}/{len(units)}] {desc}")
-        print(f.hunks[hi].text() if f.hunks else "\n".join(f.head), end="")
+        print(_unit_text(f, hi), end="")
         answer = input("apply this hunk? [y]es [n]o [a]ll remaining [q]uit: ").strip().lower()
         if answer.startswith("a"):
             return chosen | set(range(n, len(units) + 1))
@@ -89,8 +94,9 @@ def run_review(repo: Path, branch: str | None, accept: str | None, show: bool) -
         units = _numbered(files)
         print(f"{p.branch}: {p.task}\n{p.summary}".rstrip())
         if show or (accept is None and not sys.stdin.isatty()):
-            for n, (_, _, desc) in enumerate(units, 1):
-                print(f"  {n}. {desc}")
+            for n, (fi, hi, desc) in enumerate(units, 1):
+                print(f"\n  {n}. {desc}")
+                print(_unit_text(files[fi], hi), end="")
             if not show:
                 print("Not a terminal: choose hunks with --accept 1,3 (or all / none).")
             return exitcodes.OK if show else exitcodes.USAGE

@@ -42,11 +42,12 @@ def list_tools() -> int:
 
 
 def run_tool(name: str, raw_args: str, directory: str | None) -> int:
-    from tools.base import ToolContext, ToolError, all_tools, call
+    from tools.base import ToolContext, ToolError, call, get
 
-    if name not in all_tools():
-        return _fail(f"There is no tool named '{name}'. Available: "
-                     f"{', '.join(sorted(all_tools()))}.", "UsageError", exitcodes.USAGE)
+    try:
+        get(name)  # imports that tool's module only
+    except ToolError as exc:
+        return _fail(str(exc), "UsageError", exitcodes.USAGE)
     try:
         args = json.loads(raw_args)
     except json.JSONDecodeError as exc:

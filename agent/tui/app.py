@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App
@@ -22,34 +22,33 @@ from textual.binding import Binding
 from textual.widgets import ProgressBar
 
 from agent.completion import PathIndex, append_history, history_path, read_history
-from agent.config import Settings
-from agent.conversation import Conversation
-from agent.exits import Submitted
 from agent.model import LanguageModel, ToolCall
-from agent.session import Session, SessionError, find_session
 from agent.session import data_dir as default_data_dir
 from agent.tui.inbox import Inbox
+from agent.tui.loading import ModelLoading
 from agent.tui.messages import (
     AgentEvents,
     ApprovalRequested,
-    LoadProgress,
-    ModelReady,
     SpecReady,
     TurnFailed,
     TurnFinished,
 )
-from agent.tui.screens.approval import ApprovalScreen
-from agent.tui.screens.taskspec import TaskSpecScreen
 from agent.tui.slash_commands import SlashCommands
-from agent.tui.widgets.diff_view import DiffView
 from agent.tui.widgets.prompt import PromptBox
 from agent.tui.widgets.status import StatusBar
 from agent.tui.widgets.transcript import Transcript
 
+if TYPE_CHECKING:  # the rest loads after the first screen is drawn (startup time)
+    from concurrent.futures import Future
+
+    from agent.config import Settings
+    from agent.conversation import Conversation
+    from agent.tui.widgets.diff_view import DiffView
+
 FLUSH_SECONDS = 0.03
 ModelLoader = Callable[[Callable[[float, str], None]], LanguageModel]
 
-class FlashcodeApp(SlashCommands, App):
+class FlashcodeApp(ModelLoading, SlashCommands, App):
     CSS_PATH = "app.tcss"
     TITLE = "flashcode"
     ENABLE_COMMAND_PALETTE = False
@@ -58,19 +57,28 @@ class FlashcodeApp(SlashCommands, App):
         Binding("ctrl+q", "quit", "quit", priority=True),
     ]
 
-    def __init__(self, settings: Settings, root: Path, *, model: LanguageModel | None = None,
-                 load_model: ModelLoader | None = None, backend: str = "",
-                 resume: str | None = None, data_dir: Path | None = None,
-                 rewrite: Callable[[str], str] | None = None):
+    def __init__(self, settings: Settings | Callable[[], Settings], root: Path, *,
+                 model: LanguageModel | None = None, load_model: ModelLoader | None = None,
+                 backend: str = "", resume: str | None = None, data_dir: Path | None = None,
+                 rewrite: Callable[[str], str] | None = None, theme: str = ""):
+        """`settings`, or a function that loads them: then they load in the worker, after
+        the first screen is drawn (with `theme`), and so does the model (`load_model`, else
+        the one they configure)."""
         super().__init__()
-        self.settings, self.root = settings, Path(root).resolve()
+        self.settings = None if callable(settings) else settings
+        self._load_settings = settings if callable(settings) else None
+        self.root, self.initial_theme = Path(root).resolve(), theme
         self.model, self.load_model, self.backend = model, load_model, backend
         self.resume_id, self.data_dir = resume, data_dir
         self.rewrite = rewrite  # request → editable task text; default: the model rewrites
         self.conversation: Conversation | None = None
         self.busy = False
         self.interrupting = False
+        self.queued: list[str] = []  # requests typed while the model loads
+        self._shown = False
+        self._ticker = None  # redraws the status bar's clock while the agent works
         self._answer: Future | None = None  # the approval the worker waits for
+        self._approval_screen = None  # the question on screen, while one is
         self.inbox = Inbox(lambda: self.post_message(AgentEvents()))
         self._flush_timer = None
         self._last_drain = 0.0
@@ -96,69 +104,18 @@ class FlashcodeApp(SlashCommands, App):
         return self.query_one(StatusBar)
 
     def on_mount(self) -> None:
-        self.theme = "textual-light" if self.settings.theme == "light" else "textual-dark"
+        self._apply_theme(self.settings.theme if self.settings else self.initial_theme)
         self.query_one("#loading").display = False
         self.query_one(PromptBox).area.focus()
         if self.model is not None:
             self._model_ready(self.model)
-        elif self.load_model is not None:
+        elif self.load_model is not None or self._load_settings is not None:
             self.status.state = "loading"
             self.query_one("#loading").display = True
-            self._load_thread()
+            # after the first screen is drawn: the worker's imports would hold the GIL
+            self.call_after_refresh(self._load_thread)
         else:
             self.transcript.add_notice("No model configured. See `flashcode doctor`.", "error")
-
-    # --- the model -------------------------------------------------------------------------
-
-    @work(thread=True, group="load")
-    def _load_thread(self) -> None:
-        progress = lambda f, what="": self.post_message(LoadProgress(f, what))
-        try:
-            model = self.load_model(progress)
-        except Exception as exc:  # the message is for the user: show it, keep the app open
-            self.post_message(ModelReady(None, f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(ModelReady(model))
-
-    def on_load_progress(self, message: LoadProgress) -> None:
-        self.query_one("#loading", ProgressBar).update(progress=message.fraction)
-        self.status.state = f"loading {message.what}".strip()
-
-    def on_model_ready(self, message: ModelReady) -> None:
-        self.query_one("#loading").display = False
-        if message.model is None:
-            self.status.state = "no model"
-            self.transcript.add_notice(f"The model did not load: {message.error}", "error")
-            return
-        self._model_ready(message.model)
-
-    def _model_ready(self, model: LanguageModel) -> None:
-        self.model = model
-        session = self._session_to_resume()
-        self.conversation = Conversation(model, self.root, self.settings, session=session,
-                                         data_dir=self.data_dir, ask=self._ask,
-                                         on_event=self.inbox.put, backend=self.backend)
-        self.rewrite = self.rewrite or self.conversation.rewrite
-        status = self.status
-        status.model_name, status.backend = model.name, self.backend
-        status.context_window, status.state = model.context_window, "idle"
-        if session is not None:
-            self._show_resumed(session)
-
-    def _session_to_resume(self) -> Session | None:
-        if self.resume_id is None:
-            return None
-        try:
-            return Session.load(find_session(self.root, self.resume_id or None, self.data_dir))
-        except SessionError as exc:
-            self.transcript.add_notice(f"Cannot resume: {exc} Starting a new session.", "error")
-            return None
-
-    def _show_resumed(self, session: Session) -> None:
-        self.transcript.replay(session.records)
-        self.transcript.add_notice(f"Resumed session {session.id} "
-                                   f"({len(session.messages)} messages).")
-        self.status.context_used = self.conversation.context_used()
 
     # --- input -----------------------------------------------------------------------------
 
@@ -170,10 +127,17 @@ class FlashcodeApp(SlashCommands, App):
         else:
             self.submit(message.text)
 
-    def submit(self, text: str) -> None:
-        """Start a turn for `text` (via the task spec screen when rewriting is on)."""
+    def submit(self, text: str, shown: bool = False) -> None:
+        """Start a turn for `text` (via the task spec screen when rewriting is on); `shown`:
+        the request is in the transcript already (it waited in the queue)."""
+        self._shown = shown
+        if self.conversation is None and self.status.state.startswith("loading"):
+            self.queued.append(text)  # sent when the model is ready
+            self.transcript.add_user(text)
+            self.transcript.add_notice("Queued: it goes to the model as soon as it is loaded.")
+            return
         if self.conversation is None:
-            self.transcript.add_notice("The model is not ready yet.", "error")
+            self.transcript.add_notice("There is no model to send it to (see above).", "error")
             return
         if self.busy:
             self.transcript.add_notice("The agent is working; Ctrl-C interrupts it.", "error")
@@ -209,12 +173,17 @@ class FlashcodeApp(SlashCommands, App):
             choice, text = answer or ("cancel", "")
             if choice != "cancel":
                 self._start_turn(text)
+        from agent.tui.screens.taskspec import TaskSpecScreen
+
         self.push_screen(TaskSpecScreen(message.request, message.spec), chosen)
 
     def _start_turn(self, text: str) -> None:
-        self.transcript.add_user(text)
+        if not self._shown:
+            self.transcript.add_user(text)
+        self._shown = False
         self.busy, self.interrupting = True, False
-        self.status.state = "working"
+        self.status.start_work()
+        self._ticker = self.set_interval(0.25, self.status.refresh)
         self.inbox.start_request()
         self._turn_thread(text)
 
@@ -229,13 +198,15 @@ class FlashcodeApp(SlashCommands, App):
             return
         self.post_message(TurnFinished(result))
 
-    def _ask(self, call: ToolCall, effect: str) -> str:
+    def _ask(self, call: ToolCall, effect: str, preview: str | None = None) -> str:
         """The Asker the agent calls on its own thread; blocks until the modal answers."""
         if self.interrupting:
             raise KeyboardInterrupt
+        from concurrent.futures import Future
+
         answer: Future = Future()
         self._answer = answer
-        self.post_message(ApprovalRequested(call, effect, answer))
+        self.post_message(ApprovalRequested(call, effect, answer, preview))
         result = answer.result()
         if result == "interrupt":
             raise KeyboardInterrupt  # the loop turns this into an Interrupted exit
@@ -248,7 +219,10 @@ class FlashcodeApp(SlashCommands, App):
         await self._flush()  # the call's panel first, then the question
         if message.answer.done():
             return
-        self.push_screen(ApprovalScreen(message.call, message.effect), answered)
+        from agent.tui.screens.approval import ApprovalScreen
+
+        self._approval_screen = ApprovalScreen(message.call, message.effect, message.preview)
+        self.push_screen(self._approval_screen, answered)
 
     # --- events from the agent -------------------------------------------------------------
 
@@ -270,8 +244,10 @@ class FlashcodeApp(SlashCommands, App):
         for event in self.inbox.take():
             kind = event["type"]
             if kind == "text_delta":
+                self.status.streamed += len(event["text"])
                 await self.transcript.append_answer(event["text"])
             elif kind == "reasoning_delta":
+                self.status.streamed += len(event["text"])
                 await self.transcript.append_reasoning(event["text"])
             elif handler := getattr(self, f"_event_{kind}", None):
                 handler(event)
@@ -296,6 +272,10 @@ class FlashcodeApp(SlashCommands, App):
     def _event_format_error(self, event: dict) -> None:
         self.transcript.add_notice(f"Malformed tool call: {event['reason']}", "error")
 
+    def _event_cut_off(self, event: dict) -> None:
+        self.transcript.add_notice("The reply was cut off at the length limit; the model "
+                                   "continues.")
+
     def _event_compaction(self, event: dict) -> None:
         self.transcript.add_notice(f"Context compacted to {event['messages']} messages.")
 
@@ -306,11 +286,11 @@ class FlashcodeApp(SlashCommands, App):
     async def on_turn_finished(self, message: TurnFinished) -> None:
         await self._flush()
         result = message.result
-        if not isinstance(result.exit, Submitted):
+        if result.exit.status != "submitted":
             self.transcript.add_notice(result.exit.message, result.exit.status)
-        if result.files:
-            self.show_diff(result.files)
         self._idle()
+        if result.files:  # review first: the keys go to the hunks, Escape back to the prompt
+            self.show_diff(result.files, take_focus=True)
 
     async def on_turn_failed(self, message: TurnFailed) -> None:
         await self._flush()
@@ -322,14 +302,20 @@ class FlashcodeApp(SlashCommands, App):
         self.set_timer(0.2, self.transcript.follow)
         self.busy = self.interrupting = False
         self._answer = None
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
         self.status.state = "idle"
         self.status.context_used = self.conversation.context_used()
         self.status.cost = self.conversation.agent.tally.cost()
+        self.call_after_refresh(self._next_queued)
 
     # --- review ----------------------------------------------------------------------------
 
-    def show_diff(self, files) -> DiffView:
-        view = DiffView(files)
+    def show_diff(self, files, take_focus: bool = False) -> DiffView:
+        from agent.tui.widgets.diff_view import DiffView
+
+        view = DiffView(files, take_focus=take_focus)
         self.transcript.add_widget(view)
         return view
 
@@ -344,6 +330,10 @@ class FlashcodeApp(SlashCommands, App):
             return
         kept = total - len(message.rejected)
         self.transcript.add_notice(f"Kept {kept} hunk(s), reverted {len(message.rejected)}.")
+        self.on_diff_view_leave(None)
+
+    def on_diff_view_leave(self, message: DiffView.Leave | None) -> None:
+        self.query_one(PromptBox).area.focus()
 
     # --- keys and leaving ------------------------------------------------------------------
 
@@ -370,6 +360,6 @@ class FlashcodeApp(SlashCommands, App):
             self.conversation.interrupt()
         if self._answer is not None and not self._answer.done():
             self._answer.set_result("interrupt")
-            if isinstance(self.screen, ApprovalScreen):
+            if self.screen is self._approval_screen:
                 self.pop_screen()
         self.transcript.add_notice("Interrupting… (Ctrl-C again quits)")

@@ -6,12 +6,16 @@ them into widget updates on the UI thread.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from agent.conversation import TurnResult
 from agent.model import ToolCall
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from agent.conversation import TurnResult
 
 
 class AgentEvents(Message):
@@ -34,11 +38,12 @@ class TurnFailed(Message):
 
 
 class ApprovalRequested(Message):
-    """The policy holds a call back; the answer ("yes" | "no" | "always") goes in `answer`."""
+    """The policy holds a call back; the answer ("yes" | "always" | "no" | "no: REASON") goes
+    in `answer`. `preview`: the diff the call would make (writes), else None."""
 
-    def __init__(self, call: ToolCall, effect: str, answer: Future):
+    def __init__(self, call: ToolCall, effect: str, answer: Future, preview: str | None = None):
         super().__init__()
-        self.call, self.effect, self.answer = call, effect, answer
+        self.call, self.effect, self.answer, self.preview = call, effect, answer, preview
 
 
 class LoadProgress(Message):

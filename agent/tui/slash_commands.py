@@ -5,8 +5,11 @@ every notice is shown in the transcript. A mixin of `FlashcodeApp`, kept apart b
 
 from __future__ import annotations
 
-from agent import slash
-from agent.tui.widgets.diff_view import HunkView
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # loaded with the first command, not with the first screen
+    from agent import slash
+
 
 KEYS_HELP = ("Keys: Enter sends · Ctrl-J new line · Up/Down history · Tab completes /commands "
              "and @paths · Ctrl-C interrupts (twice quits) · Ctrl-Q quits · in a diff: a accept, "
@@ -17,6 +20,8 @@ class SlashCommands:
     """Needs the app's `conversation`, `busy`, `transcript`, `status` and `show_diff`."""
 
     def slash_command(self, line: str) -> None:
+        from agent import slash
+
         own = {"/help": self._slash_help, "/diff": self._slash_diff,
                "/sessions": self._slash_sessions, "/theme": self._slash_theme}
         notice = slash.run(self.conversation, line, own, busy=self.busy)
@@ -33,9 +38,13 @@ class SlashCommands:
             self.status.context_used = self.conversation.context_used()
 
     def _slash_help(self, arg: str) -> slash.Notice:
+        from agent import slash
+
         return slash.Notice(slash.help_text() + "\n\n" + KEYS_HELP)
 
     def _slash_diff(self, arg: str) -> slash.Notice | None:
+        from agent import slash
+
         files = slash.turn_files(self.conversation)
         if isinstance(files, slash.Notice):
             return files
@@ -54,5 +63,7 @@ class SlashCommands:
     def _slash_theme(self, arg: str) -> None:
         light = arg == "light" if arg in ("dark", "light") else self.current_theme.dark  # toggle
         self.theme = "textual-light" if light else "textual-dark"
+        from agent.tui.widgets.diff_view import HunkView
+
         for view in self.query(HunkView):
             view.refresh()  # its colours come from the theme at render time

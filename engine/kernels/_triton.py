@@ -5,12 +5,20 @@ interpreter (TRITON_INTERPRET=1), so that must be set before then, which tests d
 
 Kernel modules write `from engine.kernels._triton import jit, tl` and `x: tl.constexpr`
 (string annotations, via `from __future__ import annotations`); the first launch puts the real
-`triton.language` into the kernel module's globals in place of the placeholder below."""
+`triton.language` into the kernel module's globals in place of the placeholder below.
+
+`@tuned(configs, key)` in place of `@jit` autotunes over `Config`s (tile sizes, warps, stages):
+compiled, one `triton.autotune` per target arch, over the configs meant for that arch; under
+the interpreter no timing means anything, so it runs one config, the first unless a test pins
+another (`pin_config`)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -55,17 +63,84 @@ def _build(fn, triton):
     return triton.jit(fn)
 
 
-class jit:  # noqa: N801 - a decorator, like triton.jit
-    """`@jit` on a kernel body; `kernel[grid](...)` builds it with triton.jit once, then
-    launches."""
+@dataclass(frozen=True)
+class Config:
+    """A `triton.Config` as plain data (no triton import): constexpr values, warps, pipeline
+    stages, and the compute capabilities [lo, hi) it is meant for."""
+    values: dict = field(default_factory=dict)
+    warps: int = 4
+    stages: int = 2
+    cc: tuple[int, int] = (0, 1000)
 
-    def __init__(self, fn):
-        self.fn, self._kernel = fn, None
+
+_pinned: list[int] = []  # the config index interpreted launches use (tests)
+
+
+@contextlib.contextmanager
+def pin_config(i: int):
+    """Interpreted launches of tuned kernels use their config `i` (modulo their count) inside
+    the block: tests run every config against the twin this way."""
+    _pinned.append(i)
+    try:
+        yield
+    finally:
+        _pinned.pop()
+
+
+class jit:  # noqa: N801 - a decorator, like triton.jit
+    """`@jit` on a kernel body; `kernel[grid](...)` builds it with triton.jit once per target
+    (one GPU in practice; each arch of engine/kernels/standin.py), then launches."""
+
+    def __init__(self, fn, configs: tuple[Config, ...] = (), key: tuple[str, ...] = ()):
+        self.fn, self.configs, self.key = fn, tuple(configs), tuple(key)
+        self._kernels: dict = {}  # triton driver (None: interpreter) -> built kernel
 
     def __getitem__(self, grid):
-        if self._kernel is None:
-            self._kernel = _build(self.fn, _import_triton())
-        return self._kernel[grid]
+        triton = _import_triton()
+        if interpreting():
+            if None not in self._kernels:
+                self._kernels[None] = _build(self.fn, triton)
+            launch = self._kernels[None][grid]
+            if not self.configs:
+                return launch
+            i = _pinned[-1] % len(self.configs) if _pinned else 0
+            return functools.partial(launch, **self.configs[i].values)
+        drv = triton.runtime.driver.active
+        k = self._kernels.get(drv)
+        if k is None:
+            k = self._kernels[drv] = self._compiled(triton, drv.get_current_target().arch)
+        return k[grid]
+
+    def _compiled(self, triton, cc: int):
+        k = _build(self.fn, triton)
+        if not self.configs:
+            return k
+        cfgs = [c for c in self.configs if c.cc[0] <= cc < c.cc[1]]
+        if not cfgs:
+            raise RuntimeError(f"{self.fn.__name__}: no config for sm_{cc}")
+        return triton.autotune([triton.Config(dict(c.values), num_warps=c.warps,
+                                              num_stages=c.stages) for c in cfgs],
+                               key=list(self.key))(k)
+
+
+def tuned(configs, key=()):
+    """`@tuned(configs, key)`: a `jit` kernel autotuned over `configs` (the launch passes none
+    of their values), re-tuned when the arguments named in `key` (or any dtype) change."""
+    return lambda fn: jit(fn, configs, key)
+
+
+def target_cc() -> int | None:
+    """The compute capability kernels build for now (the GPU's, or the stand-in's); None under
+    the interpreter."""
+    if interpreting():
+        return None
+    drv = _import_triton().runtime.driver.active
+    if drv not in _cc:
+        _cc[drv] = drv.get_current_target().arch
+    return _cc[drv]
+
+
+_cc: dict = {}
 
 
 def pow2(n: int, floor: int = 16) -> int:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import quant
-from engine.kernels._triton import check, interpreting, jit, pow2, round_e4m3, tl
+from engine.kernels._triton import Config, check, interpreting, pow2, round_e4m3, tl, tuned
 from engine.kernels.packed_f16 import PackedF16
 
 
@@ -69,7 +69,16 @@ def linear_ref(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
     return gemm(x, weight if scale is None else dequant(fmt, weight, scale), fmt, act_fp8)
 
 
-@jit
+# Tiles: BLOCK_M rows (the launcher's: 16 for decode) × BLOCK_N outputs, K in steps of one
+# 128-channel quantization block.
+GEMM_CONFIGS = (
+    Config(dict(BLOCK_N=64), warps=4, stages=2),
+    Config(dict(BLOCK_N=128), warps=8, stages=3),
+    Config(dict(BLOCK_N=64), warps=8, stages=2),
+)
+
+
+@tuned(GEMM_CONFIGS, key=("N", "K", "BLOCK_M", "ACT"))
 def _gemm_kernel(x_ptr, w_ptr, ws_ptr, o_ptr, M, N, K, s_xm, s_wn, s_wsn, s_om,
                  ACT: tl.constexpr, BF16_DOT: tl.constexpr, QB: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -119,10 +128,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None, fm
     out = torch.empty(M, N, dtype=x.dtype, device=x.device)
     if M:
         ws = scale.float().contiguous()
-        bm, bn = (16, 64) if M <= 16 else (64, 64)
-        _gemm_kernel[(-(-M // bm), -(-N // bn))](x2, weight, ws, out, M, N, K, x2.stride(0),
-                                                 weight.stride(0), ws.stride(0), out.stride(0),
-                                                 ACT=act_fp8, BF16_DOT=not interpreting(),
-                                                 QB=qb, BLOCK_M=bm, BLOCK_N=bn,
-                                                 BLOCK_K=pow2(qb))
+        bm = 16 if M <= 16 else 64
+        _gemm_kernel[lambda m: (-(-M // bm), -(-N // m["BLOCK_N"]))](
+            x2, weight, ws, out, M, N, K, x2.stride(0), weight.stride(0), ws.stride(0),
+            out.stride(0), ACT=act_fp8, BF16_DOT=not interpreting(), QB=qb, BLOCK_M=bm,
+            BLOCK_K=pow2(qb))
     return out.view(*x.shape[:-1], N)

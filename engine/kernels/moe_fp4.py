@@ -17,14 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from engine.kernels._triton import (
+    Config,
     check,
     e2m1_tile,
     helper,
     interpreting,
-    jit,
     pow2,
     round_e4m3,
+    target_cc,
     tl,
+    tuned,
 )
 from engine.kernels.gemm_fp8 import dequant, gemm
 
@@ -63,18 +65,33 @@ def experts_ref(x, ids, weights, w, fmt: str, act_fp8: bool, limit: float,
     return out
 
 
+# Tiles: BLOCK_M routed rows (the launcher's: it fixes the expert schedule) × BLOCK_N outputs,
+# K in steps of one 128-channel activation block. A weight tile is decoded in registers from
+# MXFP4 bytes [BN, BK/2] and its e8m0 scales [BN, BK/32] (a scale per 32 codes, applied after
+# a reshape: not one scale load per code), then fed to the dot as bf16 (exact).
+MOE_CONFIGS = (
+    Config(dict(BLOCK_N=64), warps=8, stages=2, cc=(90, 1000)),
+    Config(dict(BLOCK_N=32), warps=4, stages=3, cc=(90, 1000)),
+    Config(dict(BLOCK_N=128), warps=8, stages=3, cc=(0, 90)),
+    Config(dict(BLOCK_N=128), warps=8, stages=2, cc=(0, 90)),
+    Config(dict(BLOCK_N=64), warps=4, stages=2, cc=(0, 90)),
+)
+
+
 @helper
 def _fp4_dot(a, sa, w_ptr, ws_ptr, woff, soff, wm, sm, BF16_DOT: tl.constexpr,
              BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """a [BLOCK_M, BLOCK_K] · (MXFP4 tile at woff/soff)ᵀ, scaled back by the rows' sa."""
-    w = e2m1_tile(tl.load(w_ptr + woff, mask=wm, other=0).to(tl.int32) & 255,
-                  BLOCK_N, BLOCK_K) * tl.load(ws_ptr + soff, mask=sm, other=0.0)
+    v = e2m1_tile(tl.load(w_ptr + woff, mask=wm, other=0).to(tl.int32) & 255, BLOCK_N, BLOCK_K)
+    sc = tl.load(ws_ptr + soff, mask=sm, other=0.0)                       # [BN, BK/32]
+    w = tl.reshape(tl.reshape(v, [BLOCK_N, BLOCK_K // 32, 32]) * sc[:, :, None],
+                   [BLOCK_N, BLOCK_K])
     if BF16_DOT:
         return tl.dot(a.to(tl.bfloat16), tl.trans(w.to(tl.bfloat16))) * sa[:, None]
     return tl.dot(a, tl.trans(w), input_precision="ieee") * sa[:, None]
 
 
-@jit
+@tuned(MOE_CONFIGS, key=("N", "K", "GATED", "BLOCK_M"))
 def _grouped_kernel(a_ptr, tok_ptr, rw_ptr, blk_e_ptr, blk_lo_ptr, blk_hi_ptr,
                     w_ptr, ws_ptr, v_ptr, vs_ptr, o_ptr, N, K, limit,
                     s_am, s_we, s_wn, s_wse, s_wsn, s_om,
@@ -92,22 +109,20 @@ def _grouped_kernel(a_ptr, tok_ptr, rw_ptr, blk_e_ptr, blk_lo_ptr, blk_hi_ptr,
     nm = rn < N
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     acc3 = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    kk, hk, sk = tl.arange(0, BLOCK_K), tl.arange(0, BLOCK_K // 2), tl.arange(0, BLOCK_K // 32)
     for k0 in range(0, K, QB):
-        kk = tl.arange(0, BLOCK_K)
-        ks = k0 + kk
-        km = (kk < QB) & (ks < K)
-        a = tl.load(a_ptr + src[:, None] * s_am + ks[None, :], mask=rm[:, None] & km[None, :],
-                    other=0.0).to(tl.float32)
+        km = (kk < QB) & (k0 + kk < K)
+        a = tl.load(a_ptr + src[:, None] * s_am + (k0 + kk)[None, :],
+                    mask=rm[:, None] & km[None, :], other=0.0).to(tl.float32)
         sa = tl.full([BLOCK_M], 1.0, tl.float32)
         if ACT:
             sa = tl.exp2(tl.ceil(tl.log2(tl.maximum(tl.max(tl.abs(a), 1), 1e-4) / 448.0)))
             a = round_e4m3(tl.clamp(a / sa[:, None], -448.0, 448.0))
         # MXFP4 tile [BLOCK_N, BLOCK_K]: e2m1 value × 2^scale, exact in bf16
-        hk = k0 // 2 + tl.arange(0, BLOCK_K // 2)
-        wm = nm[:, None] & (tl.arange(0, BLOCK_K // 2)[None, :] < QB // 2) & (hk[None, :] < K // 2)
-        sm = nm[:, None] & km[None, :]
-        woff = e * s_we + rn[:, None] * s_wn + hk[None, :]
-        soff = e * s_wse + rn[:, None] * s_wsn + ks[None, :] // 32
+        wm = nm[:, None] & ((hk < QB // 2) & (k0 // 2 + hk < K // 2))[None, :]
+        sm = nm[:, None] & ((sk < QB // 32) & (k0 // 32 + sk < K // 32))[None, :]
+        woff = e * s_we + rn[:, None] * s_wn + (k0 // 2 + hk)[None, :]
+        soff = e * s_wse + rn[:, None] * s_wsn + (k0 // 32 + sk)[None, :]
         acc += _fp4_dot(a, sa, w_ptr, ws_ptr, woff, soff, wm, sm, BF16_DOT, BLOCK_N, BLOCK_K)
         if GATED:  # the same tile of W3
             acc3 += _fp4_dot(a, sa, v_ptr, vs_ptr, woff, soff, wm, sm, BF16_DOT, BLOCK_N,
@@ -138,22 +153,29 @@ def _schedule(ids: torch.Tensor, n_experts: int, block_m: int):
     return order, be.int(), lo.int(), ends[be].int()
 
 
+def block_m(pairs: int, n_experts: int) -> int:
+    """Routed rows per block: 16 for decode-sized batches; on Hopper and newer 64 once the
+    experts average ≥ 32 rows (prefill: a weight tile then serves 4× the rows, and wgmma
+    wants M = 64; mma.sync at M = 64 spills on sm_8x)."""
+    return 64 if pairs >= 32 * n_experts and (target_cc() or 0) >= 90 else 16
+
+
 def _launch(a, tok, rw, sched, w, ws, v, vs, out, limit, gated, gather, act, scale_out, bm):
     be, lo, hi = sched
     n, k = out.shape[1], a.shape[1]
     qb = min(128, k)
     check(k % 32 == 0 and k % qb == 0, f"moe_fp4: in-features {k} must tile by 32 and 128")
-    bn = min(pow2(n), 64)
-    _grouped_kernel[(be.numel(), -(-n // bn))](
+    _grouped_kernel[lambda m: (be.numel(), -(-n // m["BLOCK_N"]))](
         a, tok, rw, be, lo, hi, w, ws, v, vs, out, n, k, float(limit),
         a.stride(0), w.stride(0), w.stride(1), ws.stride(0), ws.stride(1), out.stride(0),
         GATED=gated, GATHER=gather, ACT=act, SCALE_OUT=scale_out, BF16_DOT=not interpreting(),
-        QB=qb, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=pow2(qb, 32))
+        QB=qb, BLOCK_M=bm, BLOCK_K=pow2(qb, 32))
 
 
 def experts(x, ids, weights, w, fmt: str, act_fp8: bool, limit: float,
-            weight_before_w2: bool) -> torch.Tensor:
-    """Launcher: same contract as the twin; MXFP4 experts only (others go to the twin)."""
+            weight_before_w2: bool, bm: int | None = None) -> torch.Tensor:
+    """Launcher: same contract as the twin; MXFP4 experts only (others go to the twin).
+    `bm`: routed rows per block (tests; default `block_m`)."""
     if fmt != "fp4":
         return experts_ref(x, ids, weights, w, fmt, act_fp8, limit, weight_before_w2)
     (w1, s1), (w2, s2), (w3, s3) = w["w1"], w["w2"], w["w3"]
@@ -166,7 +188,7 @@ def experts(x, ids, weights, w, fmt: str, act_fp8: bool, limit: float,
     out = torch.zeros(S, D, dtype=torch.float32, device=x.device)
     if S == 0:
         return out
-    bm = 16
+    bm = bm or block_m(ids.numel(), E)
     order, *sched = _schedule(ids, E, bm)
     tok = (order // ids.shape[1]).int().contiguous()
     rw = weights.flatten()[order].float().contiguous()

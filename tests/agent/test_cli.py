@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ def test_each_subcommand_has_its_own_help(name):
 def test_bench_runs_the_script_and_passes_arguments(isolated_env):
     import torch
 
-    out = run_flashcode("bench", "kernels", env=isolated_env, timeout=120)
+    out = run_flashcode("bench", "kernels", env=isolated_env)
     if not torch.cuda.is_available():
         assert out.returncode == 0 and "no CUDA device" in out.stdout + out.stderr
     out = run_flashcode("bench", "nope", env=isolated_env)
@@ -82,3 +83,20 @@ def test_help_start_up_time_is_reported():
     elapsed = time.perf_counter() - t0
     assert out.returncode == 0
     print(f"flashcode --help took {elapsed:.3f}s")
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback():
+    out = subprocess.run(f"{sys.executable} -m agent.cli tool --list | head -1", shell=True,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert out.stdout.strip() == "[" and "Traceback" not in out.stderr, out.stderr
+
+
+def test_resume_messages_say_what_is_missing(git_repo, isolated_env, tmp_path):
+    env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data")}
+    out = run_flashcode("exec", "x", "--resume", "nosuchid", "--model", "replay:/nope",
+                        "-C", str(git_repo), env=env)
+    assert "no session 'nosuchid'" in out.stderr
+    out = run_flashcode("exec", "x", "--continue", "--model", "replay:/nope", "-C",
+                        str(git_repo), env=env)
+    assert "no session of" in out.stderr and "yet" in out.stderr

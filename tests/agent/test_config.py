@@ -111,3 +111,12 @@ def test_cli_user_config_is_read_from_xdg(tmp_path, isolated_env):
     (cfg / "config.toml").write_text('endpoint = "http://127.0.0.1:9/v1"\n')
     out = run_flashcode("-C", str(tmp_path), "doctor", env=isolated_env)
     assert "http://127.0.0.1:9/v1" in out.stdout
+
+
+def test_the_command_line_model_beats_a_configured_endpoint(tmp_path):
+    src = sources(tmp_path, user='endpoint = "http://127.0.0.1:9/v1"\nmodel_name = "x"\n')
+    assert load_settings(src).endpoint == "http://127.0.0.1:9/v1"
+    s = load_settings(src, {"model": "replay:/tmp/r.jsonl"})
+    assert s.endpoint is None and s.model == "replay:/tmp/r.jsonl"
+    s = load_settings(src, {"model": "/m", "endpoint": "http://127.0.0.1:8/v1"})
+    assert s.endpoint == "http://127.0.0.1:8/v1"  # both given: the endpoint, as documented

@@ -137,7 +137,13 @@ def test_files_with_uncommitted_user_changes_are_refused_unless_allowed(repo, en
     refused = [e for e in events if e["type"] == "tool_result"][0]
     assert not refused["ok"] and "uncommitted changes of the user's" in refused["content"]
     assert "calc.py" in refused["content"] and "calc.py" in s["protected"]
+    assert refused["refused"] == "protected" and s["protected_refused"] is True
     assert (repo / "calc.py").read_text() == dirty
+    plain = run_flashcode("fix", "make test_calc pass", "--model",
+                          write_recording(tmp_path / "p.jsonl", turns * 3), "-C", str(repo),
+                          "--test", TESTCMD, "--yes", env=env)
+    assert "Not fixed:" in plain.stdout and "rerun with --allow-dirty" in plain.stdout
+    assert "The agent's last words: done" in plain.stdout
 
     out, _, s = fix(repo, env, write_recording(tmp_path / "b.jsonl", turns), "--test",
                     TESTCMD, "--yes", "--allow-dirty")

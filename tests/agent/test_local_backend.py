@@ -40,7 +40,10 @@ def test_engine_events_become_agent_events():
     for e in events:
         reply.add(e)
     assert (reply.reasoning, reply.text) == ("hmm", "ok")
-    assert reply.tool_calls == [ToolCall("call_0", "read", {"path": "a"})]
+    assert reply.tool_calls == [ToolCall("call_0_0", "read", {"path": "a"})]
+    again = [e for e in model.stream([{"role": "user", "content": "hi"}], []) if
+             isinstance(e, ToolCall)]
+    assert again[0].id == "call_1_0"  # a later reply's calls get ids of their own
     assert reply.format_errors == [FormatError("unclosed invoke", "<bad")]
     assert reply.usage == Usage(100, 80, 12, 5000.0, 40.0)
     assert isinstance(events[-1], Done) and reply.finish_reason == "tool_calls"

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from agent import loop
 from agent.approval import Policy
 from agent.loop import Agent, Limits
+from agent.model import Done, TextDelta
 from agent.session import Session, read_records
 from tests.scripted import (
     ScriptedModel,
@@ -194,7 +195,7 @@ def test_ctrl_c_in_a_tool_leaves_every_call_answered(git_repo, tmp_path, test_to
 def test_policy_asks_and_the_answer_is_respected(git_repo, tmp_path, test_tools):
     asked = []
 
-    def ask(c, effect):
+    def ask(c, effect, preview=None):
         asked.append((c.name, effect))
         return "no" if c.arguments["path"] == "no.txt" else "yes"
 
@@ -275,3 +276,25 @@ def test_exact_sampled_tokens_are_logged_when_the_backend_gives_them(git_repo, t
     record = [r for r in read_records(agent.session.path) if r["type"] == "message"][-1]
     assert record["message"] == {"role": "assistant", "content": "hi"}
     assert record["tokens"] == [101, 7, 2]
+
+
+def _cut(text: str) -> list:
+    return [TextDelta(text), Done("length")]
+
+
+def test_a_reply_cut_off_at_the_length_limit_is_continued_not_accepted(git_repo, tmp_path):
+    model = ScriptedModel([_cut("The answer is 4"), say("2, as I was saying.")])
+    agent = make_agent(git_repo, model, tmp_path)
+    result = agent.run("what is 2+2?")
+    assert isinstance(result, loop.Submitted) and result.message == "2, as I was saying."
+    notes = [m["content"] for m in agent.session.messages if m["role"] == "user"]
+    assert "cut off at the length limit" in notes[-1]
+
+
+def test_two_cut_offs_in_a_row_end_the_task_saying_so(git_repo, tmp_path):
+    model = ScriptedModel([_cut("a"), _cut("b"), say("never")])
+    events: list[dict] = []
+    agent = make_agent(git_repo, model, tmp_path, on_event=events.append)
+    result = agent.run("x")
+    assert result.status == "cut_off" and "cut off" in result.message
+    assert [e["type"] for e in events].count("cut_off") == 1

@@ -182,7 +182,7 @@ class FakeServers:
 def test_mcp_calls_go_through_the_approval_policy_like_shell(tmp_path, mode, allow, deny,
                                                              answer, ran, asked):
     extra, seen = FakeServers(), []
-    ask = lambda call, effect: seen.append(effect) or answer
+    ask = lambda call, effect, preview: seen.append(effect) or answer
     policy = approval.Policy.from_settings(mode, allow, deny)
     call = ToolCall("c1", "mcp__t__echo", {"text": "hi"})
     outcome, _ = toolrun.run_call(call, ToolContext(tmp_path), policy, ask, extra)
@@ -204,7 +204,7 @@ def test_always_allows_the_tool_from_then_on(tmp_path):
     policy = approval.Policy.from_settings("ask")
     call = ToolCall("c1", "mcp__t__echo", {"text": "hi"})
     _, policy = toolrun.run_call(call, ToolContext(tmp_path), policy,
-                                 lambda c, e: next(answers), extra)
+                                 lambda c, e, p: next(answers), extra)
     outcome, _ = toolrun.run_call(ToolCall("c2", "mcp__t__echo", {"text": "again"}),
                                   ToolContext(tmp_path), policy, None, extra)
     assert outcome.ok and extra.ran == [{"text": "hi"}, {"text": "again"}]

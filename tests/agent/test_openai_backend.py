@@ -141,7 +141,7 @@ def test_exec_against_an_endpoint_reads_a_file_and_answers(git_repo, isolated_en
 def test_exec_with_an_unreachable_endpoint_exits_4(git_repo, isolated_env, tmp_path):
     env = {**isolated_env, "XDG_DATA_HOME": str(tmp_path / "data")}
     out = run_flashcode("exec", "hi", "--endpoint", "http://127.0.0.1:9/v1", "--model-name",
-                        "m", "-C", str(git_repo), env=env, timeout=120)
+                        "m", "-C", str(git_repo), env=env)
     assert out.returncode == 4, out.stderr
     assert "unreachable" in out.stdout + out.stderr
 
@@ -179,3 +179,28 @@ def test_interrupt_aborts_a_blocked_stream(git_repo, tmp_path):
     assert isinstance(result, Interrupted)
     assert elapsed < 2  # did not wait for the next chunk, 5 s away
     assert [m["role"] for m in agent.session.messages] == ["system", "user"]
+
+
+def test_a_tool_name_repeated_in_every_chunk_is_not_concatenated():
+    from agent.backends.openai_compat import _grow
+
+    name = ""
+    for piece in ["read", "read", "read"]:
+        name = _grow(name, piece)
+    assert name == "read"
+    for pieces, want in ((["re", "ad"], "read"), (["r", "re", "rea", "read"], "read"),
+                         (["read_file"], "read_file")):
+        name = ""
+        for piece in pieces:
+            name = _grow(name, piece)
+        assert name == want
+
+
+def test_tool_call_turns_carry_reasoning_content_in_thinking_mode():
+    from agent.backends.openai_compat import _wire
+
+    turn = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "read", "arguments": "{}"}}]}
+    assert _wire(turn, thinking=True)["reasoning_content"] == ""
+    assert "reasoning_content" not in _wire(turn, thinking=False)
+    assert "reasoning_content" not in _wire({"role": "assistant", "content": "hi"}, True)

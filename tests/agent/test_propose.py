@@ -97,6 +97,7 @@ def test_review_applies_exactly_the_accepted_hunks_of_a_proposal(repo, env, tmp_
     shown = run_flashcode("review", r["branch"], "--show", "-C", str(repo), env=env)
     assert "1. big.txt @@ -1" in shown.stdout and "2. big.txt @@ -35" in shown.stdout
     assert "3. new.py" in shown.stdout
+    assert "+LINE TWO" in shown.stdout and "-line 2" in shown.stdout  # each hunk's lines too
     done = run_flashcode("review", r["branch"], "--accept", "2,3", "-C", str(repo), env=env)
     assert done.returncode == 0, done.stderr
     text = (repo / "big.txt").read_text()

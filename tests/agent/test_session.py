@@ -55,7 +55,7 @@ def test_find_latest_by_prefix_and_fork(git_repo, tmp_path):
 
 
 def test_missing_sessions_are_a_clear_error(git_repo, tmp_path):
-    with pytest.raises(SessionError, match="any session"):
+    with pytest.raises(SessionError, match="no session of .* yet"):
         find_session(git_repo, None, tmp_path)
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"type": "message"}\n')

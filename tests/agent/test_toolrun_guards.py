@@ -139,5 +139,5 @@ def test_a_directory_write_covers_the_protected_files_under_it(repo):
 def test_bad_arguments_are_refused_before_anyone_is_asked(repo):
     asked = []
     out, _ = toolrun.run_call(call("edit", path="a.txt"), ToolContext(repo), Policy("ask"),
-                              lambda c, effect: asked.append(c) or "yes")
+                              lambda c, effect, preview: asked.append(c) or "yes")
     assert not out.ok and "Bad arguments for 'edit'" in out.content and asked == []

@@ -88,5 +88,5 @@ def test_an_allow_path_rule_needs_every_path(repo):
     patch = PATCH.format("*** Add File: docs/a\n+a\n*** Add File: src/b\n+b")
     asked = []
     toolrun.run_call(ToolCall("c", "apply_patch", {"patch": patch}), ToolContext(repo), policy,
-                     lambda call, effect: asked.append(call) or "no")
+                     lambda call, effect, preview: asked.append(call) or "no")
     assert asked  # src/b is not under docs/: the user is asked

@@ -77,7 +77,7 @@ def test_serve_refuses_a_public_address_without_a_key(tmp_path, host):
     out = subprocess.run([sys.executable, "-m", "agent.cli", "serve", "--model",
                           str(tmp_path), "--host", host, "--port", "0"], cwd=REPO_ROOT,
                          env={**env, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=300)
     assert out.returncode == 2, out.stderr
     assert "--api-key" in out.stderr and "Traceback" not in out.stderr
 

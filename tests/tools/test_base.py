@@ -7,6 +7,7 @@ import os
 import pytest
 from pydantic import BaseModel
 
+from tests.conftest import REPO_ROOT
 from tools.base import PathOutsideRepoError, ToolContext, ToolError, call, register
 
 
@@ -55,3 +56,28 @@ def test_call_validates_and_runs(git_repo):
         call("_echo", {}, ctx)
     with pytest.raises(ToolError, match="no tool named 'nope'"):
         call("nope", {}, ctx)
+
+
+def test_every_tool_lives_where_the_registry_says():
+    import importlib
+
+    from tools import base
+
+    for name, module in base.TOOL_MODULES.items():
+        importlib.import_module(module)
+        assert base.REGISTRY[name].fn.__module__ == module, name
+    public = {n for n in base.all_tools() if not n.startswith("_")}
+    assert public <= set(base.TOOL_MODULES)  # a new tool must be listed to be found lazily
+
+
+def test_running_one_tool_imports_only_its_module(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tools import base\nbase.get('read')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('tools.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    loaded = eval(out.stdout)
+    assert "tools.files" in loaded and "tools.repomap.tool" not in loaded
+    assert "tools.search" not in loaded and "tools.shell" not in loaded

@@ -213,3 +213,195 @@ def test_overlapping_occurrences_are_ambiguous(git_repo):
     text = "x = 1\n    x = 1\nx = 1\nx = 1\n"
     with pytest.raises(ToolError, match="lines 2, 3"):
         plan(text, "x = 1\nx = 1\n", "x = 1\nx = 1  # changed\n")
+
+
+# --- issue 20, item 16: two wrong applications and their classes ---------------------------
+
+F16 = "def f():\n    a = 1\n\n    b = 2\n"
+
+
+def _plan(text, old, new):
+    from tools.edit_match import plan
+
+    return plan(text, old, new)
+
+
+def test_old_ending_in_a_whitespace_line_keeps_the_files_blank_line():
+    """16a as found: `old` ran on into the blank line after it (as "    "), `new` ended at the
+    line's end; the line tiers split the two into lines differently and deleted the blank."""
+    r = _plan(F16, "    a = 1\n    ", "    a = 10\n")
+    assert r.text == "def f():\n    a = 10\n\n    b = 2\n"
+
+
+def test_old_ending_in_the_next_lines_indentation_keeps_it():
+    """16a's exact sibling: `old` ends inside the next line's indentation, `new` does not."""
+    text = "def f():\n    a = 1\n    b = 2\n"
+    assert _plan(text, "    a = 1\n    ", "    a = 10\n").text == (
+        "def f():\n    a = 10\n    b = 2\n")
+    assert _plan(text, "    a = 1\n    ", "").text == "def f():\n    b = 2\n"
+
+
+# 16a's class: whatever `old` and `new` end with after their last line (a line break or not,
+# whitespace after it or not), an edit of whole lines replaces exactly those lines, at every
+# tier alike (the exact tier, and the line tiers reached through a trailing space).
+ENDINGS_OLD = ["", "\n", "\n    ", "\n  "]
+ENDINGS_NEW = ["", "\n", "\n    ", "\n\t"]
+
+
+@pytest.mark.parametrize("old_end", ENDINGS_OLD)
+@pytest.mark.parametrize("new_end", ENDINGS_NEW)
+@pytest.mark.parametrize("text", [F16, "def f():\n    a = 1\n    b = 2\n", "    a = 1\n"])
+@pytest.mark.parametrize("drift", ["", " "])  # a trailing space in `old`: the line tiers
+def test_endings_of_old_and_new_never_move_a_line(text, old_end, new_end, drift):
+    if old_end.strip("\n") and not text.startswith("def"):
+        return  # `old` would reach past the end of the file
+    intended = text.replace("    a = 1\n", "    a = 10\n")
+    try:
+        r = _plan(text, "    a = 1" + drift + old_end, "    a = 10" + new_end)
+    except ToolError:
+        assert old_end.strip("\n") and not new_end  # the one reading left open (a join?)
+        return
+    assert r.text == intended, (old_end, new_end, r.tier)
+
+
+def test_old_and_new_differing_only_in_their_endings_change_nothing():
+    with pytest.raises(ToolError, match="differ only in how they end"):
+        _plan(F16, "    a = 1\n    ", "    a = 1\n")
+
+
+def test_a_whitespace_tail_then_content_in_new_is_refused():
+    """`old` takes the next line's indentation, `new` ends without a line break: that is a
+    deliberate join of two lines or a slip, and they give different files."""
+    with pytest.raises(ToolError, match="line break"):
+        _plan("f(a,\n  b)\n", "f(a,\n  ", "f(a, ")
+
+
+def test_a_match_starting_after_the_indentation_indents_the_inserted_lines():
+    """16b as found: `old` quoted a line without its indentation (so it matched exactly, from
+    after the indentation) and `new` added a line written at column 0, as `old` was."""
+    r = _plan("def f():\n    a = 1\n    b = 2\n", "a = 1\n", "a = 1\nc = 3\n")
+    assert r.text == "def f():\n    a = 1\n    c = 3\n    b = 2\n"
+
+
+MID = "def f():\n    a = 1\n    b = 2\n"
+
+
+@pytest.mark.parametrize("text,old,new,want", [
+    # 16b's class: any match starting mid-line, its `new` spanning lines
+    (MID, "a = 1", "a = 1\nc = 3", "def f():\n    a = 1\n    c = 3\n    b = 2\n"),
+    (MID, "a = 1\n", "c = 0\na = 1\n", "def f():\n    c = 0\n    a = 1\n    b = 2\n"),
+    (MID, "1\n", "1\nc = 3\n", "def f():\n    a = 1\n    c = 3\n    b = 2\n"),
+    ("def f():\n    a = g(x, y)\n    b\n", "g(x, y)", "g(\n    x,\n    y,\n)",
+     "def f():\n    a = g(\n        x,\n        y,\n    )\n    b\n"),
+    # `new` already indented at least as deep as the line: written in the file's columns
+    (MID, "a = 1", "a = 1\n    c = 3", "def f():\n    a = 1\n    c = 3\n    b = 2\n"),
+    # `old`'s own later lines show the file's columns: `new`'s are taken as written
+    (MID, "a = 1\n    b = 2", "a = 1\n    c = 3\n    b = 2",
+     "def f():\n    a = 1\n    c = 3\n    b = 2\n"),
+])
+def test_mid_line_matches_put_new_lines_in_the_lines_frame(text, old, new, want):
+    r = _plan(text, old, new)
+    assert r.text == want and r.tier == "exact"
+
+
+def test_a_mid_line_match_inside_a_block_that_closes_is_indented():
+    text = "    if a:\n        x = 1\n    else:\n        x = 2\n"
+    r = _plan(text, "x = 1", "x = 1\ny = 2")
+    assert r.text == "    if a:\n        x = 1\n        y = 2\n    else:\n        x = 2\n"
+
+
+def test_a_mid_line_match_where_a_dedent_is_plausible_is_refused():
+    """After a block's last line, lines at column 0 may mean "here, at column 0" (a new
+    top-level function) or "at the line's indentation": both readings fit, so refuse."""
+    text = "def f():\n    return 1\n\n\ndef h():\n    pass\n"
+    with pytest.raises(ToolError, match="indentation"):
+        _plan(text, "return 1", "return 1\n\n\ndef g():\n    pass")
+
+
+# --- issue 20, item 17: tolerances that resolve refusals, each unique or refused -------------
+
+def test_old_lacking_a_blank_line_the_file_has(ctx, git_repo):
+    old = SRC.replace("\n\n", "\n").split("    if x")[0]  # through "def part(x):\n"
+    r = _edit(ctx, old=old, new=old.replace("def part(x)", "def part(y)"))
+    assert r.match == "blank-lines" and "line 5" in r.note
+    assert (git_repo / "m.py").read_text() == SRC.replace("def part(x)", "def part(y)")
+
+
+def test_old_adding_a_blank_line_the_file_lacks(ctx, git_repo):
+    old = "    msg = 'hello ' + name\n\n    print(msg)\n"
+    r = _edit(ctx, old=old, new=old.replace("print", "log"))
+    assert r.match == "blank-lines"
+    assert (git_repo / "m.py").read_text() == SRC.replace("print", "log")
+
+
+def test_blank_lines_ambiguous_or_at_an_insertion_point_are_refused():
+    text = "a = 1\n\nb = 2\nc\na = 1\nb = 2\n\nd\n"
+    with pytest.raises(ToolError, match=r"2 places \(blank-lines"):
+        _plan(text, "a = 1\n\n\nb = 2\n", "a = 1\n\n\nb = 3\n")
+    # between a and b the file has a blank line: before or after the inserted line?
+    with pytest.raises(ToolError, match="blank line"):
+        _plan("x\na = 1\n\nb = 2\n", "x\na = 1\nb = 2\n", "x\na = 1\nnew = 0\nb = 2\n")
+
+
+TABBED = "int f(void)\n{\n\tif (a) {\n\t\tb = 1;\n\t  c = 2;\n\t}\n\treturn 0;\n}\n"
+
+
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_tabs_written_as_spaces(width):
+    old = "\tif (a) {\n\t\tb = 1;\n\t  c = 2;\n".expandtabs(width)
+    new = "\tif (a) {\n\t\tb = 10;\n\t\td = 3;\n\t  c = 2;\n".expandtabs(width)
+    if width == 2:  # "\t\t" and "\t  " are both 4 columns: which is the new line's?
+        with pytest.raises(ToolError, match=r"column 4, .* \('\\t  ' and '\\t\\t'\)"):
+            _plan(TABBED, old, new)
+        return
+    r = _plan(TABBED, old, new)
+    assert r.tier == "tabs" and r.tolerance["tab"] == width
+    assert r.text == TABBED.replace("\t\tb = 1;\n", "\t\tb = 10;\n\t\td = 3;\n")
+
+
+def test_a_new_line_takes_the_indentation_of_old_lines_at_its_column():
+    """Found by fuzzing real headers: a block mixing tab and space indentation, written at tab
+    width 2; a line added at the 6-space line's column is indented as that line, not as 6
+    columns of tabs at width 2."""
+    text = "\tif (a)\n      b;\n"
+    r = _plan(text, "  if (a)\n      b;\n", "  if (a)\n      b;\n      c;\n")
+    assert r.text == "\tif (a)\n      b;\n      c;\n"
+
+
+def test_tab_width_that_changes_the_result_is_refused():
+    # 8 spaces for one tab: width 8; or width 4 and `old` 4 columns deeper; or width 2...
+    text = "\ty = 1;\n\tw = 2;\n"
+    old = "        y = 1;\n"
+    assert _plan(text, old, "        y = 3;\n").text == "\ty = 3;\n\tw = 2;\n"  # all agree
+    with pytest.raises(ToolError, match="tab widths 4, 8, 2"):  # 12 columns: where?
+        _plan(text, old, "        y = 1;\n            z = 2;\n")
+    # a line at column 0 pins the shift to 0, so the width to 8
+    r = _plan("x\n\ty = 1;\n", "x\n        y = 1;\n", "x\n        y = 1;\n            z = 2;\n")
+    assert r.text == "x\n\ty = 1;\n\t    z = 2;\n" and r.tolerance["tab"] == 8
+
+
+def test_tabs_two_places_are_refused():
+    with pytest.raises(ToolError, match=r"2 places \(tabs"):
+        _plan("\ta = 1;\nx\n\ta = 1;\n", "    a = 1;\n", "    a = 2;\n")
+
+
+def test_a_shift_that_stopped_at_column_0():
+    """`old` dedented by 4, but a line at column 0 (a preprocessor line) cannot go further."""
+    text = "struct s {\n    int a;\n#ifdef X\n    int b;\n#endif\n};\n"
+    old = "int a;\n#ifdef X\nint b;\n#endif\n"
+    r = _plan(text, old, old.replace("int b;", "long b;"))
+    assert r.tier == "indentation"
+    assert r.text == text.replace("int b;", "long b;")
+    with pytest.raises(ToolError, match="column 0"):  # a new line at column 0: where?
+        _plan(text, old, old.replace("int b;\n", "int b;\nint c;\n"))
+
+
+def test_tolerances_are_told_in_the_note(git_repo):
+    (git_repo / "t.c").write_text(TABBED)
+    ctx = ToolContext(git_repo)
+    r = call("edit", {"path": "t.c", "old": "        b = 1;\n", "new": "        b = 2;\n"}, ctx)
+    assert r.match == "tabs" and "tabs" in r.note
+    assert "\t\tb = 2;\n" in (git_repo / "t.c").read_text()
+    r = call("edit", {"path": "t.c", "old": "return 0;", "new": "return 0;\nreturn 1;"}, ctx)
+    assert r.match == "exact" and "indentation" in r.note
+    assert (git_repo / "t.c").read_text().endswith("\treturn 0;\n\treturn 1;\n}\n")

@@ -47,6 +47,7 @@ async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
 async def send(pilot, text: str) -> None:
     """Type `text` into the prompt and press Enter."""
     area = pilot.app.query_one("#prompt")
+    area.focus()  # after a turn that changed files the review has the keys: click back first
     area.load_text(text)
     area.move_cursor(area.document.end)
     await pilot.press("enter")

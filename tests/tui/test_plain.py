@@ -52,7 +52,7 @@ def test_streams_the_answer_and_asks_y_n(git_repo, tmp_path, write_tools):
     assert (git_repo / "yes.txt").exists() and not (git_repo / "no.txt").exists()
     assert "→ _write_file yes.txt" in out and "✓ _write_file" in out and "✗ _write_file" in out
     assert "thinking: two writes" in out and "One file written." in out
-    assert asked.count("Allow? [y]es once / [a]lways / [n]o: ") == 2
+    assert sum(p.startswith("Allow? [y]es once / [a]lways / [n]o") for p in asked) == 2
     assert "Changed 1 file(s), 1 hunk(s)" in out
 
 
@@ -110,7 +110,7 @@ def test_real_flashcode_goes_plain_when_stdout_is_a_pipe(git_repo, tmp_path, iso
         [sys.executable, "-m", "tests.tui.scripted_main", str(script),
          "--endpoint", "http://127.0.0.1:9/v1", "--model-name", "scripted", "--no-rewrite",
          "-C", str(git_repo)],
-        input="say hi\n", capture_output=True, text=True, timeout=60, env=env,
+        input="say hi\n", capture_output=True, text=True, timeout=300, env=env,
         cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Hi from the script." in proc.stdout and "> say hi" in proc.stdout
@@ -140,3 +140,43 @@ def test_every_slash_command_runs_in_plain_mode(git_repo, tmp_path):
     assert code == 0
     assert "not available here" not in out and "Unknown command" not in out
     assert "Model " in out and "Themes apply to the full-screen app." in out
+
+
+def test_a_write_shows_its_diff_and_a_denial_carries_a_reason(git_repo, tmp_path):
+    (git_repo / "a.py").write_text("x = 1\n")
+    model = ScriptedModel([call("edit", path="a.py", old="x = 1", new="x = 2"),
+                           say("ok")])
+    code, out, _ = plain(git_repo, tmp_path, model, "change it", "n keep x at 1, use y")
+    assert "-x = 1" in out and "+x = 2" in out  # the diff, before the question
+    assert (git_repo / "a.py").read_text() == "x = 1\n"
+    told = [m["content"] for m in model.prompts[-1] if m["role"] == "tool"][-1]
+    assert "keep x at 1, use y" in told
+
+
+def test_only_y_or_n_answers_a_hunk_question(git_repo, tmp_path, write_tools):
+    model = ScriptedModel([call("_write_file", path="f.txt", text="new\n"), say("done")])
+    code, out, asked = plain(git_repo, tmp_path, model, "write", "y", "/diff", "/cost", "y")
+    assert "Answer y or n." in out and (git_repo / "f.txt").read_text() == "new\n"
+    assert "Reverted 0 hunk(s)." in out
+
+
+def test_yes_at_the_task_spec_accepts_it(git_repo, tmp_path):
+    import json as _json
+
+    spec = {"goal": "g", "context": [], "constraints": [], "acceptance_criteria": [],
+            "deliverable": "d", "questions": []}
+    model = ScriptedModel([say(_json.dumps(spec)), say("worked on it")])
+    code, out, _ = plain(git_repo, tmp_path, model, "do it", "y", rewrite=True)
+    assert "worked on it" in out and "Cancelled" not in out
+
+
+def test_a_piped_session_exits_with_the_last_turns_code_and_says_how_to_resume(git_repo,
+                                                                               tmp_path):
+    from agent.model import BackendUnavailable
+
+    model = ScriptedModel([[BackendUnavailable("http://127.0.0.1:9/v1 is unreachable")]])
+    out = io.StringIO()
+    code = run_plain(Settings(rewrite=False), git_repo, model, data_dir=tmp_path / "d",
+                     read=lines("hi"), out=out)
+    assert code == 4 and out.getvalue().count("unreachable") == 1
+    assert "Resume this session: flashcode --resume " in out.getvalue()

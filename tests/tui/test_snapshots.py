@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import replace
 
+import pytest
+
 from agent.model import Usage
 from agent.tui.screens.approval import ApprovalScreen
 from agent.tui.screens.taskspec import TaskSpecScreen
@@ -31,6 +33,14 @@ class FixedCountModel(ScriptedModel):
                 event = replace(event, cached_tokens=event.prompt_tokens // 2,
                                 prefill_tps=2345.0, decode_tps=67.0)
             yield event
+
+
+@pytest.fixture(autouse=True)
+def _stopped_clock(monkeypatch):
+    """The status bar's working clock (and spinner) stands still: no clocks on screen."""
+    from agent.tui.widgets.status import StatusBar
+
+    monkeypatch.setattr(StatusBar, "clock", staticmethod(lambda: 100.0))
 
 
 def _commit(repo, name, text):
@@ -76,6 +86,7 @@ def test_diff_view_with_one_hunk_rejected(snap_compare, make_app, git_repo, writ
     async def run_before(pilot):
         await send(pilot, "change two values")
         await wait_for(pilot, lambda: not app.busy and app.query(DiffView))
+        await wait_for(pilot, lambda: app.focused is app.query_one("#hunk-0-0"))  # review first
         app.query_one("#hunk-0-1").focus()
         await pilot.press("r")
         await pilot.pause(0.1)

@@ -32,7 +32,7 @@ class Tmux:
     def pane(self) -> str:
         return self("capture-pane", "-p", "-t", "app")
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, text: str, timeout: float = 90.0) -> str:  # a busy 2-core machine
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             screen = self.pane()
@@ -93,25 +93,9 @@ def test_app_in_a_real_terminal(tmux, git_repo, tmp_path, isolated_env):
 
 def test_real_flashcode_replaying_a_recording(tmux, git_repo, tmp_path, isolated_env):
     """`flashcode --model replay:FILE` exactly as a user types it: a real shell tool call."""
-    call = {"id": "c1", "type": "function", "function": {
-        "name": "shell", "arguments": json.dumps({"command": "echo replayed > out.txt"})}}
-    recording = tmp_path / "recording.jsonl"
-    recording.write_text("\n".join(json.dumps(r) for r in [
-        {"type": "meta", "id": "rec", "created": 0, "root": str(git_repo), "model": "hand",
-         "parent": None},
-        {"type": "message", "message": {"role": "assistant", "content": "",
-                                        "tool_calls": [call]}},
-        {"type": "message", "message": {"role": "assistant", "content": "Ran it."}},
-    ]) + "\n")
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": isolated_env[
-        "XDG_CONFIG_HOME"], "HOME": isolated_env["HOME"], "PYTHONPATH": str(REPO_ROOT),
-        "OMP_NUM_THREADS": "1", "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
-    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
-    command = (f"cd {_quote(str(git_repo))} && env {exports} {_quote(sys.executable)} -m "
-               f"agent.cli --model replay:{_quote(str(recording))} --no-rewrite; "
-               "echo EXITED-$?; sleep 30")
-    tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
-    tmux.wait_for("Ask, or /help")
+    replay_in_tmux(tmux, git_repo, tmp_path, isolated_env, [
+        _calling("shell", {"command": "echo replayed > out.txt"}),
+        {"role": "assistant", "content": "Ran it."}])
     tmux("send-keys", "-t", "app", "-l", "run the command")
     tmux("send-keys", "-t", "app", "Enter")
     screen = tmux.wait_for("The agent wants to run a command")
@@ -120,11 +104,62 @@ def test_real_flashcode_replaying_a_recording(tmux, git_repo, tmp_path, isolated
     screen = tmux.wait_for("Ran it.")
     assert "✓ shell echo replayed > out.txt" in screen
     assert (git_repo / "out.txt").read_text() == "replayed\n"
+    tmux.wait_for("idle ·")  # the turn has ended: one Ctrl-C quits
     tmux("send-keys", "-t", "app", "C-c")
     tmux.wait_for("EXITED-0")
+
+
+def replay_in_tmux(tmux, repo, tmp_path, isolated_env, turns: list[dict], *flags: str,
+                   size: tuple[int, int] = (80, 24)) -> None:
+    """Start the real `flashcode --model replay:FILE` in `repo` in a tmux pane, the assistant
+    turns recorded in FILE; the pane prints EXITED-<code> when flashcode ends."""
+    recording = tmp_path / "recording.jsonl"
+    recording.write_text("".join(json.dumps({"type": "message", "message": t}) + "\n"
+                                 for t in turns))
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": isolated_env[
+        "XDG_CONFIG_HOME"], "HOME": isolated_env["HOME"], "PYTHONPATH": str(REPO_ROOT),
+        "OMP_NUM_THREADS": "1", "TERM": "xterm-256color", "PATH": os.environ["PATH"]}
+    exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
+    command = (f"cd {_quote(str(repo))} && env {exports} {_quote(sys.executable)} -m "
+               f"agent.cli --model replay:{_quote(str(recording))} --no-rewrite "
+               f"{' '.join(flags)}; echo EXITED-$?; sleep 30")
+    tmux("new-session", "-d", "-s", "app", "-x", str(size[0]), "-y", str(size[1]), command)
+    tmux.wait_for("Ask, or /help")
+
+
+def _calling(name: str, args: dict) -> dict:
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": name,
+                                                      "arguments": json.dumps(args)}}]}
 
 
 def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def test_review_a_hunk_with_r_and_ctrl_s_in_a_real_terminal(tmux, git_repo, tmp_path,
+                                                            isolated_env):
+    """Type a request; the turn changes a file; the review has the keys: r, Ctrl-S, and the
+    file on disk is as it was."""
+    (git_repo / "notes.txt").write_text("keep me\n")
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "notes"], cwd=git_repo, check=True)
+    patch = "*** Begin Patch\n*** Update File: notes.txt\n@@\n-keep me\n+changed\n*** End Patch"
+    replay_in_tmux(tmux, git_repo, tmp_path, isolated_env, [
+        _calling("apply_patch", {"patch": patch}), {"role": "assistant", "content": "Patched."}],
+        "--approval", "full-auto", size=(100, 30))
+    tmux("send-keys", "-t", "app", "-l", "change the notes")
+    tmux("send-keys", "-t", "app", "Enter")
+    tmux.wait_for("Changes in this turn")
+    assert (git_repo / "notes.txt").read_text() == "changed\n"
+    tmux("send-keys", "-t", "app", "r")
+    tmux.wait_for("[reject]")
+    tmux("send-keys", "-t", "app", "C-s")
+    deadline = time.monotonic() + 90  # the file on disk is what counts (the notice may scroll)
+    while (git_repo / "notes.txt").read_text() != "keep me\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (git_repo / "notes.txt").read_text() == "keep me\n", tmux.pane()
+    tmux("send-keys", "-t", "app", "C-q")
+    tmux.wait_for("EXITED-0")

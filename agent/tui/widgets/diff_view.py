@@ -75,17 +75,22 @@ class HunkView(Static, can_focus=True):
 
 
 class DiffView(Vertical):
-    BINDINGS = [Binding("ctrl+s", "apply", "apply decisions")]
+    BINDINGS = [Binding("ctrl+s", "apply", "apply decisions"),
+                Binding("escape", "leave", "back to the prompt")]
 
     class Decided(Message):
         def __init__(self, view: DiffView, rejected: set[tuple[int, int]]):
             super().__init__()
             self.view, self.rejected = view, rejected
 
-    def __init__(self, files: list[FileDiff], **kw):
+    class Leave(Message):
+        """Escape: the keys go back to the prompt (the hunks keep their decisions)."""
+
+    def __init__(self, files: list[FileDiff], take_focus: bool = False, **kw):
         super().__init__(classes="diff", **kw)
         self.files = files
         self.settled = False
+        self.take_focus = take_focus  # the keys go to the review once it is shown
 
     def compose(self):
         n = sum(max(len(f.hunks), 1) for f in self.files)
@@ -100,6 +105,19 @@ class DiffView(Vertical):
         with Horizontal(classes="diff-buttons"):
             yield Button("Apply decisions", id="apply-hunks", variant="primary")
             yield Button("Reject all", id="reject-all", variant="error")
+
+    def on_mount(self) -> None:
+        if self.take_focus:
+            self.call_after_refresh(self.focus_first)
+
+    def focus_first(self) -> None:
+        """Focus the first hunk, so a / r / Ctrl-S act on the review at once."""
+        targets = [*self.hunk_views(), *self.query("#apply-hunks")]
+        if targets and not self.settled:
+            targets[0].focus()
+
+    def action_leave(self) -> None:
+        self.post_message(self.Leave())
 
     def hunk_views(self) -> list[HunkView]:
         return list(self.query(HunkView))

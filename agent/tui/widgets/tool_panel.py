@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Collapsible, Static
 
-from agent.conversation import call_summary
+from agent.model import call_summary
 
 PREVIEW_LINES = 6
 MAX_SHOWN_LINES = 2000  # the full output lives in the session log and the spill file

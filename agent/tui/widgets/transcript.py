@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Collapsible, Markdown, Static
+from textual.widgets import Collapsible, Static
 
 from agent.model import Message
 from agent.tui.widgets.tool_panel import ToolPanel
@@ -35,8 +35,24 @@ class Reasoning(Collapsible):
         self.body.update(Text(self.text))
 
 
-class Answer(Markdown):
-    pass
+def answer_class() -> type:
+    """`Answer`, a Markdown widget: made with the first answer, not the first screen (the
+    Markdown widget loads markdown-it, which the empty app does not need)."""
+    global _ANSWER
+    if _ANSWER is None:
+        from textual.widgets import Markdown
+
+        _ANSWER = type("Answer", (Markdown,), {"__module__": __name__})
+    return _ANSWER
+
+
+_ANSWER: type | None = None
+
+
+def __getattr__(name: str):
+    if name == "Answer":  # `from agent.tui.widgets.transcript import Answer`
+        return answer_class()
+    raise AttributeError(name)
 
 
 class Transcript(VerticalScroll):
@@ -44,7 +60,7 @@ class Transcript(VerticalScroll):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.current_answer: Answer | None = None
+        self.current_answer = None  # the Answer being streamed
         self.current_reasoning: Reasoning | None = None
         self.panels: dict[str, ToolPanel] = {}
         self.user_scrolled = False
@@ -101,8 +117,10 @@ class Transcript(VerticalScroll):
 
     async def append_answer(self, text: str) -> None:
         if self.current_answer is None:
-            self.current_answer = Answer(classes="answer")
+            self.current_answer = answer_class()(classes="answer")
             await self.mount(self.current_answer)  # Markdown appends only once mounted
+        if not self.current_answer.is_mounted:  # the app is closing: nothing to draw into
+            return
         await self.current_answer.append(text)
         self.follow()
 
@@ -112,6 +130,8 @@ class Transcript(VerticalScroll):
 
     def add_tool_call(self, call_id: str, name: str, arguments: dict) -> ToolPanel:
         # The stream announces a call as it is parsed, the loop again as it runs it: one panel.
+        # `panels` holds the calls not finished yet, so an id a backend uses again in a later
+        # reply (some number calls per reply) gets a panel of its own.
         if call_id in self.panels:
             return self.panels[call_id]
         self.end_stream()
@@ -121,7 +141,7 @@ class Transcript(VerticalScroll):
 
     def finish_tool_call(self, call_id: str, ok: bool, content: str,
                          output: dict | None = None) -> None:
-        panel = self.panels.get(call_id)
+        panel = self.panels.pop(call_id, None)
         if panel is not None:
             panel.finish(ok, content, output)
 
@@ -157,7 +177,7 @@ class Transcript(VerticalScroll):
         if msg.get("reasoning_content"):
             self._add(Reasoning(msg["reasoning_content"]))
         if msg.get("content"):
-            self._add(Answer(msg["content"], classes="answer"))
+            self._add(answer_class()(msg["content"], classes="answer"))
         for call in msg.get("tool_calls") or []:
             fn = call["function"]
             self.add_tool_call(call["id"], fn["name"], _args(fn.get("arguments")))

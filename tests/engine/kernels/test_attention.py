@@ -1,5 +1,7 @@
-"""Attention kernel vs its twin: decode and prefill, plain and FP8-nope + bf16-rope storage,
-odd row counts, empty and length-1 index sets, window-edge masks, sink.
+"""Attention kernels vs their twin: decode and prefill, plain and FP8-nope + bf16-rope storage,
+odd row counts, empty and length-1 index sets, window-edge masks, sink; the index set split
+across programs and merged (flash decoding), queries in scratch-sized chunks, every autotune
+config.
 Tolerance: fp32 accumulation on both sides, so 1e-4 relative/absolute on fp32 inputs;
 2e-2 for bf16 q (the output is rounded to bf16)."""
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 from engine.kernels import attention as A
+from engine.kernels._triton import pin_config
 from engine.kernels.rope import inv_freq
 from engine.layers.attention import compressed_visible, window_mask
 from engine.quant import fp8_roundtrip
@@ -96,6 +99,60 @@ def test_fused_inverse_rope(dtype, tol):
     assert torch.equal(got[0], A.sparse_attention(q, kv, mask, sink, 0.125, rope)[0])
     torch.testing.assert_close(got[:, :, :48].float(), plain[:, :, :48].float(), rtol=tol,
                                atol=tol)  # nope dims untouched
+
+
+def _distinct_rows(s: int, k: int, n: int, g) -> torch.Tensor:
+    """[s, k] int32 index sets, each k distinct rows of n in random order (as the indexer's)."""
+    return torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(s)]).int()
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+@pytest.mark.parametrize("split", [1, 7, 32])
+def test_rows_split_across_programs_merge_exactly(fp8, split):
+    """Each program takes `split` rows of the index set (a split may be all padding, another
+    hold one row); _combine_kernel merges them with the sink and the inverse RoPE."""
+    g, h, d, r = gen(7 + split), 5, 80, 16
+    kv = _fp8_rows(90, d, r, g) if fp8 else torch.randn(90, d, generator=g)
+    q = torch.randn(3, h, d, generator=g)
+    idx = _distinct_rows(3, 70, 90, g)
+    idx[0, 33:] = -1    # padding: whole splits see no row
+    idx[2] = -1         # only the sink
+    sink = torch.randn(h, generator=g)
+    rope = (torch.tensor([5, 900, 77]), inv_freq(r, 160000.0, 16.0, 65536))
+    want = A.gather_attention_ref(q, kv, idx, sink, 0.1, rope)
+    torch.testing.assert_close(A.gather_attention(q, kv, idx, sink, 0.1, rope, split=split),
+                               want, rtol=1e-4, atol=1e-4)
+
+
+def test_split_rows_fill_the_gpu_in_decode_only():
+    assert A.split_rows(4096, 640, 132) == 640              # prefill: one program per query
+    assert A.split_rows(1, 640, 132) == 32                  # decode: 20 programs of 32 rows
+    assert A.split_rows(1, 8320, 132) == 64                 # 1M-context HCA: 130 programs
+    assert A.split_rows(1, 40, 132) == 40                   # too few rows to split
+
+
+def test_queries_in_chunks_when_the_scores_would_not_fit(monkeypatch):
+    monkeypatch.setattr(A, "SCORES_BYTES", 4 * 3 * 20 * 2)  # two queries' scores a launch
+    g = gen(8)
+    q, kv = torch.randn(5, 3, 32, generator=g), torch.randn(20, 32, generator=g)
+    mask, sink = torch.rand(5, 20, generator=g) < 0.6, torch.randn(3, generator=g)
+    torch.testing.assert_close(A.sparse_attention(q, kv, mask, sink, 0.2),
+                               A.sparse_attention_ref(q, kv, mask, sink, 0.2),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("config", range(len(A.QK_CONFIGS)))
+def test_every_config_matches_the_twin(config):
+    """Each autotune config's tile sizes (64 heads a tile included) on FP8 storage, split."""
+    g, h, d, r = gen(9), 66, 144, 16
+    kv, q = _fp8_rows(50, d, r, g), torch.randn(2, h, d, generator=g)
+    idx = _distinct_rows(2, 45, 50, g)
+    idx[1, ::3] = -1
+    sink = torch.randn(h, generator=g)
+    with pin_config(config):
+        got = A.gather_attention(q, kv, idx, sink, 0.1, split=32)
+    torch.testing.assert_close(got, A.gather_attention_ref(q, kv, idx, sink, 0.1),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_launcher_rejects_bad_layouts():

@@ -1,7 +1,8 @@
 """Grouped MXFP4 MoE kernels vs twin: routing with experts that get no token, one token, many
 (more than one 16-row block), repeated experts; with and without FP8 activations, routing
 weight before or after W2, with and without the SwiGLU clamp. Tolerance 1e-4 relative to
-the output scale (fp32 accumulation in both; only the summation order differs)."""
+the output scale (fp32 accumulation in both; only the summation order differs). Every autotune
+config and both expert block sizes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from engine import quant
 from engine.kernels import moe_fp4 as MO
+from engine.kernels._triton import pin_config
 from tests.engine.kernels.conftest import gen
 
 
@@ -33,6 +35,25 @@ def test_experts_match_twin(s, k, e, act, before, limit):
     want = MO.experts_ref(x, ids, weights, w, "fp4", act, limit, before)
     got = MO.experts(x, ids, weights, w, "fp4", act, limit, before)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("config", range(len(MO.MOE_CONFIGS)))
+@pytest.mark.parametrize("bm", [16, 64])
+def test_every_config_and_block_size_matches_twin(config, bm):
+    """Each autotune config's tile sizes, with 16- and 64-row expert blocks (prefill's on
+    Hopper): 70 tokens × 2 of 3 experts fill a 64-row block and part of another."""
+    g = gen(11)
+    w = _experts(3, 64, 96, g)
+    x, wt = torch.randn(70, 64, generator=g), torch.rand(70, 2, generator=g)
+    ids = torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(70)])
+    want = MO.experts_ref(x, ids, wt, w, "fp4", True, 10.0, False)
+    with pin_config(config):
+        got = MO.experts(x, ids, wt, w, "fp4", True, 10.0, False, bm=bm)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_block_m_is_16_off_hopper_and_for_decode():
+    assert MO.block_m(6, 256) == 16 and MO.block_m(24576, 256) == 16  # no target: interpreter
 
 
 def test_schedule_blocks_cover_each_expert_run():
