@@ -32,8 +32,7 @@ from typing import Any
 
 import torch
 
-from engine.chat.constraint import ToolCallConstraint, vocab_tables
-from engine.chat.json_mode import JsonReplyConstraint
+from engine.chat.guide import ReplyConstraint, guide_for
 from engine.chat.render import System, encode_conversation, messages_from_openai
 from engine.chat.tokenizer import Tokenizer
 from engine.events import Event
@@ -85,7 +84,7 @@ class Prepared:
     ids: list[int]
     tools: list
     params: SamplingParams
-    constraint: ToolCallConstraint | JsonReplyConstraint | None
+    constraint: ReplyConstraint | None
 
 
 class Engine:
@@ -104,7 +103,7 @@ class Engine:
         self._orphans: list = []  # replies cut off by close(), never finished (see _step)
         ref = weakref.ref(self)  # a weak one: the exit hook must not keep the model alive
         atexit.register(lambda: (e := ref()) is not None and e.close())
-        vocab_tables(tokenizer)  # build the constraint's token trie now, not on the first request
+        guide_for(tokenizer)  # llguidance's view of the vocabulary, now, not on the first request
 
     @classmethod
     def load(cls, path: str | Path, kernels: str = "auto", device_map: str | None = None,

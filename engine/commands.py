@@ -20,16 +20,16 @@ KINDS = [  # (label, test on the parameter name), first match wins
 ]
 
 
-def make_tiny(out: str, preset: str = "tiny", seed: int = 0) -> int:
+def make_tiny(out: str, preset: str = "tiny", seed: int = 0, tokenizer: str = "v4") -> int:
     from engine.config import ConfigError
     from engine.weights.tiny import make_tiny as write
 
     try:
-        path = write(Path(out), preset, seed)
-    except ConfigError as e:
+        path = write(Path(out), preset, seed, tokenizer)
+    except (ConfigError, FileNotFoundError) as e:
         print(f"flashcode engine make-tiny: {e}", file=sys.stderr)
         return 2
-    print(f"wrote a random '{preset}' checkpoint (seed {seed}) to {path}")
+    print(f"wrote a random '{preset}' checkpoint (seed {seed}, {tokenizer} tokenizer) to {path}")
     return 0
 
 

@@ -277,6 +277,7 @@ def _fold_layer_types(d: dict, out: dict) -> None:
     ratio_of.update({k: v for k, v in (("compressed_sparse_attention", d.pop(
         "compress_rate_csa", None)), ("heavily_compressed_attention", d.pop(
         "compress_rate_hca", None))) if v is not None})
+    _check_rates(ratio_of)
     if lt is not None and "compress_ratios" not in d:
         unknown = [t for t in lt if t not in ratio_of]
         if unknown:
@@ -292,6 +293,24 @@ def _fold_layer_types(d: dict, out: dict) -> None:
         if mlt[:n_hash] != ["hash_moe"] * n_hash:
             raise ConfigError("mlp_layer_types: hash_moe layers must come first")
         out["n_hash_layers"] = n_hash
+
+
+def _check_rates(ratio_of: dict) -> None:
+    """The model tells CSA from HCA by the ratio alone, as DeepSeek's reference code does: 4
+    means CSA (overlapping windows, the lightning indexer), any other positive ratio HCA. A
+    transformers config naming the two apart with other rates would load as the wrong kind
+    and fail on tensor shapes (`compressor.ape`), so say so here."""
+    csa = ratio_of.get("compressed_sparse_attention")
+    hca = ratio_of.get("heavily_compressed_attention")
+    if csa != 4:
+        raise ConfigError(f"compress_rates: a compressed_sparse_attention rate of {csa} is not "
+                          "supported; CSA layers compress by 4 (this engine, like DeepSeek's "
+                          "reference code, knows CSA by ratio 4: overlapping windows and the "
+                          "lightning indexer)")
+    if hca == 4 or not isinstance(hca, int) or hca < 1:
+        raise ConfigError(f"compress_rates: a heavily_compressed_attention rate of {hca} is not "
+                          "supported; it must be a positive ratio other than 4 (ratio 4 means "
+                          "CSA, with overlapping windows and an indexer HCA layers do not have)")
 
 
 def load(path: str | Path) -> ModelConfig:

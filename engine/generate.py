@@ -4,11 +4,12 @@
     for event in gen.run(prompt_ids, tools, SamplingParams(temperature=0, max_tokens=64)):
         ...   # ReasoningDelta | TextDelta | ToolCall* | FormatError, then Usage, then Done
 
-Each step masks the logits with ToolCallConstraint (markup stays valid, payload text samples
-freely) or, for a JSON response_format, JsonReplyConstraint; samples (sampling.py); feeds the id
-to TokenReplyParser; and holds back text that may begin a stop string. Every prefill goes
-through the PrefixCache (lookup, then store what the state consumed). One sequence at a time:
-the caller (api.Engine) serialises calls.
+Each step masks the logits with the reply's grammar (engine/chat/guide.py: tool calls that fit
+their schemas, a JSON response_format), samples (sampling.py), and takes the ids the grammar
+then forces without sampling; the new ids go to TokenReplyParser and into the model in one
+forward, while the next mask is computed on a worker thread. Text that may begin a stop string
+is held back. Every prefill goes through the PrefixCache (lookup, then store what the state
+consumed). One sequence at a time: the caller (api.Engine) serialises calls.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from engine.chat.constraint import ToolCallConstraint
-from engine.chat.json_mode import JsonReplyConstraint, wants_json
+from engine.chat.guide import guide_for
 from engine.chat.parse import TokenReplyParser
 from engine.chat.tokenizer import Tokenizer
 from engine.events import Done, Event, ReasoningDelta, TextDelta, Usage
@@ -55,6 +55,17 @@ class _StopGate:
         return self._release_one(ReasoningDelta) + self._release_one(TextDelta)
 
 
+def _feed(stepper: Stepper, toks: list[int]) -> torch.Tensor:
+    """Logits after feeding `toks`: one forward for all of them when plain stepping (ids the
+    grammar forced come several at a time), else one step per id."""
+    if len(toks) > 1 and stepper.drafter is None and stepper.pending is None:
+        ids = torch.tensor(toks, device=stepper.model.embed.weight.device)
+        return stepper.model(ids, stepper.state)[-1]
+    for t in toks:
+        logits = stepper.next(t)
+    return logits
+
+
 class Generator:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, cache: PrefixCache,
                  context_window: int | None = None) -> None:
@@ -72,12 +83,8 @@ class Generator:
         """The reply's grammar mask (raises ValueError for a tool_choice naming no tool)."""
         if not p.constrain:
             return None
-        if wants_json(p.response_format):  # the content is a JSON object: no tool calls
-            if p.tool_choice not in ("auto", "none"):
-                raise ValueError("a JSON response_format and a forced tool call exclude each "
-                                 "other: the reply is either a JSON object or a call")
-            return JsonReplyConstraint(self.tok, p.thinking, self.vocab)
-        return ToolCallConstraint(self.tok, tools or [], p.thinking, self.vocab, p.tool_choice)
+        return guide_for(self.tok).constraint(tools or [], p.tool_choice, p.response_format,
+                                              p.thinking, self.vocab)
 
     def prefill(self, prompt: list[int], streams: list | None = None
                 ) -> tuple[ModelState, torch.Tensor, int]:
@@ -118,30 +125,39 @@ class Generator:
         fed = list(prompt)  # what `state` has consumed
         parser, gate = TokenReplyParser(self.tok, p.thinking), _StopGate(p.stop)
         rng, ids, final = generator_for(p.seed), [], []
+        new = constraint.begin() if constraint is not None else []  # forced at the start
         try:
             while len(ids) < budget:
-                if ids:  # feed the token sampled last; a reply's final token is never fed
-                    logits = stepper.next(ids[-1])
-                    fed.append(ids[-1])
-                mask = constraint.allowed() if constraint is not None else self.known
-                ids.append(sample(logits, mask, p, rng))
-                if constraint is not None:
-                    constraint.advance(ids[-1])
-                events = parser.step(ids[-1])
-                for ev in events:
-                    if not isinstance(ev, Done):
-                        yield from gate.pass_(ev)
-                    if gate.hit:
-                        parser.finish("stop")
-                        final = [Done("stop")]
+                if ids:  # feed the ids taken last; a reply's final ids are never fed
+                    last = ids[len(fed) - len(prompt):]
+                    logits = _feed(stepper, last)
+                    fed += last
+                if not new:
+                    mask = constraint.mask() if constraint is not None else self.known
+                    tok = sample(logits, mask, p, rng)
+                    new = [tok, *(constraint.advance(tok) if constraint is not None else [])]
+                for tok in new[:budget - len(ids)]:
+                    ids.append(tok)
+                    events = parser.step(tok)
+                    for ev in events:
+                        if not isinstance(ev, Done):
+                            yield from gate.pass_(ev)
+                        if gate.hit:
+                            parser.finish("stop")
+                            final = [Done("stop")]
+                            break
+                    if gate.hit or parser.parser.done:
+                        final = final or [e for e in events if isinstance(e, Done)]
                         break
+                new = []
                 if gate.hit or parser.parser.done:
-                    final = final or [e for e in events if isinstance(e, Done)]
                     break
             else:  # "length" even if a call was cut (its FormatError says so)
                 final = [e if not isinstance(e, Done) else Done("length")
                          for e in parser.finish("length")]
         finally:
+            if constraint is not None:
+                constraint.close()
             state = stepper.finish()
             if state.pos == len(fed):
                 self.cache.store(fed, state)

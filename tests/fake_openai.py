@@ -66,11 +66,12 @@ def sse_chunks(reply: FakeReply, model: str) -> list[dict]:
 
 class FakeOpenAIServer:
     def __init__(self, script, api_key: str | None = None, max_model_len: int | None = None,
-                 tokenize: bool = False):
+                 tokenize: bool = False, owned_by: str = "me"):
         self.script = list(script)
         self.api_key = api_key
         self.max_model_len = max_model_len  # listed on /v1/models, as vLLM does
         self.tokenize = tokenize  # serve /tokenize (vLLM): one token per 4 characters
+        self.owned_by = owned_by  # on /v1/models ("flashcode": as `flashcode serve` lists)
         self.requests: list[dict] = []
         self.auth: list[str | None] = []  # the Authorization header of every request, in order
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -99,7 +100,8 @@ class FakeOpenAIServer:
 
             def do_GET(self):
                 server.auth.append(self.headers.get("Authorization"))
-                model = {"id": "fake-flash", "object": "model", "created": 0, "owned_by": "me"}
+                model = {"id": "fake-flash", "object": "model", "created": 0,
+                         "owned_by": server.owned_by}
                 if server.max_model_len:
                     model["max_model_len"] = server.max_model_len
                 self._json(200, {"object": "list", "data": [model]})

@@ -5,12 +5,18 @@ retried with exponential backoff on 429, 5xx, timeouts and refused connections; 
 or an unreachable host becomes `BackendUnavailable` with what to do about it. Tool calls
 arrive in fragments (by `index`) and are parsed once the stream ends; arguments that are not
 a JSON object become `FormatError`s for the loop to send back.
+
+Prompt tokens (context accounting, compaction) are counted exactly where that is possible: by
+the server's /tokenize (vLLM, SGLang), else, for a DeepSeek-V4 model (its name says so, or the
+server is `flashcode serve`), by DeepSeek-V4's own tokenizer over the V4 prompt
+(engine.chat.render, torch-free); otherwise estimated. `token_counting` says which.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +40,8 @@ from agent.model import (
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 _WIRE_KEYS = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name")
 DEFAULT_WINDOW = 131_072
+_V4_NAME = re.compile(r"deepseek[-_ ]?v4|v4[-_ ](flash|pro)", re.IGNORECASE)
+ESTIMATED = "estimated (about 3.5 characters a token)"
 
 
 def _wire(message: Message, thinking: bool = False) -> dict:
@@ -59,6 +67,9 @@ class OpenAIModel:
     name: str = ""
     _client: openai.OpenAI | None = field(default=None, repr=False)
     _tokenize_ok: bool | None = None  # None: not tried yet
+    token_counting: str = "not counted yet"  # how count_tokens counted last: see module doc
+    _owner: str = ""  # `owned_by` of the served model ("flashcode": a V4 model)
+    _v4_tokenizer: object = field(default=None, repr=False)  # False: not a V4 model
 
     @classmethod
     def from_settings(cls, settings, endpoint: str | None = None,
@@ -78,19 +89,55 @@ class OpenAIModel:
         return self.window
 
     def count_tokens(self, messages: list[Message], tools: list[dict]) -> int:
-        """Exact from the server's /tokenize (vLLM, SGLang) when it has one, else estimated."""
+        """Exact from the server's /tokenize (vLLM, SGLang) when it has one, else with
+        DeepSeek-V4's tokenizer for a V4 model, else estimated (`token_counting` says which)."""
         if self._tokenize_ok is not False:
             count = self._tokenize(messages, tools)
             self._tokenize_ok = count is not None
             if count is not None:
+                self.token_counting = "exact (the server's /tokenize)"
                 return count
+        count = self._v4_count(messages, tools)
+        if count is not None:
+            self.token_counting = "exact (DeepSeek-V4's tokenizer over the V4 prompt)"
+            return count
+        self.token_counting = ESTIMATED
         return estimate_tokens(messages) + estimate_tokens(tools)
+
+    def _v4_count(self, messages: list[Message], tools: list[dict]) -> int | None:
+        """Tokens of the V4 prompt these messages and tools render to; None when the model is
+        not DeepSeek-V4 or its tokenizer is not installed."""
+        if self._v4_tokenizer is None:
+            self._v4_tokenizer = self._load_v4_tokenizer() or False
+        if self._v4_tokenizer is False:
+            return None
+        from engine.chat.render import encode_conversation, messages_from_openai
+
+        try:
+            msgs = messages_from_openai([_wire(m) for m in messages])
+            return len(encode_conversation(msgs, self._v4_tokenizer, tools or None))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def _load_v4_tokenizer(self):
+        if not _V4_NAME.search(self.model_name):
+            self._served_window()  # asks the server who serves the model
+            if self._owner != "flashcode":
+                return None
+        from engine.chat.tokenizer import Tokenizer, v4_tokenizer_dir
+
+        try:
+            return Tokenizer.from_dir(v4_tokenizer_dir())
+        except (OSError, ValueError):
+            return None
 
     def _served_window(self) -> int | None:
         try:
             for m in self.client().models.list().data:
-                if m.id == self.model_name and getattr(m, "max_model_len", None):
-                    return int(m.max_model_len)
+                if m.id == self.model_name:
+                    self._owner = getattr(m, "owned_by", "") or ""
+                    if getattr(m, "max_model_len", None):
+                        return int(m.max_model_len)
         except (openai.APIError, ValueError, TypeError):
             pass
         return None

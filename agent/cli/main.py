@@ -284,7 +284,11 @@ def _engine(sub) -> None:
     mk.add_argument("out", metavar="OUT")
     mk.add_argument("--preset", default="tiny", help="config preset (default: tiny)")
     mk.add_argument("--seed", type=int, default=0)
-    mk.set_defaults(handler=lambda a: _engine_command("make_tiny", a.out, a.preset, a.seed))
+    mk.add_argument("--tokenizer", choices=["v4", "small"], default="v4",
+                    help="v4: DeepSeek-V4's own tokenizer (129,280 ids, the default); small: a "
+                         "BPE trained on the spot with the preset's vocab size (fastest tests)")
+    mk.set_defaults(handler=lambda a: _engine_command("make_tiny", a.out, a.preset, a.seed,
+                                                      a.tokenizer))
     lg = esub.add_parser("logits", help="save full-sequence logits [T, vocab] as float32 .npy")
     lg.add_argument("--model", metavar="DIR", required=True)
     lg.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")

@@ -1,6 +1,6 @@
-"""The grammar of one V4 reply, as a character-level machine shared by the streaming parser
-(parse.py) and constrained decoding (constraint.py), so what the sampler allows is exactly
-what the parser accepts.
+"""The grammar of one V4 reply as the streaming parser reads it (parse.py): a character-level
+machine over the reply's text. Constrained decoding is llguidance's (lark_grammar.py, guide.py),
+over the same syntax; DeepSeek's own parser is the reference for both.
 
 Reply grammar (thinking mode starts in reasoning, chat mode in content):
 
@@ -10,10 +10,10 @@ Reply grammar (thinking mode starts in reasoning, chat mode in content):
     param  = `<｜DSML｜parameter name="P" string="true|false">` VALUE `</｜DSML｜parameter>`
 
 Payload (reasoning, content, VALUE) runs to its terminator; text that might begin one is held
-back. Once `<｜DSML｜` appears in content the text is markup and must follow the grammar.
-Without schemas any names pass and `string="false"` values are checked with json.loads at
-their end; with schemas (ToolSchemas, below) names, types and required parameters are
-enforced and JSON is checked as it arrives.
+back. Once `<｜DSML｜` appears in content the text is markup and must follow the grammar. A
+name runs to what ends it in DeepSeek's parser (`">\\n` for a tool, `" string="true|false">`
+for a parameter), so it may hold a `"`. `string="false"` values are checked with json.loads at
+their end.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 
 from engine.chat import dsml
-from engine.chat.json_prefix import JsonPrefix
 
 _COMMIT = "<" + dsml.DSML  # in content, markup from here on
 _BLOCK_TERMS = (("\n\n" + dsml.CALLS_OPEN, "block"), (dsml.CALLS_OPEN, "block"))
@@ -31,50 +30,11 @@ TERMS = {
     "vstr": ((dsml.PARAM_CLOSE, "param_end"),),
     "vjson": ((dsml.PARAM_CLOSE, "param_end"),),
 }
-_NAME_STOP = '"\n<>'
 _END = ((dsml.EOS, "end"),)
 _WS = " \t\r\n"
-_JSON_FIRST = {"integer": "-0123456789", "number": "-0123456789", "boolean": "tf",
-               "array": "[", "object": "{", "null": "n"}
-
-
-class ToolSchemas:
-    """Registered tools for constrained decoding: name → (properties, required names)."""
-
-    def __init__(self, functions: list[dict]) -> None:
-        self.props: dict[str, dict[str, dict] | None] = {}
-        self.required: dict[str, frozenset[str]] = {}
-        for f in functions:
-            f = f.get("function", f) if isinstance(f, dict) else f.function()
-            params = f.get("parameters") or {}
-            props = params.get("properties")
-            self.props[f["name"]] = dict(props) if isinstance(props, dict) else None
-            required = frozenset(params.get("required") or ())
-            # a required name that is not a property could never be written: ignore it
-            self.required[f["name"]] = required & set(props) if isinstance(props, dict) \
-                else required
-
-    def __bool__(self) -> bool:
-        return True  # an empty registry still constrains: it forbids every call
-
-    def param_names(self, tool: str, used: tuple[str, ...]) -> list[str] | None:
-        """Names still allowed, or None when the schema lists no properties (any name)."""
-        props = self.props[tool]
-        return None if props is None else [p for p in props if p not in used]
-
-    def _type(self, tool: str, param: str) -> str | None:
-        t = (self.props[tool] or {}).get(param, {}).get("type")
-        return t if isinstance(t, str) else None
-
-    def string_flags(self, tool: str, param: str) -> tuple[str, ...]:
-        t = self._type(tool, param)
-        if t == "string":
-            return ("true",)
-        return ("false",) if t in _JSON_FIRST else ("true", "false")
-
-    def json_prefix(self, tool: str, param: str) -> JsonPrefix:
-        t = self._type(tool, param)
-        return JsonPrefix(_JSON_FIRST.get(t), integer=t == "integer")
+_NAME_END = '">\n'  # a tool name runs to this
+_FLAGS = (('" string="true">', "vstr"), ('" string="false">', "vjson"))  # a parameter name's
+_NAME_STOPS = ("<" + dsml.DSML, "</" + dsml.DSML)  # markup inside a name: it never ended
 
 
 class Sink:
@@ -91,34 +51,20 @@ class Sink:
 
 class Machine:
     """One reply's parse state. `feed(c)` → False when c breaks the grammar (then `error` says
-    why and the machine stays in mode "error"). Fields hold immutable values, so clone() is a
-    full snapshot (the constraint clones it to try candidate tokens)."""
+    why and the machine stays in mode "error")."""
 
-    def __init__(self, thinking: bool = True, tools: ToolSchemas | None = None,
-                 sink: Sink | None = None, force_call: bool = False) -> None:
+    def __init__(self, thinking: bool = True, sink: Sink | None = None) -> None:
         self.mode = "reasoning" if thinking else "content"
-        self.force_call = force_call  # content must be empty and a block must follow
         self.pending = ""  # payload modes: held text that may begin a terminator
         self.alts: tuple[tuple[str, str], ...] = ()  # mode "expect": (literal, next mode)
         self.got = ""  # mode "expect": matched so far; modes name/pname: the name so far
-        self.tools, self.sink = tools, sink
+        self.sink = sink
         self.tool = ""  # current call's name
         self.used: tuple[str, ...] = ()  # its parameter names so far
         self.param = ""
         self.value = ""  # vjson: the value's text
-        self.json: JsonPrefix | None = None  # vjson with schemas: early JSON checking
         self.error = ""
         self.pos = 0  # characters consumed
-        if force_call and not thinking:
-            self._enter("content")
-
-    def clone(self) -> Machine:
-        m = Machine.__new__(Machine)  # a dict copy: several times cheaper than copy.copy
-        m.__dict__ = self.__dict__.copy()
-        m.sink = None
-        if self.json is not None:
-            m.json = self.json.clone()
-        return m
 
     def can_end(self) -> bool:
         """Whether the reply may stop here (EOS)."""
@@ -127,29 +73,6 @@ class Machine:
         if self.mode == "expect":
             return not self.got and self.alts == _END
         return self.mode == "end"
-
-    def next_chars(self) -> set[str] | None:
-        """A superset of the characters that may come next where that set is small (markup,
-        JSON outside strings); None elsewhere."""
-        if self.mode == "content" and _COMMIT in self.pending:
-            return {t[len(self.pending)] for t, _ in _BLOCK_TERMS if t.startswith(self.pending)}
-        if self.mode == "expect":
-            return {lit[len(self.got)] for lit, _ in self.alts}
-        if self.mode in ("name", "pname") and self.tools:
-            names = list(self.tools.props) if self.mode == "name" else \
-                self.tools.param_names(self.tool, self.used)
-            if names is None:
-                return None
-            n = len(self.got)
-            out = {x[n] for x in names if x.startswith(self.got) and len(x) > n}
-            return out | ({'"'} if self.got in names else set())
-        if self.mode == "vjson" and self.json is not None and not self.pending:
-            nxt = self.json.next_chars()
-            return None if nxt is None else nxt | {"<"}
-        if self.mode == "vjson" and self.json is not None and self.json.state != "string":
-            # held `<…` outside a JSON string: only the parameter's end can go on from here
-            return {t[len(self.pending)] for t, _ in TERMS["vjson"] if t.startswith(self.pending)}
-        return None
 
     def _end(self, c: str) -> bool:
         return self._fail("text after the end of the reply")
@@ -164,8 +87,8 @@ class Machine:
 
     def plain_run(self, text: str, i: int) -> int:
         """End of the run from text[i] that payload takes as is (no `<` or newline, nothing
-        held back, no JSON to check); i when there is none."""
-        if self.mode not in ("reasoning", "content", "vstr") or self.pending:
+        held back); i when there is none."""
+        if self.mode not in TERMS or self.pending:
             return i
         j = i
         while j < len(text) and text[j] not in "<\n":
@@ -191,17 +114,10 @@ class Machine:
         if not self.pending and c not in "<\n":
             return self._release(c)
         s = self.pending + c
-        js = self.json
-        if js is not None and c == "<" and not self.pending and js.state != "string" \
-                and not js.complete():
-            # here `<` is no JSON, so it must begin the parameter's end, which needs whole JSON
-            return self._fail(f"invalid JSON value for {self.param!r}")
         for term, nxt in terms:
             if s == term:
                 self.pending = ""
                 return self._enter(nxt)
-        if self.mode == "content" and _COMMIT in s and self.tools and not self.tools.props:
-            return self._fail("no tools are registered")
         if any(t.startswith(s) for t, _ in terms):
             self.pending = s
             return True
@@ -226,8 +142,6 @@ class Machine:
     def _release(self, text: str) -> bool:
         if self.mode == "vjson":
             self.value += text
-            if self.json is not None and not all(self.json.feed(c) for c in text):
-                return self._fail(f"invalid JSON value for {self.param!r}")
         if self.sink:
             self.sink.payload(self.mode, text)
         return True
@@ -239,8 +153,6 @@ class Machine:
             return self._want((("\n" + dsml.INVOKE_OPEN, "name"),))
         if nxt == "param_end":
             return self._param_end()
-        if nxt == "content" and self.force_call:
-            return self._want((("\n\n" + dsml.CALLS_OPEN, "block"),))
         self.mode = nxt
         return True
 
@@ -271,71 +183,52 @@ class Machine:
         if nxt in ("name", "pname"):
             self.mode = nxt
             return True
-        if nxt in ("vstr", "vjson"):
-            return self._start_value(nxt)
         if nxt == "after_invoke":
             if self.sink:
                 self.sink.call_end()
             return self._want((("\n" + dsml.INVOKE_OPEN, "name"),
-                                 ("\n" + dsml.CALLS_CLOSE, "after_block")))
-        if nxt == "params":
-            return self._want(self._param_alts(first=True))
+                               ("\n" + dsml.CALLS_CLOSE, "after_block")))
         if nxt == "after_block":
             return self._want(_END)
-        if nxt == "block":
-            return self._enter(nxt)
         self.mode = nxt  # "end"
         return True
 
     def _param_alts(self, first: bool) -> tuple[tuple[str, str], ...]:
-        sep = "" if first else "\n"
-        alts = []
-        names = self.tools.param_names(self.tool, self.used) if self.tools else None
-        if names is None or names:
-            alts.append((sep + dsml.PARAM_OPEN, "pname"))
-        if not self.tools or self.tools.required[self.tool] <= set(self.used):
-            alts.append(("\n" + dsml.INVOKE_CLOSE, "after_invoke"))
-        return tuple(alts)
+        return (("" if first else "\n") + dsml.PARAM_OPEN, "pname"), \
+            ("\n" + dsml.INVOKE_CLOSE, "after_invoke")
+
+    def _add_to_name(self, c: str, what: str) -> None:
+        """c joins the name being read (mode "error" if markup shows it never ended)."""
+        self.got += c
+        if any(self.got.endswith(x) for x in _NAME_STOPS):
+            self._fail(f"markup inside a {what} name: {self.got!r}")
 
     def _name(self, c: str) -> bool:
-        if c != '"':
-            if c in _NAME_STOP:
-                return self._fail(f"bad character {c!r} in a tool name")
-            self.got += c
-            if self.tools and not any(n.startswith(self.got) for n in self.tools.props):
-                return self._fail(f"unknown tool {self.got!r}")
-            return True
-        name, self.got = self.got, ""
-        if not name or (self.tools and name not in self.tools.props):
-            return self._fail(f"unknown tool {name!r}")
+        self._add_to_name(c, "tool")
+        if self.mode == "error" or not self.got.endswith(_NAME_END):
+            return self.mode != "error"
+        name, self.got = self.got[:-len(_NAME_END)], ""
+        if not name:
+            return self._fail("a tool call without a name")
         self.tool, self.used = name, ()
         if self.sink:
             self.sink.call_start(name)
-        return self._want((('>\n', "params"),))  # the '"' is consumed
+        return self._want(self._param_alts(first=True))
 
     def _pname(self, c: str) -> bool:
-        names = self.tools.param_names(self.tool, self.used) if self.tools else None
-        if c != '"':
-            if c in _NAME_STOP:
-                return self._fail(f"bad character {c!r} in a parameter name")
-            self.got += c
-            if names is not None and not any(n.startswith(self.got) for n in names):
-                return self._fail(f"unknown parameter {self.got!r} for {self.tool!r}")
+        self._add_to_name(c, "parameter")
+        if self.mode == "error":
+            return False
+        flag = next(((f, mode) for f, mode in _FLAGS if self.got.endswith(f)), None)
+        if flag is None:
             return True
-        p, self.got = self.got, ""
-        if not p or p in self.used or (names is not None and p not in names):
-            return self._fail(f"unknown or repeated parameter {p!r} for {self.tool!r}")
+        p, self.got = self.got[:-len(flag[0])], ""
+        if not p or p in self.used:
+            return self._fail(f"empty or repeated parameter {p!r} for {self.tool!r}")
         self.param, self.used = p, (*self.used, p)
-        flags = self.tools.string_flags(self.tool, p) if self.tools else ("true", "false")
-        return self._want(tuple((f' string="{f}">', "vstr" if f == "true" else "vjson")
-                                  for f in flags))
-
-    def _start_value(self, mode: str) -> bool:
-        self.mode, self.value, self.json = mode, "", None
-        if mode == "vjson" and self.tools:
-            self.json = self.tools.json_prefix(self.tool, self.param)
+        self.mode, self.value = flag[1], ""
         if self.sink:
-            self.sink.param(self.param, mode == "vstr")
+            self.sink.param(p, flag[1] == "vstr")
         return True
 
     def _param_end(self) -> bool:

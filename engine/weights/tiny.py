@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from engine.chat.tokenizer import write_tiny_tokenizer
+from engine.chat.tokenizer import V4_VOCAB, write_tiny_tokenizer, write_v4_tokenizer
 from engine.config import ModelConfig
 from engine.config import preset as get_preset
 from engine.layers.linear import Linear, init_linear_, set_weight_
@@ -107,10 +107,21 @@ def write_checkpoint(model: Transformer, out: Path, shards: int = 2) -> None:
     (out / "config.json").write_text(json.dumps(model.cfg.to_official(), indent=2))
 
 
-def make_tiny(out: Path, preset: str = "tiny", seed: int = 0) -> Path:
-    cfg = get_preset(preset)
+TOKENIZERS = ("v4", "small")
+
+
+def make_tiny(out: Path, preset: str = "tiny", seed: int = 0, tokenizer: str = "v4") -> Path:
+    """A random checkpoint in `out`. `tokenizer`: "v4" (DeepSeek-V4's own tokenizer.json; the
+    embedding gets its 129,280 rows) or "small" (a BPE trained here, as many ids as the
+    preset's vocab_size: the fastest tests)."""
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, not {tokenizer!r}")
+    cfg = get_preset(preset, **({"vocab_size": V4_VOCAB} if tokenizer == "v4" else {}))
     write_checkpoint(random_model(cfg, seed), Path(out))
-    write_tiny_tokenizer(Path(out), cfg.vocab_size)  # real BPE + V4 specials, ids < vocab
+    if tokenizer == "v4":
+        write_v4_tokenizer(Path(out))
+    else:
+        write_tiny_tokenizer(Path(out), cfg.vocab_size)  # real BPE + V4 specials, ids < vocab
     return Path(out)
 
 

@@ -79,7 +79,8 @@ def tiny_ckpt(tmp_path_factory):
     pytest.importorskip("torch")
     from engine.weights.tiny import make_tiny
 
-    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0)
+    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0,
+                     tokenizer="small")
 
 
 def _linears(model: local.EngineModel) -> list:

@@ -161,6 +161,36 @@ def test_window_and_exact_counts_come_from_the_server_when_it_offers_them():
     assert OpenAIModel("http://127.0.0.1:9/v1", "m", window=4096).context_window == 4096
 
 
+def test_deepseek_v4_prompts_are_counted_with_its_tokenizer_and_estimates_say_so():
+    from engine.chat.render import encode_conversation, messages_from_openai
+    from engine.chat.tokenizer import Tokenizer, v4_tokenizer_dir
+
+    calls = [{"id": "c1", "type": "function", "function": {"name": "read",
+                                                           "arguments": '{"path": "a.py"}'}}]
+    msgs = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "北京天气 and some code: def f(x): return x\n" * 8},
+            {"role": "assistant", "content": "", "reasoning_content": "read it",
+             "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "c1", "content": "print('hi')"}]
+    want = len(encode_conversation(messages_from_openai(msgs),
+                                   Tokenizer.from_dir(v4_tokenizer_dir()), TOOLS))
+    with FakeOpenAIServer([]) as server:  # no /tokenize
+        v4 = OpenAIModel(server.url, "deepseek-v4-flash", backoff=0.01)
+        assert v4.count_tokens(msgs, TOOLS) == want
+        assert v4.token_counting.startswith("exact (DeepSeek-V4")
+        other = model_for(server)  # "fake-flash", served by someone else: estimated
+        assert other.count_tokens(msgs, TOOLS) != want
+        assert other.token_counting.startswith("estimated")
+    with FakeOpenAIServer([], owned_by="flashcode") as server:  # `flashcode serve`: V4
+        served = model_for(server)
+        assert served.count_tokens(msgs, TOOLS) == want
+        assert served.token_counting.startswith("exact (DeepSeek-V4")
+    with FakeOpenAIServer([], tokenize=True) as server:  # /tokenize first, where there is one
+        v4 = OpenAIModel(server.url, "deepseek-v4-pro", backoff=0.01)
+        v4.count_tokens(msgs, TOOLS)
+        assert v4.token_counting == "exact (the server's /tokenize)"
+
+
 def test_interrupt_aborts_a_blocked_stream(git_repo, tmp_path):
     import threading
 

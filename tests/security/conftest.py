@@ -21,7 +21,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
-    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0)
+    return make_tiny(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=0,
+                     tokenizer="small")
 
 
 @pytest.fixture(scope="session")
