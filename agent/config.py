@@ -15,6 +15,7 @@ what was expected; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -22,13 +23,51 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent import trust
 from agent.approval import Rule
 from agent.paths import find_project_file, user_config_path  # noqa: F401  (named here too)
 
 ApprovalMode = Literal["read-only", "ask", "auto-edit", "full-auto"]
+MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # it becomes part of tool names: mcp__NAME__tool
+
+
+class McpServer(BaseModel):
+    """One MCP server, `[mcp_servers.NAME]` in config.toml: a program to start that speaks MCP
+    on its stdin/stdout (`command`, `args`, `env`), or a streamable HTTP endpoint (`url`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = Field(None, description="Program to start (stdio), e.g. \"npx\".")
+    args: list[str] = Field(default_factory=list, description="Its arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables for it. Besides these it gets "
+        "only HOME, PATH, SHELL, TERM, USER and LOGNAME, not flashcode's whole environment.")
+    cwd: str | None = Field(None, description="Where to start it (default: the repository).")
+    url: str | None = Field(None, description="Streamable HTTP endpoint, e.g. "
+                            "http://127.0.0.1:8000/mcp (instead of command).")
+    headers: dict[str, str] = Field(default_factory=dict,
+                                    description="HTTP headers sent to `url`.")
+    bearer_token_env: str | None = Field(
+        None, description="Environment variable holding a token sent to `url` as "
+        "`Authorization: Bearer ...` (the token itself never goes in a config file).")
+    enabled: bool = Field(True, description="false: configured but not started.")
+    startup_timeout: float = Field(30.0, gt=0, description="Seconds to connect and list tools.")
+    tool_timeout: float = Field(120.0, gt=0, description="Seconds one tool call may take.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a program speaking MCP on stdio) or url (a "
+                             "streamable HTTP endpoint)")
+        if self.url is not None:
+            Settings._url(self.url)
+        for text in [self.command or "", *self.args, *self.env.values(), self.cwd or ""]:
+            if "\0" in text:
+                raise ValueError("a NUL character cannot be part of a command, argument or "
+                                 "environment value")
+        return self
 
 
 class Settings(BaseModel):
@@ -144,6 +183,12 @@ class Settings(BaseModel):
         description="Price per million tokens by kind (input, cached_input, output), for the "
         "cost shown at the end of a task.",
     )
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict,
+        description="MCP servers whose tools the agent may use, as [mcp_servers.NAME] tables "
+        "(command/args/env, or url). Their tools appear as mcp__NAME__TOOL and are approved "
+        "like shell commands. A repository's .flashcode.toml can add one only once trusted.",
+    )
 
     @field_validator("endpoint", "escalation_endpoint")
     @classmethod
@@ -168,6 +213,15 @@ class Settings(BaseModel):
         if isinstance(value, str) and "\0" in value:
             raise ValueError("a NUL character cannot be part of a name or path")
         return value
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_names(cls, servers: dict[str, McpServer]) -> dict[str, McpServer]:
+        for name in servers:
+            if not MCP_NAME.match(name):
+                raise ValueError(f"server name {name[:40]!r}: use 1 to 32 letters, digits, _ "
+                                 "or - (it becomes part of tool names, mcp__NAME__tool)")
+        return servers
 
     @field_validator("allow", "deny")
     @classmethod
@@ -252,7 +306,8 @@ def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if name.startswith(ENV_PREFIX):
             key = name[len(ENV_PREFIX) :].lower()
-            if key in Settings.model_fields and key not in ("prices", "allow", "deny"):
+            if key in Settings.model_fields and key not in ("prices", "allow", "deny",
+                                                             "mcp_servers"):
                 out[key] = value
     return out
 
@@ -268,6 +323,10 @@ def _check_keys(layer: dict[str, Any], source: str) -> None:
 
 def _apply(merged: dict[str, Any], layer: dict[str, Any], source: str) -> None:
     _check_keys(layer, source)
+    if isinstance(layer.get("mcp_servers"), dict) and isinstance(merged.get("mcp_servers"),
+                                                                 dict):
+        # servers add up across layers; a later layer's server of the same name replaces it
+        layer = {**layer, "mcp_servers": {**merged["mcp_servers"], **layer["mcp_servers"]}}
     candidate = {**merged, **layer}
     try:
         Settings(**candidate)

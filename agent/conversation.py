@@ -59,6 +59,7 @@ class Conversation:
         self.settings, self.data_dir, self.backend = settings, data_dir, backend
         self.root = Path(root).resolve()
         self._model, self._ask, self._on_event = model, ask, on_event
+        self.mcp = wiring.mcp_tools(settings, self.root)  # one set of servers for every session
         session = session or Session.create(self.root, model.name, data_dir)
         self.agent = self._new_agent(session)
         self.last_before: checkpoints.Checkpoint | None = None  # checkpoint before the last turn
@@ -67,7 +68,7 @@ class Conversation:
     def _new_agent(self, session: Session) -> Agent:
         # With an escalation endpoint configured, /escalate (or failed tests) hands over.
         return wiring.build_agent(self.settings, self._model, self.root, session,
-                                  ask=self._ask, on_event=self._on_event)
+                                  ask=self._ask, on_event=self._on_event, mcp=self.mcp)
 
     @property
     def model(self) -> LanguageModel:

@@ -57,6 +57,7 @@ class Agent:
     thinking: bool = True
     tally: Tally = field(default_factory=Tally)
     tools: list[dict] | None = None
+    extra_tools: toolrun.ExtraTools | None = None  # the MCP servers' tools (agent.mcp)
     steps: int = 0
     _format_errors: int = 0
     _cut_offs: int = 0
@@ -70,7 +71,8 @@ class Agent:
         self._started, self.steps = time.monotonic(), 0  # limits count per task
         self._stop.clear()
         self.ctx.cancel.clear()
-        self.tools = toolrun.tool_specs() if self.tools is None else self.tools
+        if self.tools is None:
+            self.tools = toolrun.tool_specs() + self._extra_specs()
         if not self.session.messages:
             self.session.append({"role": "system", "content": context.system_message(
                 self.ctx.root, instructions)})
@@ -87,6 +89,16 @@ class Agent:
                            usage=self.tally.summary())
         self.emit({"type": "exit", "status": result.status, "message": result.message})
         return result
+
+    def _extra_specs(self) -> list[dict]:
+        """The MCP servers' tools (they start now); a server that failed is reported once."""
+        if self.extra_tools is None:
+            return []
+        specs = self.extra_tools.specs()
+        for name, error in self.extra_tools.failures():
+            self.session.event("mcp", server=name, state="failed", error=error)
+            self.emit({"type": "mcp", "server": name, "state": "failed", "error": error})
+        return specs
 
     def emit(self, event: dict) -> None:
         """Report an event to the front end, then to every observer."""
@@ -191,7 +203,8 @@ class Agent:
         try:
             if self._stop.is_set():
                 raise KeyboardInterrupt
-            outcome, self.policy = toolrun.run_call(call, self.ctx, self.policy, self.ask)
+            outcome, self.policy = toolrun.run_call(call, self.ctx, self.policy, self.ask,
+                                                    self.extra_tools)
         except (KeyboardInterrupt, toolrun.ApprovalNeeded) as exc:
             approval = isinstance(exc, toolrun.ApprovalNeeded)
             for c in (call, *rest):  # every call gets a result: the session stays well-formed

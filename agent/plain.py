@@ -108,6 +108,8 @@ class PlainUI:
             self.say("(the reply was cut off at the length limit; the model continues)", "dim")
         elif kind == "compaction":
             self.say(f"(context compacted to {event['messages']} messages)", "dim")
+        elif kind == "mcp":
+            self.say(f"MCP server {event['server']} {event['state']}: {event['error']}", "red")
 
     def _tool_result(self, event: dict) -> None:
         lines = event["content"].splitlines()

@@ -107,6 +107,33 @@ def _theme(conv: Conversation | None, arg: str) -> Notice:
     return Notice("Themes apply to the full-screen app.")
 
 
+def _mcp(conv: Conversation, arg: str) -> Notice:
+    servers = conv.mcp
+    if servers is None:
+        return Notice("No MCP servers are configured. Add them to config.toml as "
+                      "[mcp_servers.NAME] with command (and args, env) or url.")
+    if arg not in ("", "start"):
+        return Notice("Write /mcp to list the servers, /mcp start to start them now.", "error")
+    if arg == "start":
+        servers.start()
+    return Notice(mcp_report(servers.status()))
+
+
+def mcp_report(statuses: list) -> str:
+    """/mcp's text: each server, its state, and the tools the model sees (or its error)."""
+    lines = ["MCP servers (tools are approved like shell commands; rules name them "
+             "mcp__SERVER__TOOL):"]
+    for s in statuses:
+        lines.append(f"  {s.name}  {s.state}  {s.transport}: {s.where}")
+        if s.state == "ready":
+            lines.append(f"    {len(s.tools)} tools: {', '.join(s.tools) or '(none)'}")
+        elif s.state == "not started":
+            lines.append("    starts with the first request (or /mcp start)")
+        elif s.error:
+            lines.append(f"    {s.error}")
+    return "\n".join(lines)
+
+
 def _quit(conv: Conversation | None, arg: str) -> Notice:
     return Notice("", quit=True)
 
@@ -123,6 +150,8 @@ COMMANDS: dict[str, Command] = {
     "/sessions": Command("list this repository's sessions and resume one", _sessions),
     "/resume": Command("resume a session: /resume [ID] (the latest without an ID)", _resume),
     "/cost": Command("tokens and cost of this session so far", _cost, while_busy=True),
+    "/mcp": Command("list the MCP servers, their state and tools: /mcp [start]", _mcp,
+                    while_busy=True),
     "/clear": Command("clear the transcript and start a new session", _clear),
     "/theme": Command("switch between the dark and light theme", _theme, needs_model=False,
                       while_busy=True),

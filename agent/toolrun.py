@@ -5,14 +5,20 @@ checkpoint of the working tree before every call that can write (effect "write" 
 agent.checkpoints; skipped outside a git repository), runs the tool through `tools.base.call`,
 and turns its result or error into the text the model reads, truncated with the full text
 spilled to a file.
+
+Tools from outside tools/ (the MCP servers' tools, agent.mcp) come as `ExtraTools`: they run
+through the same policy as `shell` (effect "exec": asked in `ask` and `auto-edit` mode,
+allowed in `full-auto`, refused read-only; allow/deny rules name them like any tool), after a
+checkpoint, and their results are truncated the same way.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -21,11 +27,24 @@ from agent import approval, checkpoints, context
 from agent.model import ToolCall
 from tools import base, specs
 
-# ask(call, effect) → "yes" | "no" | "always"; None where nobody can answer (headless).
 # ask(call, effect, preview) → "yes" | "always" | "no" | "no: REASON" (the model reads the
 # reason); `preview` is the diff a write would make (None for commands). None where nobody can
 # answer (headless).
 Asker = Callable[[ToolCall, str, "str | None"], str]
+EXTRA_EFFECT = "exec"  # what a tool from outside tools/ may do: anything, as a command may
+
+
+class ExtraTools(Protocol):
+    """Tools from outside tools/ (agent.mcp.McpTools): their specs, and running one."""
+
+    def specs(self) -> list[dict]: ...
+
+    def owns(self, name: str) -> bool: ...
+
+    def call(self, name: str, arguments: dict,
+             cancel: threading.Event | None = None) -> tuple[str, bool]: ...
+
+    def failures(self) -> list[tuple[str, str]]: ...  # (server, why it did not start)
 
 
 class ApprovalNeeded(Exception):
@@ -72,8 +91,11 @@ def _is_long(value: Any) -> bool:
 
 
 def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
-             ask: Asker | None) -> tuple[Outcome, approval.Policy]:
+             ask: Asker | None, extra: ExtraTools | None = None
+             ) -> tuple[Outcome, approval.Policy]:
     """Run one call under the policy; returns what the model reads and the (updated) policy."""
+    if extra is not None and extra.owns(call.name):
+        return _run_extra(call, ctx, policy, ask, extra)
     try:
         tool = base.get(call.name)
         args = base.validate(tool, call.arguments)
@@ -85,14 +107,35 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
         return Outcome(_error(call.name, str(exc)), False), policy
     decision = approval.decide(policy, call.name, tool.effect, call.arguments,
                                rule_paths(touched, ctx) if touched else None)
+    shown = lambda: tool.preview(ctx, args) if tool.preview is not None else None
+    denied, policy = _approve(call, tool.effect, decision, policy, ask, shown)
+    if denied is not None:
+        return denied, policy
+    hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
+    if hit:
+        text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
+        return Outcome(text.strip(), False, refused="protected"), policy
+    problem = checkpoint_before(call, tool.effect, ctx, touched)
+    if problem:
+        return Outcome(problem, False, refused="checkpoint"), policy
+    return _execute(tool, args, ctx), policy
+
+
+def _approve(call: ToolCall, effect: str, decision: approval.Decision,
+             policy: approval.Policy, ask: Asker | None,
+             preview: Callable[[], str | None] = lambda: None
+             ) -> tuple[Outcome | None, approval.Policy]:
+    """(None when the call may run, else the refusal the model reads; the policy, with an
+    "always" answer added). `preview()` gives what the question shows (a write's diff), only
+    when asking. Raises ApprovalNeeded when it must ask and nobody can answer."""
     if decision == "ask":
         if ask is None:
             raise ApprovalNeeded(call)
         try:  # what a write would change, for the question; a write that cannot work fails now
-            preview = tool.preview(ctx, args) if tool.preview is not None else None
+            shown = preview()
         except (base.ToolError, OSError) as exc:
             return Outcome(_error(call.name, str(exc)), False), policy
-        answer = ask(call, tool.effect, preview)
+        answer = ask(call, effect, shown)
         if answer == "always":
             policy = approval.allow_always(policy, call.name, call.arguments)
         decision = "allow" if answer in ("yes", "always") else "deny"
@@ -103,14 +146,20 @@ def run_call(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
     if decision == "deny":
         text = prompts.render("agent/denied.md.j2", tool=call.name, reason=reason).strip()
         return Outcome(text, False, refused="denied"), policy
-    hit = protected_hit(touched, ctx, policy.protected) if tool.effect == "write" else []
-    if hit:
-        text = prompts.render("agent/protected.md.j2", tool=call.name, paths=", ".join(hit))
-        return Outcome(text.strip(), False, refused="protected"), policy
-    problem = checkpoint_before(call, tool.effect, ctx, touched)
+    return None, policy
+
+
+def _run_extra(call: ToolCall, ctx: base.ToolContext, policy: approval.Policy,
+               ask: Asker | None, extra: ExtraTools) -> tuple[Outcome, approval.Policy]:
+    decision = approval.decide(policy, call.name, EXTRA_EFFECT, call.arguments)
+    denied, policy = _approve(call, EXTRA_EFFECT, decision, policy, ask)
+    if denied is not None:
+        return denied, policy
+    problem = checkpoint_before(call, EXTRA_EFFECT, ctx, [])
     if problem:
         return Outcome(problem, False, refused="checkpoint"), policy
-    return _execute(tool, args, ctx), policy
+    text, ok = extra.call(call.name, call.arguments, ctx.cancel)
+    return Outcome(_fit(text, ctx) if ok else _error(call.name, _fit(text, ctx)), ok), policy
 
 
 def rule_paths(touched: list[str], ctx: base.ToolContext) -> list[str]:
@@ -171,12 +220,16 @@ def _execute(tool: base.Tool, args: BaseModel, ctx: base.ToolContext) -> Outcome
     except Exception as exc:  # a tool bug must not end the task; the model can work around it
         return Outcome(_error(tool.name, f"the tool crashed ({type(exc).__name__}: {exc})"),
                        False)
-    text = format_result(result)
+    return Outcome(_fit(format_result(result), ctx), True, result.model_dump(mode="json"))
+
+
+def _fit(text: str, ctx: base.ToolContext) -> str:
+    """`text`, or its head and tail with the whole spilled to a file, when it is long."""
     if context.too_long(text):
         from tools.shell import spill_dir  # creates it, kept out of `git status`
 
         text = context.truncate(text, spill_dir(ctx), ctx.root)
-    return Outcome(text, True, result.model_dump(mode="json"))
+    return text
 
 
 def _error(tool: str, message: str) -> str:

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.approval import Policy
 from agent.config import Settings
@@ -23,6 +24,9 @@ from agent.paths import repo_root  # noqa: F401  (callers find it here too)
 from agent.session import Session, SessionError, find_session
 from agent.toolrun import Asker
 from tools.base import ToolContext
+
+if TYPE_CHECKING:
+    from agent.mcp import McpTools
 
 Progress = Callable[[float, str], None]
 
@@ -72,13 +76,26 @@ def open_session(root: Path, model_name: str, resume: str | None = None, cont: b
     return Session.load(find_session(root, resume or None, data_dir))
 
 
+def mcp_tools(settings: Settings, root: Path) -> McpTools | None:
+    """The configured MCP servers' tools (None without servers); nothing starts until the
+    agent first needs its tool list. Closed at exit, or by `close()`."""
+    if not settings.mcp_servers:
+        return None
+    from agent.mcp import McpTools
+
+    return McpTools(settings.mcp_servers, root)
+
+
 def build_agent(settings: Settings, model: LanguageModel, root: Path, session: Session, *,
                 approval: str | None = None, protected: Iterable[str] = (),
                 ask: Asker | None = None,
-                on_event: Callable[[dict], None] | None = None) -> Agent:
+                on_event: Callable[[dict], None] | None = None,
+                mcp: McpTools | None = None) -> Agent:
     """The agent for one session: `approval` overrides the configured mode (propose raises
     `ask` to `auto-edit`), `protected` paths are refused to the file tools (fix), `ask` answers
-    approvals (None: nobody can, the run stops instead), `on_event` is the front end."""
+    approvals (None: nobody can, the run stops instead), `on_event` is the front end, `mcp`
+    the MCP servers' tools to share (a conversation keeps one across its sessions; else the
+    configured servers get their own)."""
     model = _with_escalation(settings, model, session.id)
     policy = Policy.from_settings(approval or settings.approval, settings.allow, settings.deny)
     limits = Limits(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
@@ -89,7 +106,8 @@ def build_agent(settings: Settings, model: LanguageModel, root: Path, session: S
     return Agent(model, ctx, session,
                  policy=replace(policy, protected=frozenset(protected)), limits=limits,
                  ask=ask, on_event=on_event or _ignore, observers=observers,
-                 thinking=settings.thinking, tally=Tally(default_prices=settings.prices))
+                 thinking=settings.thinking, tally=Tally(default_prices=settings.prices),
+                 extra_tools=mcp if mcp is not None else mcp_tools(settings, root))
 
 
 def _ignore(event: dict) -> None:

@@ -124,13 +124,41 @@ def check_trust(cwd: Path) -> Check:
                  f"flashcode trust {project.parent}  (if you know its files)")
 
 
+def check_mcp(settings: Settings, cwd: Path) -> list[Check]:
+    """Each configured MCP server started (as the agent would), its tools listed, stopped."""
+    if not settings.mcp_servers:
+        return []
+    from agent.mcp import McpTools
+    from agent.wiring import repo_root
+
+    servers = McpTools(settings.mcp_servers, repo_root(cwd))
+    try:
+        servers.start()
+        statuses = servers.status()
+    finally:
+        servers.close()
+    return [_mcp_check(s) for s in statuses]
+
+
+def _mcp_check(s) -> Check:
+    name = f"mcp {s.name}"
+    if s.state == "ready":
+        shown = ", ".join(s.tools[:6]) + (", ..." if len(s.tools) > 6 else "")
+        return Check(name, "ok", f"{s.transport} {s.where}: {len(s.tools)} tools ({shown})")
+    if s.state == "disabled":
+        return Check(name, "ok", f"{s.transport} {s.where}: disabled (enabled = false)")
+    return Check(name, "missing", f"{s.transport} {s.where}: {s.error or s.state}",
+                 f"check [mcp_servers.{s.name}] in your config (command, args, env or url); "
+                 "run its command by hand to see why it stops")
+
+
 def collect(settings: Settings, cwd: Path | None = None) -> list[Check]:
     pkgs = [("textual", "textual", "the app"), ("prompt_toolkit", "prompt_toolkit", "--plain"),
             ("pydantic", "pydantic", "settings"), ("git", "gitpython", "git tools"),
             ("tree_sitter_language_pack", "tree-sitter-language-pack", "repo map"),
             ("jinja2", "jinja2", "prompts"), ("pathspec", "pathspec", ".gitignore rules"),
             ("safetensors", "safetensors", "weights"), ("tokenizers", "tokenizers", "tokenizer"),
-            ("openai", "openai", "endpoint backend")]
+            ("openai", "openai", "endpoint backend"), ("mcp", "mcp", "MCP servers' tools")]
     return [
         check_python(), *check_torch(), check_triton(),
         *(check_package(m, d, why) for m, d, why in pkgs),
@@ -139,6 +167,7 @@ def collect(settings: Settings, cwd: Path | None = None) -> list[Check]:
         check_tool("bwrap", "shell sandbox", "apt-get install bubblewrap"),
         check_memory_plan(settings),
         check_trust(cwd or Path.cwd()),
+        *check_mcp(settings, cwd or Path.cwd()),
         check_backend(settings),  # last: run_doctor's exit code reads it
     ]
 

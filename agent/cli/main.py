@@ -213,8 +213,10 @@ def _proposals(sub) -> None:
 # --- the engine's commands -----------------------------------------------------------------
 
 def _serve(sub) -> None:
-    p = subparser(sub, "serve", "serve a local checkpoint over an OpenAI-compatible HTTP API",
-                  "Serve /v1/chat/completions and /v1/models from the in-process engine.")
+    p = subparser(sub, "serve", "serve a local checkpoint over OpenAI and Anthropic HTTP APIs",
+                  "Serve the in-process engine over OpenAI Chat Completions "
+                  "(/v1/chat/completions), OpenAI Responses (/v1/responses), Anthropic Messages "
+                  "(/v1/messages, /v1/messages/count_tokens) and /v1/models.")
     p.add_argument("--model", metavar="DIR", default=argparse.SUPPRESS,
                    help="checkpoint directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
@@ -231,6 +233,9 @@ def _serve(sub) -> None:
     p.add_argument("--max-tokens-default", type=_positive, default=4096, metavar="N",
                    help="tokens to generate for a request that names no max_tokens (a "
                    "request may ask for more; default: 4096)")
+    p.add_argument("--max-tokens-limit", type=_positive, metavar="N",
+                   help="the most tokens any request may generate: one asking for more gets "
+                   "N (default: up to the context window)")
 
     def handler(a: argparse.Namespace) -> int:
         if not getattr(a, "model", None):
@@ -238,7 +243,7 @@ def _serve(sub) -> None:
         from engine.serve.server import main
 
         return main(a.model, a.host, a.port, a.context_window, a.name, a.device_map, a.kernels,
-                    a.api_key, a.max_tokens_default)
+                    a.api_key, a.max_tokens_default, a.max_tokens_limit)
     p.set_defaults(handler=handler)
 
 

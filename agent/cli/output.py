@@ -42,5 +42,8 @@ def plain_printer(err: TextIO) -> Printer:
             print(f"  ! {kind}: {event.get('reason', event.get('messages'))}", file=err)
         elif kind == "session":
             print(f"session {event['id']}", file=err)
+        elif kind == "mcp":
+            print(f"  ! MCP server {event['server']} {event['state']}: {event.get('error')}",
+                  file=err)
         err.flush()
     return emit

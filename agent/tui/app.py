@@ -279,6 +279,10 @@ class FlashcodeApp(ModelLoading, SlashCommands, App):
     def _event_compaction(self, event: dict) -> None:
         self.transcript.add_notice(f"Context compacted to {event['messages']} messages.")
 
+    def _event_mcp(self, event: dict) -> None:
+        self.transcript.add_notice(f"MCP server {event['server']} {event['state']}: "
+                                   f"{event['error']}", "error")
+
     async def on_turn_finished(self, message: TurnFinished) -> None:
         await self._flush()
         result = message.result

@@ -1,5 +1,6 @@
 """Who may use `flashcode serve`: with an API key, every request but the health check must
-carry `Authorization: Bearer KEY`; without one, the server may only listen on loopback."""
+carry `Authorization: Bearer KEY` (or `x-api-key: KEY`, as Anthropic's clients send it);
+without one, the server may only listen on loopback."""
 
 from __future__ import annotations
 
@@ -34,10 +35,16 @@ def bind_refusal(host: str, key: str | None) -> str | None:
     return None
 
 
-def authorized(header: str | None, key: str) -> bool:
-    """Whether an Authorization header carries `key` as a Bearer token (constant time)."""
+def authorized(header: str | None, key: str, x_api_key: str | None = None) -> bool:
+    """Whether an Authorization header carries `key` as a Bearer token, or an `x-api-key`
+    header (Anthropic's clients) is `key` (constant time)."""
     scheme, _, token = (header or "").strip().partition(" ")
     # http.server decodes header bytes as latin-1, so this gives back the bytes as sent
     given = token.strip().encode("latin-1", "replace")
     match = hmac.compare_digest(given, key.encode("utf-8"))
-    return match and scheme.lower() == "bearer"
+    if match and scheme.lower() == "bearer":
+        return True
+    if x_api_key is None:
+        return False
+    return hmac.compare_digest(x_api_key.strip().encode("latin-1", "replace"),
+                               key.encode("utf-8"))

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.chat.render import messages_from_openai
 from engine.events import (
     Done,
     FormatError,
@@ -30,11 +29,11 @@ from engine.events import (
     Usage,
 )
 from engine.sampling import SamplingParams
-from engine.serve.request import BadRequest, error_body, load_json
+from engine.serve import wire
+from engine.serve.request import BadRequest, error_body
 
-__all__ = ["BadRequest", "ChatRequest", "Reply", "error_body", "parse_request"]
+__all__ = ["ChatRequest", "Reply", "read", "thinking_on"]
 
-MAX_STOPS, MAX_STOP_CHARS = 16, 512  # each generated token is checked against every stop
 _CHOICE = "'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}"
 
 
@@ -86,22 +85,11 @@ class ChatRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _few_short_stops(cls, stop):
-        stops = [stop] if isinstance(stop, str) else stop or []
-        if len(stops) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stops):
-            raise ValueError(f"stop takes at most {MAX_STOPS} strings of at most "
-                             f"{MAX_STOP_CHARS} characters each")
+        wire.check_stops([stop] if isinstance(stop, str) else stop or [])
         return stop
 
     def thinking_on(self) -> bool:
-        if isinstance(self.thinking, bool):
-            return self.thinking
-        if isinstance(self.thinking, dict) and "type" in self.thinking:
-            return self.thinking["type"] != "disabled"
-        kw = self.chat_template_kwargs or {}
-        for key in ("thinking", "enable_thinking"):
-            if key in kw:
-                return bool(kw[key])
-        return True
+        return thinking_on(self.thinking, self.chat_template_kwargs)
 
     def params(self) -> SamplingParams:
         picked = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
@@ -114,23 +102,32 @@ class ChatRequest(BaseModel):
                               stop=stop, thinking=self.thinking_on())
 
 
-def parse_request(body: bytes) -> tuple[ChatRequest, list, SamplingParams]:
-    """(request, typed messages, params) or BadRequest saying what is wrong."""
-    data = load_json(body)
-    if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object")
+def thinking_on(thinking: bool | dict | None, template_kwargs: dict | None = None,
+                default: bool = True) -> bool:
+    """Thinking on or off, in any of the spellings clients use (see the module docstring)."""
+    if isinstance(thinking, bool):
+        return thinking
+    if isinstance(thinking, dict) and "type" in thinking:
+        return thinking["type"] != "disabled"
+    kw = template_kwargs or {}
+    for key in ("thinking", "enable_thinking"):
+        if key in kw:
+            return bool(kw[key])
+    return default
+
+
+def read(body: bytes, server=None) -> tuple[wire.Turn, Reply]:
+    """The request as a Turn and the reply to fill, or BadRequest saying what is wrong."""
     try:
-        req = ChatRequest.model_validate(data)
-        for i, m in enumerate(req.messages):
-            _check_content(i, m)
-        messages = messages_from_openai(req.messages)
+        req = ChatRequest.model_validate(wire.json_object(body))
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise BadRequest(f"{loc}: {err['msg']}" if loc else err["msg"], loc or None) from None
-    except (KeyError, TypeError, AttributeError) as e:
-        raise BadRequest(f"messages: malformed message ({e})", "messages") from None
-    return req, messages, req.params()
+        raise wire.invalid(e) from None
+    for i, m in enumerate(req.messages):
+        _check_content(i, m)
+    messages = wire.typed_messages(req.messages)
+    turn = wire.Turn(messages, req.tools or [], req.params(), req.stream, req.model)
+    include = bool((req.stream_options or {}).get("include_usage"))
+    return turn, Reply(req.model or getattr(server, "model_name", "flashcode"), include)
 
 
 def _check_content(i: int, m: dict) -> None:
@@ -163,13 +160,14 @@ def _finish(reason: str) -> str:
     return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
-class Reply:
-    """Turns one reply's engine events into OpenAI JSON. `chunk(ev)` gives the stream chunks
-    an event makes; `whole()` the non-streaming response after the last event."""
+class Reply(wire.Reply):
+    """Turns one reply's engine events into OpenAI JSON: `chat.completion.chunk`s for a
+    stream (usage in a last chunk when asked), `whole()` the non-streaming response."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, include_usage: bool = False) -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created, self.model = int(time.time()), model
+        self.include_usage = include_usage
         self.reasoning, self.content, self.calls = [], [], []
         self.call_ids: dict[int, str] = {}
         self.usage: Usage | None = None
@@ -181,7 +179,21 @@ class Reply:
     def _call_id(self, index: int) -> str:
         return self.call_ids.setdefault(index, f"call_{uuid.uuid4().hex[:24]}")
 
-    def add(self, ev) -> dict | None:
+    def start(self) -> list[wire.Frame]:
+        return [(None, self.chunk({"role": "assistant", "content": ""}))]
+
+    def add(self, ev) -> list[wire.Frame]:
+        delta = self._record(ev)
+        return [(None, self.chunk(delta))] if delta else []
+
+    def end(self) -> list[wire.Frame]:
+        usage = [(None, self.usage_chunk())] if self.include_usage else []
+        return [(None, self.chunk({}, self.finish)), *usage, (None, "[DONE]")]
+
+    def failed(self, message: str) -> list[wire.Frame]:  # in-band, as OpenAI does
+        return [(None, error_body(message, "server_error"))]
+
+    def _record(self, ev) -> dict | None:
         """Record the event; the delta it makes for a stream chunk (None: nothing to send)."""
         if isinstance(ev, ReasoningDelta):
             self.reasoning.append(ev.text)

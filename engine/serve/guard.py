@@ -8,7 +8,8 @@ error body, never a 5xx, a hang or an HTML page. In detail:
     errors too; HTTP/0.9 is refused;
   - without an API key, requests a web page could make (an Origin header; on loopback, a
     Host that is not a loopback name, as after DNS rebinding) are refused;
-  - with an API key, `_authorize` wants `Authorization: Bearer KEY` (auth.py);
+  - with an API key, `_authorize` wants `Authorization: Bearer KEY` or `x-api-key: KEY`
+    (auth.py);
   - a connection silent for READ_TIMEOUT mid-request is dropped; at most `max_connections`
     are open at once (a thread each), more are answered 503;
   - resets and timeouts are the client's doing and leave no traceback in the log; the one
@@ -80,13 +81,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _error_json(self, message: str, kind: str, param: str | None, code: str | None,
+                    status: int) -> dict:
+        """An error body in the shape of the API asked (OpenAI's here; subclasses choose)."""
+        return error_body(message, kind, param, code)
+
     def _error(self, e: BadRequest) -> None:
         kind = "not_found_error" if e.status == 404 else "invalid_request_error"
         extra = {"Connection": "close"}
         if e.status == 401:
             extra["WWW-Authenticate"] = "Bearer"
         self.close_connection = True
-        self._json(e.status, error_body(str(e), kind, e.param, e.code), extra)
+        self._json(e.status, self._error_json(str(e), kind, e.param, e.code, e.status), extra)
 
     def _linger(self) -> None:
         """Drop what the client is still sending (bounded): closing a socket with unread data
@@ -148,8 +154,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
         note = f"{type(e).__name__}: {e}"
         self.close_connection = True
         if not self.streaming:
-            self._json(status, error_body(f"{says}: {note}", "server_error"),
-                       {"Connection": "close"})
+            self._json(status, self._error_json(f"{says}: {note}", "server_error", None, None,
+                                                status), {"Connection": "close"})
         return status, note
 
     def _refuse_browsers(self) -> None:
@@ -169,10 +175,11 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def _authorize(self) -> None:
         key = self.server.api_key
-        if key is not None and not auth.authorized(self.headers.get("Authorization"), key):
+        if key is not None and not auth.authorized(self.headers.get("Authorization"), key,
+                                                   self.headers.get("x-api-key")):
             raise BadRequest("missing or wrong API key: send the header 'Authorization: "
-                             "Bearer KEY' with the key this server was started with",
-                             code="invalid_api_key", status=401)
+                             "Bearer KEY' (or 'x-api-key: KEY') with the key this server was "
+                             "started with", code="invalid_api_key", status=401)
 
     def _body(self) -> bytes:
         return read_body(self.rfile, body_length(self.headers))

@@ -1,18 +1,23 @@
-"""`flashcode serve`: an OpenAI-compatible HTTP server over one in-process Engine.
+"""`flashcode serve`: an HTTP server over one in-process Engine that speaks three APIs.
 
-    POST /v1/chat/completions   streaming (SSE) or not; tools, tool_choice, reasoning_effort,
-                                thinking on/off (see chat_completions.py), usage
-    GET  /v1/models             the one model served
-    GET  /health                {"status": "ok"}, without the API key
+    POST /v1/chat/completions       OpenAI Chat Completions (chat_completions.py)
+    POST /v1/responses              OpenAI Responses (responses.py)
+    POST /v1/messages               Anthropic Messages (messages.py)
+    POST /v1/messages/count_tokens  the prompt's length, as Anthropic counts it
+    GET  /v1/models                 the one model served
+    GET  /health                    {"status": "ok"}, without the API key (HEAD / too)
 
-A thread per connection (stdlib ThreadingHTTPServer); generation itself is one sequence at a
-time (Engine's lock), so concurrent requests queue. Clients are strangers, so:
-  - with an API key (auth.py) every endpoint but /health wants `Authorization: Bearer KEY`;
-  - bad input of any kind gets a 4xx with OpenAI's error body before anything is generated
-    (request.py reads the body, chat_completions.py the request; a prompt over the context
-    window gets a 400 naming it), and the connection is closed after an error;
-  - a request without max_tokens gets the server's default, so none holds the engine until
-    the context window is full;
+Every API reads its request into one `wire.Turn` and runs it the same way (`_generate`): one
+prompt encoding, one constraint for tool calls, one prefix cache, whichever API asks. A thread
+per connection (stdlib ThreadingHTTPServer); generation itself is one sequence at a time
+(Engine's lock), so concurrent requests queue. Clients are strangers, so:
+  - with an API key (auth.py) every endpoint but /health wants `Authorization: Bearer KEY`
+    (or Anthropic's `x-api-key: KEY`);
+  - bad input of any kind gets a 4xx with the API's own error body (OpenAI's; Anthropic's
+    under /v1/messages) before anything is generated; a prompt over the context window gets a
+    400 naming it; the connection is closed after an error;
+  - a request without max_tokens gets the server's default, and with `max_tokens_limit` none
+    may ask for more, so no request holds the engine until the context window is full;
   - a client that hangs up mid-reply stops the generation within a token (streaming or not);
   - the HTTP side (guard.py): malformed requests, web pages, stalled or too many connections.
 One log line per request on stderr.
@@ -27,14 +32,18 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from engine.api import Engine, EngineClosed, PromptTooLong
-from engine.serve import auth
-from engine.serve.chat_completions import Reply, parse_request
+from engine.serve import auth, chat_completions, messages, responses, wire
 from engine.serve.guard import MAX_CONNECTIONS, GuardedHandler, GuardedServer
-from engine.serve.request import BadRequest, error_body
+from engine.serve.request import BadRequest
 
 MAX_TOKENS_DEFAULT = 4096  # generated tokens for a request that names no max_tokens
+# path → the module that reads its requests into a Turn and a Reply
+APIS = {"/v1/chat/completions": chat_completions, "/chat/completions": chat_completions,
+        "/v1/responses": responses, "/responses": responses, "/v1/messages": messages}
+COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class ClientGone(ConnectionError):
@@ -50,6 +59,30 @@ class Handler(GuardedHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._handle(self._post)
 
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._handle(self._head)
+
+    def _head(self) -> tuple[int, str]:
+        """Is anybody there? (Claude Code asks `HEAD /` before it starts.) No key needed,
+        as for /health: the answer says nothing more than that the port is open."""
+        if self._route() not in ("", "/health", "/v1/health"):
+            raise BadRequest(f"HEAD {self.path} is not served; use GET", status=405)
+        self._body()
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return 200, ""
+
+    def _route(self) -> str:
+        """The path without its query (Claude Code posts /v1/messages?beta=true)."""
+        return urlsplit(getattr(self, "path", "")).path.rstrip("/")  # none: unparsed request
+
+    def _error_json(self, message: str, kind: str, param: str | None, code: str | None,
+                    status: int) -> dict:
+        if self._route().startswith("/v1/messages"):
+            return messages.error_body(message, status)
+        return super()._error_json(message, kind, param, code, status)
+
     def _fail(self, e: Exception, status: int = 500, says: str = "internal error"
               ) -> tuple[int, str]:
         if isinstance(e, EngineClosed):  # the process is exiting
@@ -57,7 +90,7 @@ class Handler(GuardedHandler):
         return super()._fail(e, status, says)
 
     def _get(self) -> tuple[int, str]:
-        path = self.path.rstrip("/")
+        path = self._route()
         if path not in ("/health", "/v1/health"):
             self._authorize()
         self._body()  # a body on a GET is read and dropped, never taken for a next request
@@ -74,36 +107,56 @@ class Handler(GuardedHandler):
 
     def _post(self) -> tuple[int, str]:
         self._authorize()
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+        path = self._route()
+        if path == COUNT_TOKENS:
+            return self._count_tokens(self._body())
+        api = APIS.get(path)
+        if api is None:
             raise BadRequest(f"no such endpoint: POST {self.path}", status=404)
-        return self._chat(self._body())
+        turn, reply = api.read(self._body(), self.server)
+        return self._generate(turn, reply)
 
-    def _chat(self, body: bytes) -> tuple[int, str]:
-        eng = self.server.engine
-        req, messages, params = parse_request(body)
+    def _count_tokens(self, body: bytes) -> tuple[int, str]:
+        turn = messages.read_count(body)
         try:
-            prep = eng.prepare(messages, req.tools, params)
+            n = len(self.server.engine.encode(turn.messages, turn.tools, turn.params))
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        self._json(200, {"input_tokens": n})
+        return 200, f"input_tokens={n}"
+
+    def _prepare(self, turn: wire.Turn):
+        eng = self.server.engine
+        limit = self.server.max_tokens_limit
+        if limit and (turn.params.max_tokens or 0) > limit:
+            turn.params = turn.params.model_copy(update={"max_tokens": limit})
+        try:
+            prep = eng.prepare(turn.messages, turn.tools, turn.params)
         except PromptTooLong as e:
-            raise BadRequest(str(e), "messages", "context_length_exceeded") from None
+            raise BadRequest(str(e), turn.where, "context_length_exceeded") from None
         except ValueError as e:
             raise BadRequest(str(e)) from None
         if prep.params.max_tokens is None:  # after prepare: the window still caps it there
-            prep.params = prep.params.model_copy(
-                update={"max_tokens": self.server.max_tokens_default})
-        reply = Reply(req.model or eng.name)
-        events = eng.generate(prep)
+            default = min(self.server.max_tokens_default, limit or self.server.max_tokens_default)
+            prep.params = prep.params.model_copy(update={"max_tokens": default})
+        return prep
+
+    def _generate(self, turn: wire.Turn, reply: wire.Reply) -> tuple[int, str]:
+        prep = self._prepare(turn)
+        reply.prompt_tokens = len(prep.ids)
+        events = self.server.engine.generate(prep)
         try:
-            if req.stream:
-                include = bool((req.stream_options or {}).get("include_usage"))
-                self._stream(reply, self._watch(events), include)
+            if turn.stream:
+                self._stream(reply, self._watch(events))
             else:
                 for ev in self._watch(events):
                     reply.add(ev)
                 self._json(200, reply.whole())
         finally:
             events.close()  # a client that left frees the engine at once
+        reply.finished()
         u = reply.usage
-        note = f"stream={req.stream} prompt={u.prompt_tokens} cached={u.cached_tokens} " \
+        note = f"stream={turn.stream} prompt={u.prompt_tokens} cached={u.cached_tokens} " \
                f"generated={u.generated_tokens} finish={reply.finish}" if u else ""
         return 200, note
 
@@ -127,41 +180,46 @@ class Handler(GuardedHandler):
         except OSError:
             return True
 
-    def _stream(self, reply: Reply, events, include_usage: bool) -> None:
+    def _stream(self, reply: wire.Reply, events) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")  # the body ends when the connection does
         self.end_headers()
         self.close_connection = self.streaming = True
-        self._send(reply.chunk({"role": "assistant", "content": ""}))
+        self._send(reply.start())
         try:
             for ev in events:
-                delta = reply.add(ev)
-                if delta:
-                    self._send(reply.chunk(delta))
+                self._send(reply.add(ev))
         except ConnectionError:
             raise
-        except Exception as e:  # headers are out: report in-band, as OpenAI does
-            self._send(error_body(f"generation failed: {e}", "server_error"))
+        except Exception as e:  # headers are out: report in-band
+            self._send(reply.failed(f"generation failed: {e}"))
             raise
-        self._send(reply.chunk({}, reply.finish))
-        if include_usage:
-            self._send(reply.usage_chunk())
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        self._send(reply.end())
 
-    def _send(self, obj: dict) -> None:
-        self.wfile.write(b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n")
+    def _send(self, frames: list[wire.Frame]) -> None:
+        """Server-sent events: `event: NAME` when the API names them, then the data."""
+        if not frames:
+            return
+        out = []
+        for event, data in frames:
+            text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+            out.append((f"event: {event}\n" if event else "") + f"data: {text}\n\n")
+        self.wfile.write("".join(out).encode())
         self.wfile.flush()
 
 
 class Server(GuardedServer):
     def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
                  api_key: str | None = None, max_tokens_default: int = MAX_TOKENS_DEFAULT,
+                 max_tokens_limit: int | None = None,
                  max_connections: int = MAX_CONNECTIONS) -> None:
         self.engine, self.started = engine, int(time.time())
+        self.model_name = engine.name
         self.max_tokens_default = max_tokens_default
+        self.max_tokens_limit = max_tokens_limit  # None: a request may ask up to the window
+        self.responses = responses.Store()  # for previous_response_id
         super().__init__(host, port, Handler, api_key=api_key,
                          max_connections=max_connections)
 
@@ -169,7 +227,8 @@ class Server(GuardedServer):
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,
          context_window: int | None = None, name: str | None = None,
          device_map: str | None = None, kernels: str = "auto", api_key: str | None = None,
-         max_tokens_default: int = MAX_TOKENS_DEFAULT) -> int:
+         max_tokens_default: int = MAX_TOKENS_DEFAULT, max_tokens_limit: int | None = None
+         ) -> int:
     """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 2 when listening beyond loopback
     without an API key (`api_key`, else FLASHCODE_SERVE_API_KEY), 4 when the model cannot
     load."""
@@ -190,7 +249,7 @@ def main(model: str, host: str = "127.0.0.1", port: int = 8000,
         print(f"flashcode serve: cannot load {model}: {e}", file=sys.stderr)
         return 4
     server = Server(engine, host, port, api_key=api_key,
-                    max_tokens_default=max_tokens_default)
+                    max_tokens_default=max_tokens_default, max_tokens_limit=max_tokens_limit)
     print(f"flashcode serve: {engine.name} on {server.url} (context window "
           f"{engine.context_window} tokens; {engine.placement}; "
           f"{'API key required' if api_key else 'no API key'}); Ctrl-C stops", flush=True)

@@ -1,5 +1,6 @@
 """A bounded fuzz of `flashcode serve` over 127.0.0.1: a few hundred requests made by mutating
-valid ones (wrong types, missing fields, huge numbers, odd unicode, nesting, truncated bodies,
+valid ones to each API it speaks (Chat Completions, Responses, Anthropic Messages and its
+count_tokens) (wrong types, missing fields, huge numbers, odd unicode, nesting, truncated bodies,
 bad headers, methods, paths and versions), each on its own connection. Passing means: no
 response is a 5xx, none hangs, the server logs no traceback, and it answers a normal request
 afterwards. Seeded, so a failure replays (FLASHCODE_FUZZ_SEED picks another run)."""
@@ -14,6 +15,7 @@ import random
 import socket
 import time
 
+import anthropic
 import openai
 
 from tests.security.conftest import HI, port_of, read_response
@@ -38,6 +40,37 @@ VALID = [
     {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
      "max_tokens": 2, "response_format": {"type": "json_object"}, "top_k": 5, "min_p": 0.1},
 ]
+FC = {"type": "function", "name": "ping", "parameters": {"type": "object", "properties": {}}}
+RESPONSES = [
+    {"model": "tiny", "input": "hi", "max_output_tokens": 3},
+    {"input": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": [
+        {"type": "input_text", "text": "hi"}]}], "instructions": "x", "max_output_tokens": 2,
+     "stream": True, "reasoning": {"effort": "none"}, "store": False},
+    {"input": [{"role": "user", "content": "hi"},
+               {"type": "reasoning", "summary": [], "content": [
+                   {"type": "reasoning_text", "text": "t"}]},
+               {"type": "function_call", "call_id": "c1", "name": "ping", "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "c1", "output": "pong"}],
+     "tools": [FC, {"type": "web_search"}], "tool_choice": {"type": "function", "name": "ping"},
+     "max_output_tokens": 4, "text": {"format": {"type": "json_object"}}},
+    {"input": "again", "previous_response_id": "resp_x", "max_output_tokens": 2},
+]
+TOOL = {"name": "ping", "input_schema": {"type": "object", "properties": {}}}
+MESSAGES = [
+    {"model": "tiny", "max_tokens": 3, "messages": HI},
+    {"model": "tiny", "max_tokens": 2, "system": [{"type": "text", "text": "be brief"}],
+     "messages": HI, "stream": True, "thinking": {"type": "enabled", "budget_tokens": 1024},
+     "stop_sequences": ["a"]},
+    {"model": "tiny", "max_tokens": 4, "tools": [TOOL], "tool_choice": {"type": "any"},
+     "messages": [*HI, {"role": "assistant", "content": [
+         {"type": "thinking", "thinking": "t", "signature": "s"},
+         {"type": "tool_use", "id": "t1", "name": "ping", "input": {}}]},
+         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                       "content": [{"type": "text", "text": "pong"}]}]}]},
+]
+COUNT = [{"model": "tiny", "messages": HI, "tools": [TOOL]}]
+BODIES = {"/v1/chat/completions": VALID, "/v1/responses": RESPONSES, "/v1/messages": MESSAGES,
+          "/v1/messages/count_tokens": COUNT}
 EVIL = [None, "", "x" * 5000, 0, -1, 1, 2**31, 2**63, 2**70, -(2**70), 1.5, 1e308, -0.0,
         True, [], {}, [[[[[]]]]], {"a": {"b": {"c": {}}}}, "\ud800", "\udfff\ud800", "\x00",
         "<｜User｜>", "</think>", "🙂" * 50, "\u202e", {"type": "function"},
@@ -65,8 +98,8 @@ def _set(tree, path, value):
 _DROP = object()
 
 
-def mutate_json(rng: random.Random) -> object:
-    body = copy.deepcopy(rng.choice(VALID))
+def mutate_json(rng: random.Random, valid: list[dict]) -> object:
+    body = copy.deepcopy(rng.choice(valid))
     for _ in range(rng.randint(1, 3)):
         paths = [p for p, _ in _paths(body) if p]
         if not paths or not isinstance(body, dict):
@@ -107,20 +140,26 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
 
 def make_request(rng: random.Random) -> tuple[bytes, bool]:
     """(raw request, whether to half-close after sending)."""
-    body = json.dumps(mutate_json(rng)).encode()
+    path = rng.choices(["/v1/chat/completions", "/chat/completions/", "/v1/responses",
+                        "/v1/messages?beta=true", "/v1/messages/count_tokens", "/v1/models",
+                        "/health", "/v1/completions", "/../../etc/passwd", "/%00", "*",
+                        "/v1/x?y=z", "/" + "a" * 70_000],
+                       [30, 4, 18, 18, 6, 6, 4, 3, 2, 2, 2, 3, 1])[0]
+    valid = BODIES.get(path.split("?")[0].rstrip("/"), VALID)
+    body = json.dumps(mutate_json(rng, valid)).encode()
     if rng.random() < 0.3:
         body = mutate_bytes(body, rng)
     method = rng.choices(["POST", "GET", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "FOO",
                           ""], [70, 8, 3, 3, 3, 3, 2, 2, 1])[0]
-    path = rng.choices(["/v1/chat/completions", "/chat/completions/", "/v1/models", "/health",
-                        "/v1/completions", "/../../etc/passwd", "/%00", "*", "/v1/x?y=z",
-                        "/" + "a" * 70_000], [70, 5, 6, 4, 3, 2, 2, 2, 3, 1])[0]
     version = rng.choices(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/0.9", "HTTP/x", ""],
                           [85, 6, 3, 2, 2, 2])[0]
     headers = {"Host": "127.0.0.1", "Content-Type": "application/json",
                "Content-Length": str(len(body)), "Connection": "close"}
     if rng.random() < 0.85:
-        headers["Authorization"] = f"Bearer {KEY}"
+        if rng.random() < 0.7:
+            headers["Authorization"] = f"Bearer {KEY}"
+        else:
+            headers["x-api-key"] = KEY  # Anthropic's header, taken by every endpoint
     half_close = False
     if rng.random() < 0.2:
         k = rng.choice(["Content-Length", "Transfer-Encoding", "Authorization", "Expect",
@@ -174,6 +213,10 @@ def test_serve_fuzz(serve, capsys):
     client = openai.OpenAI(base_url=srv.url, api_key=KEY, max_retries=0, timeout=60)
     r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=2)
     assert r.usage.completion_tokens <= 2
+    assert client.responses.create(model="tiny", input="hi", max_output_tokens=2).usage
+    anthropic_client = anthropic.Anthropic(base_url=srv.url.removesuffix("/v1"), api_key=KEY,
+                                           max_retries=0, timeout=60)
+    assert anthropic_client.messages.create(model="tiny", messages=HI, max_tokens=2).usage
     err = capsys.readouterr().err
     assert "Traceback" not in err, err[-3000:]
     with capsys.disabled():
