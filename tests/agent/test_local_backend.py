@@ -207,3 +207,18 @@ def test_eager_flag_reaches_the_engine_decoder(tiny_ckpt, tmp_path):
     assert load(p.parse_args(["-C", str(tmp_path)]))[0].decode == "auto"
     model = local.load(Settings(model=str(tiny_ckpt), resident="off", decode="eager"))
     assert model.engine.gen.decoder.mode == "eager"
+
+
+def test_serve_eager_flag_reaches_engine_load(monkeypatch):
+    """`flashcode serve --eager`: the mode as a plain string, down to Engine.load."""
+    import engine.serve.server as server
+    from agent.cli.main import build_parser
+
+    seen = {}
+    monkeypatch.setattr(server, "main", lambda *a: seen.setdefault("decode", a[-1]) and 0)
+    for argv, want in ((["serve", "--model", "m", "--eager"], "eager"),
+                       (["serve", "--model", "m"], None)):
+        seen.clear()
+        a = build_parser().parse_args(argv)
+        a.handler(a)
+        assert seen["decode"] == want
