@@ -41,12 +41,13 @@ def config(name: str, layers: int | None):
 
 
 def block_bytes(name: str) -> tuple[int, int]:
-    """(bytes of one CSA + one HCA block / 2, bytes outside the blocks), from a meta model."""
+    """(bytes of one CSA + one HCA block / 2, bytes outside the main blocks: embedding, head,
+    the MTP block), from a meta model."""
     with torch.device("meta"):
         m = Transformer(config(name, 4), Numerics.of("official"))
     size = lambda mod: sum(p.numel() * p.element_size() for p in mod.parameters())  # noqa: E731
     per = (size(m.layers[2]) + size(m.layers[3])) // 2
-    return per, size(m) - sum(size(b) for b in m.layers) - sum(size(b) for b in m.mtp)
+    return per, size(m) - sum(size(b) for b in m.layers)
 
 
 def fitting_layers(name: str, dev: str) -> int:
