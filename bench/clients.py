@@ -6,7 +6,7 @@ prompt: `codex exec`, `claude -p`, `aider --message`; the official openai and an
 run in this process. The tiny model's text is gibberish; what must hold is the protocol.
 
   python bench/clients.py [--only codex,claude,aider,openai-sdk,anthropic-sdk] [--opencode]
-                          [--timeout 900] [--keep DIR] [--latest]
+                          [--timeout 900] [--max-tokens 512] [--keep DIR] [--latest]
 
 Prints a table: client, version, API, connected (a request got its 200), streamed (an SSE
 reply), finished (the client ended its run by itself, exit 0), requests, last reply (how the
@@ -14,6 +14,12 @@ model's last reply ended: stop, tool_calls, or length when cut at max tokens), p
 (4xx/5xx the server gave the client, and client lines that report a wire problem), and a note
 (the exact error, when there is one). Slow on a CPU: Claude Code's first prompt is ~45k
 tokens, Codex's ~22k, and the random model writes until it happens to stop.
+
+A run (2 shared CPU cores, 2026-12-02, --opencode, --max-tokens 512): every client connected
+and streamed with 0 protocol errors; Aider, opencode and both SDKs finished; Codex CLI 0.171.0
+and Claude Code 2.1.197 end with an error by design when a reply is cut at the token limit
+(Codex: "Incomplete response returned, reason: max_output_tokens"; Claude Code retries, then
+"response exceeded the 32000 output token maximum"): a random model does not end its replies.
 """
 
 from __future__ import annotations
@@ -83,14 +89,15 @@ class Row:
 class Serve:
     """`flashcode serve` on a fresh make-tiny checkpoint, its request log read as it comes."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, max_tokens: int) -> None:
         ckpt = work / "tiny"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run([sys.executable, "-m", "agent.cli", "engine", "make-tiny", str(ckpt)],
                        check=True, env=env, cwd=ROOT, capture_output=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "serve", "--model", str(ckpt), "--port", "0",
-             "--name", "tiny", "--context-window", "262144", "--api-key", KEY],
+             "--name", "tiny", "--context-window", "262144", "--api-key", KEY,
+             "--max-tokens-limit", str(max_tokens)],
             env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = self.proc.stdout.readline()
         found = re.search(r"on (http://127\.0\.0\.1:\d+)/v1", line)
@@ -336,6 +343,9 @@ def main() -> int:
                    help="comma-separated clients (default: all but opencode)")
     p.add_argument("--opencode", action="store_true", help="also run opencode (npm)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per client")
+    p.add_argument("--max-tokens", type=int, default=512, metavar="N",
+                   help="serve's --max-tokens-limit: Claude Code and opencode ask for 32,000 "
+                   "tokens, which a random model on a CPU writes for longer than --timeout")
     p.add_argument("--keep", metavar="DIR", help="work here and keep it (default: a temp dir)")
     p.add_argument("--latest", action="store_true", help="install the newest client versions")
     args = p.parse_args()
@@ -344,7 +354,7 @@ def main() -> int:
         raise SystemExit("npm is needed for Codex CLI, Claude Code and opencode")
     work = Path(args.keep or tempfile.mkdtemp(prefix="flashcode-clients-"))
     work.mkdir(parents=True, exist_ok=True)
-    serve, rows = Serve(work), []
+    serve, rows = Serve(work, args.max_tokens), []
     try:
         for name in names:
             t0 = time.monotonic()

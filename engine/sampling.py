@@ -31,8 +31,8 @@ class SamplingParams(BaseModel):
     reasoning_effort: Literal["low", "medium", "high", "max"] | None = None
     tool_choice: str | dict[str, Any] = Field("auto", description="auto, none, required, a name.")
     response_format: dict[str, Any] | None = Field(
-        None, description="OpenAI response_format: in the prompt; json_object/json_schema "
-        "also masks the content to one JSON object (the schema itself is not enforced).")
+        None, description="OpenAI response_format: in the prompt; json_object masks the "
+        "content to one JSON object, json_schema to one that satisfies the schema.")
     constrain: bool = Field(True, description="Mask tokens so tool-call markup stays valid.")
     speculate: bool = Field(True, description="Greedy requests (temperature 0): draft with the "
                             "MTP block and verify two tokens per forward, when the checkpoint "
