@@ -10,8 +10,9 @@ Modes (`Transformer.decode_step` is the one function all of them run):
            whenever its buffers grow, or another state comes): one launch per token. The
            inductor cache (FLASHCODE_COMPILE_CACHE, default ~/.cache/flashcode/inductor)
            keeps the compiled code across processes.
-  auto     compile on CUDA; eager on the CPU, where a cold compile (minutes for a 6-block
-           model on 2 cores) costs more than a short session saves: opt in with "compile".
+  auto     compile on CUDA; eager on the CPU, where a cold compile costs more than a short
+           session saves (bench/engine.py's 6-block model on 2 shared cores: 111-158 s cold,
+           4-20 s from the inductor cache, for ~8 ms saved per token): opt in with "compile".
 Routed experts held apart from their block (engine/offload.py) run eagerly: their step
 crosses devices.
 """
