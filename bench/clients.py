@@ -3,10 +3,11 @@ a temp dir (npm for Codex CLI and Claude Code, pip for Aider into bench/out/, op
 --opencode), pointed at `flashcode serve` on a make-tiny checkpoint over loopback (with an API
 key, so every client's way of sending it is exercised too), and given one non-interactive
 prompt: `codex exec`, `claude -p`, `aider --message`; the official openai and anthropic SDKs
-run in this process. The tiny model's text is gibberish; what must hold is the protocol.
+run in this process. The tiny model's text is gibberish; what must hold is the protocol. Its
+output head is nudged so that replies end after tens of tokens (ends_replies; --raw: not).
 
   python bench/clients.py [--only codex,claude,aider,openai-sdk,anthropic-sdk] [--opencode]
-                          [--timeout 900] [--max-tokens 512] [--keep DIR] [--latest]
+                          [--timeout 900] [--max-tokens 512] [--raw] [--keep DIR] [--latest]
 
 Prints a table: client, version, API, connected (a request got its 200), streamed (an SSE
 reply), finished (the client ended its run by itself, exit 0), requests, last reply (how the
@@ -15,11 +16,12 @@ model's last reply ended: stop, tool_calls, or length when cut at max tokens), p
 (the exact error, when there is one). Slow on a CPU: Claude Code's first prompt is ~45k
 tokens, Codex's ~22k, and the random model writes until it happens to stop.
 
-A run (2 shared CPU cores, 2026-12-02, --opencode, --max-tokens 512): every client connected
-and streamed with 0 protocol errors; Aider, opencode and both SDKs finished; Codex CLI 0.171.0
-and Claude Code 2.1.197 end with an error by design when a reply is cut at the token limit
-(Codex: "Incomplete response returned, reason: max_output_tokens"; Claude Code retries, then
-"response exceeded the 32000 output token maximum"): a random model does not end its replies.
+A run (2 shared CPU cores, 2026-12-02, --opencode): every client connected, streamed and
+finished with 0 protocol errors (Codex CLI 0.171.0, Claude Code 2.1.197, Aider 0.86.2, opencode
+1.18.33, openai 3.57.0, anthropic 2.16.0). With --raw every reply runs to the limit, and Codex
+CLI ("Incomplete response returned, reason: max_output_tokens") and Claude Code (retries, then
+"response exceeded the 32000 output token maximum") end in an error, as they do for any reply
+cut at its limit.
 """
 
 from __future__ import annotations
@@ -86,14 +88,38 @@ class Row:
         return next((f.group(1) for f in reversed(finishes) if f), "-")
 
 
+def ends_replies(ckpt: Path, scale: float) -> None:
+    """Make the random model end its replies as a real one does: the output head's rows for
+    end-of-sentence and `</think>` become `scale` times one fixed unit direction, so wherever
+    the final hidden state leans that way (a few percent of steps at scale 8) the reply or its
+    reasoning ends; the other rows stay random. Replies then run ~10-50 tokens, and how a
+    client finishes is its own to report (without this every reply is cut at the limit)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    added = json.loads((ckpt / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
+    ends = [json.loads((ckpt / "config.json").read_text())["eos_token_id"],
+            next(t["id"] for t in added if t["content"] == "</think>")]
+    for shard in ckpt.glob("*.safetensors"):
+        tensors = load_file(shard)
+        if "head.weight" in tensors:
+            head = tensors["head.weight"]
+            u = torch.randn(head.shape[1], generator=torch.Generator().manual_seed(0))
+            for i in ends:
+                head[i] = (scale * u / u.norm()).to(head.dtype)
+            save_file(tensors, shard, metadata={"format": "pt"})
+
+
 class Serve:
     """`flashcode serve` on a fresh make-tiny checkpoint, its request log read as it comes."""
 
-    def __init__(self, work: Path, max_tokens: int) -> None:
+    def __init__(self, work: Path, max_tokens: int, ending: float) -> None:
         ckpt = work / "tiny"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run([sys.executable, "-m", "agent.cli", "engine", "make-tiny", str(ckpt)],
                        check=True, env=env, cwd=ROOT, capture_output=True)
+        if ending:
+            ends_replies(ckpt, ending)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "serve", "--model", str(ckpt), "--port", "0",
              "--name", "tiny", "--context-window", "262144", "--api-key", KEY,
@@ -346,6 +372,8 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=512, metavar="N",
                    help="serve's --max-tokens-limit: Claude Code and opencode ask for 32,000 "
                    "tokens, which a random model on a CPU writes for longer than --timeout")
+    p.add_argument("--raw", action="store_true",
+                   help="keep make-tiny's head as it is (replies then run to --max-tokens)")
     p.add_argument("--keep", metavar="DIR", help="work here and keep it (default: a temp dir)")
     p.add_argument("--latest", action="store_true", help="install the newest client versions")
     args = p.parse_args()
@@ -354,7 +382,7 @@ def main() -> int:
         raise SystemExit("npm is needed for Codex CLI, Claude Code and opencode")
     work = Path(args.keep or tempfile.mkdtemp(prefix="flashcode-clients-"))
     work.mkdir(parents=True, exist_ok=True)
-    serve, rows = Serve(work, args.max_tokens), []
+    serve, rows = Serve(work, args.max_tokens, 0.0 if args.raw else 8.0), []
     try:
         for name in names:
             t0 = time.monotonic()
