@@ -163,6 +163,12 @@ class Settings(BaseModel):
         "weight instead of 1 or 1/2; several times faster on CPU): auto (on CPU, when they fit "
         "in half the available memory), on, off. true/false and 1/0 mean on/off.",
     )
+    decode: Literal["auto", "eager", "compile"] = Field(
+        "auto",
+        description="Engine decode steps: auto (compiled and CUDA graphs on a GPU, eager on "
+        "the CPU), eager (no compile, no graphs; the --eager flag), compile (torch.compile; "
+        "on the CPU the first compile takes minutes, cached on disk for later runs).",
+    )
     output_cap_mib: float = Field(
         16.0, gt=0, description="Most output of one shell or test command kept on disk (MiB): "
         "its head and tail; the middle is dropped and the result says how much.",

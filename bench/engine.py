@@ -1,35 +1,42 @@
 """Long-context runtime benchmark: flashcode's engine vs transformers' DeepseekV4ForCausalLM,
 same random mid-size V4 weights, same process, same thread count.
 
-  python bench/engine.py [--quick] [--threads 1]
+  python bench/engine.py [--quick] [--threads 1] [--decode eager|compile] [--device-map SPEC]
+                         [--repeats 3] [--contexts-only] [--json PATH]
 
-Prints: prefill/decode tok/s at 1K/4K/16K and the ratios flashcode/transformers; decode time
-per token at 16K ÷ 1K (and what dense attention would read); KV bytes per token by kind vs
-bf16 dense MLA-style and GQA caches; a 20-turn agent session with prefix reuse on and off
-(tokens prefilled per turn, time to first token); save → load of the 16K state and the next
-token's logits. Both sides prefill in chunks of 512 tokens (flashcode's end on multiples of 128) as
-a one-shot 16K prefill materializes [S, H, S] scores (~10 GB) in either.
+Prints: prefill tok/s at 1K/4K/16K (and the first 1K vs the last 1K before 16K); decode per
+token at each context as CPU time (wall time on a GPU), the median of 3 repeats that interleave
+the sides (flashcode with its resident fp16 weights, flashcode with float32 copies, transformers
+in float32: the same-dtype ratio beside the resident one) with their spread, and each as "× the
+memory floor" (bytes the step reads ÷ read bandwidth measured in this run, bench/floor.py); KV
+bytes per token by kind vs bf16 dense MLA-style and GQA caches; a 20-turn agent session with
+prefix reuse on and off (bench/engine_session.py); save → load of the 16K state and the next
+token's logits; MTP speculation. Both sides prefill in chunks of 512 tokens (flashcode's end on
+multiples of 128) as a one-shot 16K prefill materializes [S, H, S] scores (~10 GB) in either.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import random
+import json
 import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import floor  # noqa: E402
+from bench.engine_session import agent_session, print_session  # noqa: E402
 from engine.config import build  # noqa: E402
 from engine.kv import pages as kvcache  # noqa: E402
 from engine.kv.disk import KVStore, model_identity  # noqa: E402
-from engine.kv.prefix import PrefixCache, extend  # noqa: E402
+from engine.kv.prefix import extend  # noqa: E402
 from engine.weights import device_map as device_map_mod  # noqa: E402
 from engine.weights.placement import resident_weights  # noqa: E402
 from engine.weights.tiny import random_model, transformers_state_dict  # noqa: E402
@@ -68,45 +75,124 @@ def load_models(cfg, device_map: str = "cpu"):
 
 # ---- contexts --------------------------------------------------------------------------------
 
+def _clock():
+    """CPU time on the CPU (what a shared machine's load does not inflate); wall time on a GPU."""
+    return time.perf_counter if torch.cuda.is_available() else time.process_time
+
+
 def _timed(fn):
     """(seconds, result) of fn(), GPU work included."""
-    t = time.perf_counter()
+    clock = _clock()
+    t = clock()
     r = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - t, r
+    return clock() - t, r
 
 
-def _decode_both(model, st, hf, kv, toks) -> tuple[float, float]:
-    """Median seconds per decode step of each, steps interleaved so that both sides see the
-    same load on this shared machine."""
-    st, kv = st.copy(), copy.deepcopy(kv)
-    fc, tr = [], []
-    for tok in toks:
-        fc.append(_timed(lambda tok=tok: model(tok.view(1), st))[0])
-        tr.append(_timed(lambda tok=tok: hf(tok.view(1, 1), cache=kv, use_cache=True))[0])
-    return statistics.median(fc), statistics.median(tr)
+class Sides:
+    """The decoders compared, each a model and a decode mode (engine/decode.py): flashcode as
+    placed (`fc`: resident fp16 on the CPU), flashcode with float32 copies (`fc32`, CPU only:
+    what transformers reads), each in every mode asked for (a compiled side gets its own model:
+    compiling re-lays its weights), and transformers (`hf`, float32)."""
+
+    def __init__(self, cfg, model, hf, modes: list[str]):
+        from engine.decode import Decoder
+
+        self.models, self.steps = {}, {}
+        cpu = model.device_map["layers.0"] == "cpu"
+        for mode in modes:
+            for kind in ("fc", "fc32") if cpu else ("fc",):
+                m = model if kind == "fc" and mode == "eager" else _copy(cfg, model, kind, mode)
+                name = f"{kind} {mode}"
+                self.models[name] = m
+                self.steps[name] = self._ours(Decoder(m, mode, report=_note))
+        self.steps["hf"] = lambda tok, st, kv: hf(tok.view(1, 1), cache=kv, use_cache=True)
+
+    @staticmethod
+    def _ours(dec):
+        return lambda tok, st, kv: dec.step(st, int(tok))
+
+    def decode(self, st, kv, toks, repeats: int = 3) -> dict[str, list[float]]:
+        """{side: [median seconds per step, one per repeat]}: the repeats interleave the
+        sides (A, B, C, A, B, C, ...), each run from copies of the same state."""
+        out = {k: [] for k in self.steps}
+        for name, step in self.steps.items():  # warm-up (a compiled side compiles here)
+            step(toks[0], st.copy(), copy.deepcopy(kv) if name == "hf" else None)
+        for _ in range(repeats):
+            for name, step in self.steps.items():
+                s, c = st.copy(), copy.deepcopy(kv) if name == "hf" else None
+                times = [_timed(lambda t=tok, f=step, s=s, c=c: f(t, s, c))[0]
+                         for tok in toks]
+                out[name].append(statistics.median(times))
+        return out
+
+
+def _copy(cfg, model, kind: str, mode: str):
+    """The same weights again (the same seed), placed like `model`; `fc32`: float32 copies."""
+    m = random_model(cfg, seed=0, mode="reference")
+    device_map_mod.place(m, model.device_map)
+    m.device_map = model.device_map
+    if m.device_map["layers.0"] == "cpu":
+        resident_weights(m, layout="float" if kind == "fc32" else
+                         "plain" if mode == "compile" else "packed")
+    return m
+
+
+def _note(line: str) -> None:
+    print(line, flush=True)
 
 
 @torch.no_grad()
-def run_contexts(model, hf, hc, toks, n_dec, chunk=512):
-    """Both prefill the same tokens to 16K in interleaved 512-token chunks; at each context
-    point, prefill tok/s so far and an interleaved decode run. -> ({c: (fc, hf)}, state, logits)"""
+def run_contexts(model, hf, hc, toks, n_dec, sides: Sides, chunk=512, repeats: int = 3):
+    """Both prefill the same tokens to 16K in interleaved 512-token chunks (CPU time per
+    chunk); at each context point, `repeats` interleaved decode runs of each side and the
+    memory floor (measured bandwidth, bytes a step reads). -> (results, state, logits)"""
     from transformers import DynamicCache
 
     st, kv = model.new_state(), DynamicCache(config=hc)
-    done, spent, out = 0, [0.0, 0.0], {}
+    done, out = 0, {"chunks": [], "dec": {}, "floor": {}}
+    dev = str(model.embed.weight.device)
+    lo, hi = CONTEXTS[0], CONTEXTS[-1]
     for c in CONTEXTS:
         for i in range(done, c, chunk):
+            if i <= hi - lo < i + chunk:  # the last `lo` tokens before `hi` start from here
+                out["late"] = (i, st.copy())
             part = toks[i:min(c, i + chunk)]
             dt, fc_last = _timed(lambda p=part: extend(model, p, st, last_only=True))
-            spent[0] += dt
-            dt, hf_out = _timed(lambda p=part: hf(p[None], cache=kv, use_cache=True))
-            spent[1] += dt
+            dh, hf_out = _timed(lambda p=part: hf(p[None], cache=kv, use_cache=True))
+            out["chunks"].append((i + len(part), dt, dh))
         done = c
-        dec = _decode_both(model, st, hf, kv, toks[c:c + n_dec])
-        out[c] = ((c / spent[0], dec[0]), (c / spent[1], dec[1]))
+        out["dec"][c] = sides.decode(st, kv, toks[c:c + n_dec], repeats)
+        bw = floor.read_bandwidth(device=dev if dev.startswith("cuda") else "cpu")
+        out["floor"][c] = ({k: floor.step_bytes(m, st, c) for k, m in sides.models.items()}, bw)
+    out["prefill_ab"] = prefill_ab(model, out.pop("late"), toks, chunk, repeats)
     return out, st, (fc_last[-1], hf_out.logits[0, -1])
+
+
+def prefill_ab(model, late, toks, chunk: int, repeats: int) -> dict[str, list[float]]:
+    """flashcode's prefill tok/s of the first `lo` tokens (from an empty state) and of the
+    last `lo` before `hi` (from a copy of the state at hi − lo), interleaved `repeats` times:
+    the 16K ÷ 1K comparison on one machine load."""
+    lo, hi = CONTEXTS[0], CONTEXTS[-1]
+    p, late = late
+    if p < hi - lo:  # from the chunk start before hi − lo to it
+        extend(model, toks[p:hi - lo], late)
+    out = {"first": [], "last": []}
+    for _ in range(repeats):
+        for name, (start, st) in (("first", (0, None)), ("last", (hi - lo, late))):
+            st = st.copy() if st is not None else model.new_state()
+            dt = sum(_timed(partial(extend, model, toks[i:i + chunk], st, last_only=True))[0]
+                     for i in range(start, start + lo, chunk))
+            out[name].append(lo / dt)
+    return out
+
+
+def prefill_rates(chunks, lo: int, hi: int) -> tuple[float, float]:
+    """(fc, hf) tok/s over the chunks ending in (lo, hi]."""
+    sel = [(e, a, b) for e, a, b in chunks if lo < e <= hi]
+    n = sel[-1][0] - lo
+    return n / sum(a for _, a, _ in sel), n / sum(b for _, _, b in sel)
 
 
 def rows_read(cfg, c: int) -> tuple[int, int]:
@@ -119,22 +205,49 @@ def rows_read(cfg, c: int) -> tuple[int, int]:
     return ours, cfg.n_layers * c
 
 
-def print_contexts(cfg, both):
-    print("\n== prefill / decode (tok/s; decode = 1 / median step), flashcode vs transformers ==")
-    print(f"{'ctx':>6} {'fc pre':>8} {'hf pre':>8} {'ratio':>6} {'fc dec':>8} {'hf dec':>8} "
-          f"{'ratio':>6}")
+def _ms(xs: list[float]) -> str:
+    """Median of the repeats and their spread, in ms."""
+    return f"{statistics.median(xs) * 1e3:7.2f} [{min(xs) * 1e3:.2f}-{max(xs) * 1e3:.2f}]"
+
+
+def print_contexts(cfg, res, repeats: int):
+    chunks, dec, fl = res["chunks"], res["dec"], res["floor"]
+    print("\n== prefill (tok/s from 0 to ctx, CPU time), flashcode vs transformers ==")
+    print(f"{'ctx':>6} {'fc pre':>8} {'hf pre':>8} {'ratio':>6}")
     for c in CONTEXTS:
-        (fp, fd), (hp, hd) = both[c]
-        print(f"{c:>6} {fp:>8.0f} {hp:>8.0f} {fp / hp:>6.2f} {1 / fd:>8.1f} {1 / hd:>8.1f} "
-              f"{hd / fd:>6.2f}")
+        fp, hp = prefill_rates(chunks, 0, c)
+        print(f"{c:>6} {fp:>8.0f} {hp:>8.0f} {fp / hp:>6.2f}")
     lo, hi = CONTEXTS[0], CONTEXTS[-1]
-    (_, f1), (_, h1) = both[lo]
-    (_, f2), (_, h2) = both[hi]
-    print(f"decode time/token {hi} ÷ {lo}: flashcode {f2 / f1:.2f}, transformers {h2 / h1:.2f}")
+    (f1, h1), (f2, h2) = prefill_rates(chunks, 0, lo), prefill_rates(chunks, hi - lo, hi)
+    print(f"prefill tok/s, first {lo} vs last {lo} before {hi}: flashcode {f1:.0f} -> {f2:.0f} "
+          f"({f1 / f2:.2f}x slower), transformers {h1:.0f} -> {h2:.0f} ({h1 / h2:.2f}x)")
+    ab = res["prefill_ab"]
+    a, b = statistics.median(ab["first"]), statistics.median(ab["last"])
+    print(f"  again, interleaved {repeats}x (flashcode): first {lo} {a:.0f} "
+          f"[{min(ab['first']):.0f}-{max(ab['first']):.0f}], last {lo} before {hi} {b:.0f} "
+          f"[{min(ab['last']):.0f}-{max(ab['last']):.0f}] tok/s: {a / b:.2f}x slower")
+    bw = max(b for _, b in fl.values())
+    print(f"\n== decode: ms per token (CPU time; wall on a GPU), median of {repeats} interleaved "
+          f"repeats [spread]; floor = bytes a step reads / {bw / 1e9:.1f} GB/s read bandwidth "
+          "measured in this run ==")
+    print(f"{'ctx':>6} {'side':<13} {'ms/token [spread]':>24} {'tok/s':>7} {'hf/side':>7} "
+          f"{'MiB read':>8} {'floor ms':>8} {'x floor':>7}")
+    for c in CONTEXTS:
+        hf_med = statistics.median(dec[c]["hf"])
+        for side, xs in dec[c].items():
+            med, need = statistics.median(xs), fl[c][0].get(side)
+            tail = (f"{need / 2**20:>8.1f} {need / bw * 1e3:>8.2f} {med / (need / bw):>7.2f}"
+                    if need else f"{'-':>8} {'-':>8} {'-':>7}")
+            print(f"{c:>6} {side:<13} {_ms(xs):>24} {1 / med:>7.1f} {hf_med / med:>7.2f} {tail}")
+    print("(fc: resident fp16 weights; fc32: float32 copies, what transformers reads: hf/side "
+          "on an fc32 row is the same-dtype ratio; MiB read: weights as held + KV rows read)")
     (o1, d1), (o2, d2) = rows_read(cfg, lo), rows_read(cfg, hi)
-    print(f"KV rows read per decode token {lo} -> {hi}: V4 compressed {o1} -> {o2} "
-          f"({o2 / o1:.2f}x); dense attention {d1} -> {d2} ({d2 / d1:.0f}x: its attention "
-          "time per token grows 16x)")
+    first = next(iter(dec[lo]))
+    m1, m2 = statistics.median(dec[lo][first]), statistics.median(dec[hi][first])
+    print(f"decode time/token {hi} / {lo}: flashcode ({first}) {m2 / m1:.2f}, transformers "
+          f"{statistics.median(dec[hi]['hf']) / statistics.median(dec[lo]['hf']):.2f}; KV rows "
+          f"read per token {o1} -> {o2} ({o2 / o1:.2f}x), dense attention {d1} -> {d2} "
+          f"({d2 / d1:.0f}x)")
 
 
 def print_traffic(model):
@@ -149,71 +262,41 @@ def print_traffic(model):
               f"{t['compute_bytes'] / 2**20:.1f} MiB of activations for host-computed steps")
 
 
-def print_kv_bytes(cfg, state, c):
-    pools = kvcache.Pools.for_config(cfg, "fp8", "fp4")
-    sizes = kvcache.packed_bytes([kvcache.pack_layer(s, pools) for s in state.layers])
+def live_kv_bytes(state, c: int) -> dict[str, int]:
+    """Bytes the live state's rows take for c tokens, by kind: every window ring, and the
+    closed entries of each compressor (engine/kv/rows.py formats; capacity not counted)."""
+    out = {"window": 0, "compressed": 0, "indexer": 0}
+    for s in state.layers:
+        out["window"] += s.window.nbytes()
+        for kind, comp in (("compressed", s.comp), ("indexer", s.index)):
+            if comp is not None:
+                out[kind] += comp.rows.nbytes(c // comp.ratio)
+    return out
+
+
+def print_kv_bytes(cfg, model, c):
+    """The official state's formats (fp8 rows, fp4 keys) at c tokens, per token."""
+    state = model.new_state() if model.numerics.kv_fp8 else None
+    if state is None:  # reference numerics keep floats: ask an official state for its sizes
+        from engine.numerics import Numerics
+
+        old = Numerics(**vars(model.numerics))
+        model.numerics.set(Numerics.of("official"))
+        try:
+            state = model.new_state()
+        finally:
+            model.numerics.set(old)
+    sizes = live_kv_bytes(state, c)
     ref = kvcache.bytes_per_token(cfg, c)
-    print(f"\n== KV bytes per token at {c} tokens (fp8 nope + bf16 rope rows "
-          f"{pools.kv.row_bytes} B, fp4 indexer keys {pools.index.row_bytes} B) ==")
+    s = state.layers[next(i for i, x in enumerate(state.layers) if x.index is not None)]
+    print(f"\n== live KV bytes per token at {c} tokens, official formats (fp8 nope + bf16 rope "
+          f"rows {s.comp.rows.nbytes(1)} B, fp4 indexer keys {s.index.rows.nbytes(1)} B) ==")
     for kind, n in sizes.items():
         print(f"  {kind:<13} {n / c:>8.1f}")
     total = sum(sizes.values()) / c
     print(f"  {'total':<13} {total:>8.1f}   vs bf16 dense MLA-style {ref['dense_mla_bf16']:.0f} "
           f"({ref['dense_mla_bf16'] / total:.1f}x), bf16 GQA 8x128 {ref['gqa_bf16']:.0f} "
           f"({ref['gqa_bf16'] / total:.1f}x)")
-
-
-# ---- agent session ---------------------------------------------------------------------------
-
-def _turn(model, prompt, n_reply, pc: PrefixCache | None):
-    """Prefill (reusing what the cache has) and decode a reply: (reply, prefilled, ttft, lg)."""
-    t = time.perf_counter()
-    st, n = pc.lookup(prompt) if pc is not None else (None, 0)
-    st = st if st is not None else model.new_state()
-    lg = extend(model, torch.tensor(prompt[n:]), st, last_only=True)[-1]
-    ttft = time.perf_counter() - t
-    reply = [int(lg.argmax())]
-    while len(reply) < n_reply:
-        reply.append(int(model(torch.tensor(reply[-1:]), st)[-1].argmax()))
-    if pc is not None:
-        pc.store(prompt + reply[:-1], st)  # the last reply token is sampled, not yet run
-    return reply, len(prompt) - n, ttft, lg
-
-
-def agent_session(model, turns: int, sizes, n_reply: int, off_turns: set[int]):
-    rng = random.Random(1)
-    prompt = [rng.randrange(model.cfg.vocab_size) for _ in range(300)]  # system + task
-    pc, rows = PrefixCache(), []
-    for k in range(1, turns + 1):
-        prompt = prompt + [rng.randrange(model.cfg.vocab_size)
-                           for _ in range(rng.randint(*sizes))]  # the tool result
-        reply, pre, ttft, lg = _turn(model, prompt, n_reply, pc)
-        off = _turn(model, prompt, n_reply, None) if k in off_turns else None
-        rows.append((k, len(prompt), pre, ttft, off, (reply, lg)))
-        prompt = prompt + reply
-    return rows, pc
-
-
-def print_session(rows, pc):
-    print("\n== agent session: prompt grows by a tool result (and the reply) each turn ==")
-    print(f"{'turn':>4} {'prompt':>7} {'new':>6} {'reuse: prefilled':>16} {'ttft s':>7} "
-          f"{'no reuse: prefilled':>19} {'ttft s':>7} {'same reply':>10} {'max |Δlogit|':>12}")
-    prev = 300
-    for k, n, pre, ttft, off, (reply, lg) in rows:
-        new = n - prev
-        if off is None:
-            tail = f"{'-':>19} {'-':>7} {'-':>10} {'-':>12}"
-        else:
-            same = off[0] == reply
-            tail = (f"{off[1]:>19} {off[2]:>7.2f} {str(same):>10} "
-                    f"{(off[3] - lg).abs().max().item():>12.2e}")
-        print(f"{k:>4} {n:>7} {new:>6} {pre:>16} {ttft:>7.2f} {tail}")
-        prev = n + len(reply)
-    print("(new = the tool result; with reuse the reply's last token, sampled but not yet run, "
-          "is prefilled with it. max |Δlogit| = first-token logits, reuse vs none: different "
-          "chunkings differ by ~1e-6, which can flip the indexer's top-k at long context)")
-    print(f"prefix cache: {pc.hits} hits, {pc.reused_tokens} tokens reused, "
-          f"{pc.nbytes / 2**20:.1f} MiB held")
 
 
 def save_load(model, state, toks, c):
@@ -271,6 +354,14 @@ def main(argv=None) -> None:
     ap.add_argument("--device-map", default="cpu",
                     help="where our model runs (engine.weights.device_map: cpu, cuda:0, "
                          "cuda:0,experts=cpu, ...); transformers' goes on the first block's device")
+    ap.add_argument("--decode", default="eager",
+                    help="how flashcode's decode steps run, comma-separated for several sides "
+                         "(engine/decode.py: eager, compile = torch.compile, and CUDA graphs on "
+                         "a GPU); e.g. eager,compile")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved decode repeats")
+    ap.add_argument("--contexts-only", action="store_true",
+                    help="prefill/decode only: no KV, save/load, speculation or session")
+    ap.add_argument("--json", metavar="PATH", help="also write the context figures here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = bench_config()
@@ -279,16 +370,22 @@ def main(argv=None) -> None:
     print(f"model: {stored / 2**20:.0f} MiB stored, {cfg.n_layers} blocks "
           f"(ratios {[cfg.ratio(i) for i in range(cfg.n_layers)]}), built in "
           f"{time.perf_counter() - t:.0f} s; torch threads {args.threads}; "
-          f"{device_map_mod.describe(model.device_map)}")
-    n_dec = 16 if args.quick else 48
+          f"{device_map_mod.describe(model.device_map)}; decode {args.decode}")
+    n_dec = 8 if args.quick else 16
     toks = torch.randint(0, cfg.vocab_size, (CONTEXTS[-1] + n_dec + 1,),
                          generator=torch.Generator().manual_seed(0)).to(model.embed.weight.device)
-    both, state, (fc_last, hf_last) = run_contexts(model, hf, hc, toks, n_dec)
-    print_contexts(cfg, both)
+    sides = Sides(cfg, model, hf, args.decode.split(","))
+    res, state, (fc_last, hf_last) = run_contexts(model, hf, hc, toks, n_dec, sides,
+                                                  repeats=args.repeats)
+    print_contexts(cfg, res, args.repeats)
     print_traffic(model)
-    print(f"last prefill logits, flashcode vs transformers: max |Δ| "
-          f"{(fc_last - hf_last).abs().max().item():.1e}")
-    print_kv_bytes(cfg, state, CONTEXTS[-1])
+    diff = (fc_last - hf_last).abs().max().item()
+    print(f"last prefill logits, flashcode vs transformers: max |Δ| {diff:.1e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary(res, diff, args), indent=1))
+    if args.contexts_only:
+        return
+    print_kv_bytes(cfg, model, CONTEXTS[-1])
     save_load(model, state, toks, CONTEXTS[-1])
     del hf
     speculation(model, toks, 16 if args.quick else 48)
@@ -299,6 +396,28 @@ def main(argv=None) -> None:
         print("(--quick: tool results of 200-600 tokens; reuse off measured on turns "
               f"{sorted(off)} only)")
     print_session(rows, pc)
+
+
+def summary(res, diff: float, args) -> dict:
+    """The context figures as data (bench/gpu_check.sh collects them)."""
+    bw = max(b for _, b in res["floor"].values())
+    out = {"device_map": args.device_map, "decode": args.decode, "read_bandwidth_Bps": bw,
+           "logits_max_abs_diff": diff, "contexts": {}}
+    lo, hi = CONTEXTS[0], CONTEXTS[-1]
+    f1, f2 = prefill_rates(res["chunks"], 0, lo)[0], prefill_rates(res["chunks"], hi - lo, hi)[0]
+    ab = res["prefill_ab"]
+    out["prefill_first_vs_last_1k"] = {"sequential": f1 / f2, "interleaved": statistics.median(
+        ab["first"]) / statistics.median(ab["last"]), "tok_s": ab}
+    for c in CONTEXTS:
+        med = {k: statistics.median(v) for k, v in res["dec"][c].items()}
+        fp, hp = prefill_rates(res["chunks"], 0, c)
+        need = res["floor"][c][0]
+        out["contexts"][c] = {
+            "prefill_tok_s": {"fc": fp, "hf": hp}, "decode_s": res["dec"][c],
+            "decode_tok_s": {k: 1 / v for k, v in med.items()},
+            "hf_over_side": {k: med["hf"] / v for k, v in med.items()},
+            "step_bytes": need, "x_floor": {k: med[k] / (n / bw) for k, n in need.items()}}
+    return out
 
 
 if __name__ == "__main__":

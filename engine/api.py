@@ -89,14 +89,15 @@ class Prepared:
 
 class Engine:
     def __init__(self, model, tokenizer: Tokenizer, name: str = "flashcode",
-                 context_window: int | None = None, cache: PrefixCache | None = None) -> None:
+                 context_window: int | None = None, cache: PrefixCache | None = None,
+                 decode: str | None = None) -> None:
         tokenizer.check_vocab(model.cfg.vocab_size)
         window = context_window or model.cfg.max_position_embeddings
         if tokenizer.max_length:
             window = min(window, tokenizer.max_length)
         self.model, self.tok, self.name = model, tokenizer, name
         cache = cache if cache is not None else PrefixCache()  # an empty one is falsy
-        self.gen = Generator(model, tokenizer, cache, window)
+        self.gen = Generator(model, tokenizer, cache, window, decode)
         self.lock = threading.Lock()  # one sequence at a time
         self._inside = threading.Lock()  # held while a thread runs model code
         self._closed = threading.Event()
@@ -110,7 +111,8 @@ class Engine:
              mode: str = "official", dtype: torch.dtype | str = torch.float32,
              context_window: int | None = None, name: str | None = None,
              resident: bool | None = None, kv_cache_bytes: int = 0,
-             kv_dir: str | Path | None = None, kv_dir_bytes: int = 0) -> Engine:
+             kv_dir: str | Path | None = None, kv_dir_bytes: int = 0,
+             decode: str | None = None) -> Engine:
         """Weights, config and tokenizer from a checkpoint directory. `kernels`: auto (Triton
         on CUDA tensors, the PyTorch twins on the CPU), triton or ref (engine.kernels.registry).
         `device_map`: where the blocks and routed experts go (engine.weights.device_map: cpu,
@@ -119,7 +121,9 @@ class Engine:
         environment variable (0/1), else yes when they fit in half the available memory (see
         `resident_plan`). Prompt states are cached (engine.kv.prefix) under `kv_cache_bytes` (0:
         the newest few) and, with `kv_dir`, saved there under `kv_dir_bytes` (engine.kv.disk),
-        in a folder per model."""
+        in a folder per model. `decode`: how decode steps run (engine.decode: auto, eager,
+        compile; None = FLASHCODE_DECODE, else auto: compiled and CUDA graphs on CUDA, eager on
+        the CPU)."""
         from engine.kernels import registry
         from engine.weights.loader import load as load_model
 
@@ -135,7 +139,8 @@ class Engine:
         if resident_plan(model, resident):
             resident_weights(model)
         cache = PrefixCache(kv_cache_bytes, disk=_kv_store(model, kv_dir, kv_dir_bytes))
-        return cls(model, Tokenizer.from_dir(path), name or path.name, context_window, cache)
+        return cls(model, Tokenizer.from_dir(path), name or path.name, context_window, cache,
+                   decode)
 
     @property
     def context_window(self) -> int:
@@ -231,21 +236,17 @@ class Engine:
 
     def kv_bytes(self) -> int:
         """Bytes of KV state the engine holds now: every sequence in the prefix cache (the
-        last reply's state is stored there when it ends; packed rows at their packed size).
+        last reply's state is stored there when it ends), as allocated.
         Unlocked: call it between streams or from the thread that is streaming."""
         return self.gen.cache.nbytes
 
     def kv_stats(self) -> dict[str, int]:
         """kv_bytes and the prefix cache's contents and counters, for a status line:
         {"kv_bytes", "kv_sequences", "kv_tokens" (summed over the sequences), "prefix_hits",
-        "prefix_misses", "reused_tokens"}, and with paged storage "kv_pool_bytes" (every page
-        allocated, free ones included: pools keep their pages). Same threading rule as
-        `kv_bytes`."""
+        "prefix_misses", "reused_tokens"}. Same threading rule as `kv_bytes`."""
         c = self.gen.cache
         seqs = c.sequences()
         out = {"kv_bytes": self.kv_bytes(), "kv_sequences": len(seqs),
                "kv_tokens": sum(map(len, seqs)), "prefix_hits": c.hits,
                "prefix_misses": c.misses, "reused_tokens": c.reused_tokens}
-        if c.pools is not None:
-            out["kv_pool_bytes"] = c.pools.kv.nbytes + c.pools.index.nbytes
         return out

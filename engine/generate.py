@@ -23,6 +23,7 @@ import torch
 from engine.chat.guide import guide_for
 from engine.chat.parse import TokenReplyParser
 from engine.chat.tokenizer import Tokenizer
+from engine.decode import Decoder
 from engine.events import Done, Event, ReasoningDelta, TextDelta, Usage
 from engine.kv.prefix import PrefixCache, extend
 from engine.kv.state import ModelState
@@ -68,8 +69,9 @@ def _feed(stepper: Stepper, toks: list[int]) -> torch.Tensor:
 
 class Generator:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, cache: PrefixCache,
-                 context_window: int | None = None) -> None:
+                 context_window: int | None = None, decode: str | None = None) -> None:
         self.model, self.tok, self.cache = model, tokenizer, cache
+        self.decoder = Decoder(model, decode)  # eager, compiled or CUDA graphs (decode.py)
         self.vocab = model.cfg.vocab_size
         self.context_window = context_window or model.cfg.max_position_embeddings
         # unconstrained: only ids the tokenizer knows (the embedding may have padding rows)
@@ -120,7 +122,8 @@ class Generator:
         spec = p.speculate and p.temperature == 0 and len(self.model.mtp) > 0
         chunk: list = []
         state, logits, cached = self.prefill(prompt, chunk if spec else None)
-        stepper = Stepper(self.model, state, spec, *(chunk[0] if chunk else (None, None)))
+        stepper = Stepper(self.model, state, spec, *(chunk[0] if chunk else (None, None)),
+                          decoder=self.decoder)
         t1 = time.perf_counter()
         fed = list(prompt)  # what `state` has consumed
         parser, gate = TokenReplyParser(self.tok, p.thinking), _StopGate(p.stop)

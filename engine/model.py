@@ -39,23 +39,32 @@ class Block(nn.Module):
             self.register_parameter(f"hc_{site}_fn", _param(m, n))
             self.register_parameter(f"hc_{site}_base", _param(m))
             self.register_parameter(f"hc_{site}_scale", _param(3))
+        self.hc_sel = mhc.scale_index(cfg.hc_mult)
 
     def _site(self, site: str, x: torch.Tensor):
         c = self.cfg
         return mhc.hc_pre(x, getattr(self, f"hc_{site}_fn"), getattr(self, f"hc_{site}_base"),
                           getattr(self, f"hc_{site}_scale"), c.hc_sinkhorn_iters, c.hc_eps,
-                          c.norm_eps)
+                          c.norm_eps, self.hc_sel)
 
-    def forward(self, x: torch.Tensor, tokens: torch.Tensor, st: LayerState) -> torch.Tensor:
-        """x [S, n, D] streams -> [S, n, D]."""
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, st: LayerState,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """x [S, n, D] streams -> [S, n, D]. With t (one token's position [1]) attention takes
+        its static decode step."""
         u, post, comb = self._site("attn", x)
-        x = mhc.hc_post(self.attn(self.attn_norm(u), st), x, post, comb)
+        a = self.attn(self.attn_norm(u), st) if t is None else self.attn.decode(
+            self.attn_norm(u), t, st)
+        x = mhc.hc_post(a, x, post, comb)
         u, post, comb = self._site("ffn", x)
         return mhc.hc_post(self.ffn(self.ffn_norm(u), tokens), x, post, comb)
 
 
 def _param(*shape: int) -> nn.Parameter:
     return nn.Parameter(torch.zeros(shape), requires_grad=False)
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x if x.device == device else x.to(device)
 
 
 class MTPBlock(Block):
@@ -109,18 +118,31 @@ class Transformer(nn.Module):
         self.numerics.set(Numerics.of(mode))
 
     def new_state(self) -> ModelState:
-        return ModelState([b.attn.new_state() for b in self.layers],
-                          [b.attn.new_state() for b in self.mtp])
+        return ModelState([b.attn.new_state(self.dtype) for b in self.layers],
+                          [b.attn.new_state(self.dtype) for b in self.mtp])
 
-    def streams(self, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
-        """tokens [S] at positions state.pos.. -> final residual streams [S, n, D]."""
-        tokens = tokens.to(self.embed.weight.device)  # callers build ids on the CPU
-        e = self.embed(tokens).to(self.dtype)
+    def streams(self, tokens: torch.Tensor, state: ModelState,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [S] at positions state.pos.. -> final residual streams [S, n, D]. With t
+        (the position [1] of one token) every block takes its static decode step, and the
+        caller advances the blocks' positions (see `decode_step`)."""
+        tokens = _to(tokens, self.embed.weight.device)  # callers build ids on the CPU
+        e = self.embed(tokens)
+        e = e if e.dtype == self.dtype else e.to(self.dtype)
         x = e.unsqueeze(1).expand(-1, self.cfg.hc_mult, -1).contiguous()
         for block, st in zip(self.layers, state.layers, strict=True):
             dev = block.attn_norm.weight.device  # blocks may sit on several devices
-            x = block(x.to(dev), tokens.to(dev), st)
+            x = block(_to(x, dev), _to(tokens, dev), st, None if t is None else _to(t, dev))
         return x
+
+    def decode_step(self, token: torch.Tensor, t: torch.Tensor,
+                    state: ModelState) -> torch.Tensor:
+        """One token [1] at position t [1] (a tensor on the weights' device) -> logits
+        [1, vocab]. Static shapes, no host reads: every block writes its state in place, and
+        nothing here depends on the context length but the buffers' capacities (reserve them
+        first). The positions are the caller's to advance (engine/decode.py); the same
+        function runs eagerly, compiled and captured as a CUDA graph."""
+        return self.logits(self.streams(token, state, t))
 
     def logits(self, streams: torch.Tensor) -> torch.Tensor:
         """hc_head → norm → head, float32 [S, vocab]."""
@@ -128,13 +150,23 @@ class Transformer(nn.Module):
         streams = streams.to(self.hc_head_fn.device)
         h = mhc.hc_head(streams, self.hc_head_fn, self.hc_head_base, self.hc_head_scale,
                         c.hc_eps, c.norm_eps)
-        return self.head(self.norm(h).float(), act_quant=False).float()
+        h = self.norm(h)
+        y = self.head(h if h.dtype == torch.float32 else h.float(), act_quant=False)
+        return y if y.dtype == torch.float32 else y.float()
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor, state: ModelState | None = None) -> torch.Tensor:
-        """Prefill or decode: any number of tokens, continuing from `state` (fresh if None)."""
+        """Prefill or decode: any number of tokens, continuing from `state` (fresh if None).
+        One token takes the static decode step (eagerly; engine/decode.py compiles it)."""
         state = state if state is not None else self.new_state()
-        return self.logits(self.streams(tokens, state))
+        if tokens.shape[0] != 1:
+            return self.logits(self.streams(tokens, state))
+        state.reserve(state.pos + 1)
+        t = torch.full((1,), state.pos, device=self.embed.weight.device)
+        logits = self.decode_step(tokens, t, state)
+        for s in state.layers:
+            s.pos += 1
+        return logits
 
     @torch.no_grad()
     def mtp_logits(self, streams: torch.Tensor, next_tokens: torch.Tensor,

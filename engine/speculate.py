@@ -98,11 +98,13 @@ class Stepper:
     state drops the draft (reject) and a fresh step runs. The drafter's MTP state is its own,
     fed with the pairs of the prompt's last chunk (the MTP block is sliding-window, so its
     relative positions are what matter). `finish()` -> the state holding exactly what was fed.
-    Plain stepping (spec=False) is one forward per token."""
+    Plain stepping (spec=False) is one decode step per token, through `decoder` (an
+    engine.decode.Decoder) when given."""
 
     def __init__(self, model, state: ModelState, spec: bool, streams: torch.Tensor | None = None,
-                 chunk: list[int] | None = None):
+                 chunk: list[int] | None = None, decoder=None):
         self.model, self.state, self.stats = model, state, SpecStats()
+        self.decoder = decoder  # runs plain steps (engine/decode.py); None: model(token)
         self.drafter = None
         if spec and streams is not None and len(model.mtp):
             self.drafter = MTPDrafter(model, ModelState([], [b.attn.new_state()
@@ -125,6 +127,8 @@ class Stepper:
             self.state = _roll_back(self.model, self.state, mark, prev)
             self.last = xs[:1]
         if self.drafter is None:
+            if self.decoder is not None:
+                return self.decoder.step(self.state, tok)
             return self.model(_ids(self.model, [tok]), self.state)[-1]
         draft = self.drafter.propose(self.last, tok)
         xs, lg, mark = _step(self.model, self.state, tok, draft)

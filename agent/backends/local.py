@@ -44,6 +44,7 @@ def load(settings) -> EngineModel:
                              device_map=settings.device_map,
                              context_window=settings.context_window,
                              resident=RESIDENT[settings.resident],
+                             decode=settings.decode,
                              kv_cache_bytes=int(settings.kv_cache_gib * 2**30),
                              kv_dir=kv_dir(settings),
                              kv_dir_bytes=int(settings.kv_dir_gib * 2**30))

@@ -19,7 +19,7 @@ DEVICE_MAP_HELP = ("where the local engine puts the model: cpu (default), cuda:0
 
 # the flags that become settings (agent.config's last layer), by their attribute names
 SETTING_FLAGS = ("model", "endpoint", "model_name", "approval", "max_steps", "rewrite",
-                 "thinking", "device_map", "kernels")
+                 "thinking", "device_map", "kernels", "decode")
 
 
 def subparser(sub, name: str, help_: str, description: str) -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     add("--device-map", metavar="SPEC", help=DEVICE_MAP_HELP)
     add("--kernels", choices=["auto", "triton", "ref"],
         help="engine kernels: auto (Triton on CUDA, PyTorch on CPU), triton, ref")
+    add("--eager", dest="decode", action="store_const", const="eager",
+        help="engine decode steps without torch.compile or CUDA graphs (default: compiled "
+        "and graph-captured on a GPU, eager on the CPU; see the `decode` setting)")
     add("--config", metavar="FILE",
         help="use this TOML file as the project config instead of .flashcode.toml")
     add("-C", "--cwd", metavar="DIR", help="work in DIR instead of the current directory")

@@ -227,6 +227,10 @@ def _serve(sub) -> None:
     p.add_argument("--device-map", metavar="SPEC", help=DEVICE_MAP_HELP)
     p.add_argument("--kernels", choices=["auto", "triton", "ref"], default="auto",
                    help="auto (Triton on CUDA, PyTorch on CPU), triton, ref")
+    p.add_argument("--eager", dest="decode", action="store_const", const="eager",
+                   help="decode steps without torch.compile or CUDA graphs (default: "
+                   "$FLASHCODE_DECODE, else compiled and graph-captured on a GPU, eager on "
+                   "the CPU)")
     p.add_argument("--api-key", metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on every endpoint but /health "
                    "(default: $FLASHCODE_SERVE_API_KEY; needed to listen beyond loopback)")
@@ -243,7 +247,7 @@ def _serve(sub) -> None:
         from engine.serve.server import main
 
         return main(a.model, a.host, a.port, a.context_window, a.name, a.device_map, a.kernels,
-                    a.api_key, a.max_tokens_default, a.max_tokens_limit)
+                    a.api_key, a.max_tokens_default, a.max_tokens_limit, a.decode)
     p.set_defaults(handler=handler)
 
 

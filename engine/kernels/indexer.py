@@ -27,12 +27,21 @@ class KeysFp4(NamedTuple):
         return quant.unpack_fp4(self.packed) * self.scale.float().repeat_interleave(32, -1)
 
 
+KEY_BLOCK = 256  # keys per block: [S·H, 256] fp32 scores stay in cache (a 512-query chunk, H=8)
+
+
 def index_scores_ref(q: torch.Tensor, keys, w: torch.Tensor,
                      limit: torch.Tensor | None = None) -> torch.Tensor:
-    """q [S, H, di], keys [N, di] (or KeysFp4), w [S, H] -> scores [S, N]."""
+    """q [S, H, di], keys [N, di] (or KeysFp4), w [S, H] -> scores [S, N]. Blocks of keys: one
+    GEMM [S·H, di]·[di, n] and the head sum as w [S, 1, H]·[S, H, n], so no [S, H, N] tensor
+    is ever made (at 16K context a 512-token chunk's would be 67 MB per layer, passed 4 times)."""
     keys = keys.dequant() if isinstance(keys, KeysFp4) else keys
-    s = torch.relu(torch.einsum("shd,nd->shn", q.float(), keys.float()))
-    s = (s * w.float().unsqueeze(-1)).sum(1)
+    sq, h, d = q.shape
+    q2, keys, w3 = q.float().reshape(sq * h, d), keys.float(), w.float().unsqueeze(1)
+    s = torch.empty(sq, keys.shape[0], device=q.device)
+    for i in range(0, keys.shape[0], KEY_BLOCK):
+        blk = torch.mm(q2, keys[i:i + KEY_BLOCK].t()).relu_().view(sq, h, -1)
+        s[:, i:i + KEY_BLOCK] = torch.bmm(w3, blk).squeeze(1)
     if limit is not None:
         cols = torch.arange(s.shape[1], device=s.device)
         s = s.masked_fill(cols[None, :] >= limit[:, None], float("-inf"))

@@ -22,10 +22,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from engine.kv.prefix import Mark, common_prefix
+from engine.kv.rows import Rows
 from engine.kv.state import CompressorState, LayerState, ModelState
 
-VERSION = "flashcode-kv-1"
-_COMP_FIELDS = ("tail_kv", "tail_gate", "rows", "prev_kv", "prev_gate")
+VERSION = "flashcode-kv-2"  # 2: rows in the live state's formats (engine/kv/rows.py)
 
 
 class KVDiskWarning(UserWarning):
@@ -54,29 +54,44 @@ def prefix_digest(model_id: str, tokens) -> str:
 
 # ---- ModelState <-> flat tensors -------------------------------------------------------------
 
+def _put_rows(rows: Rows, n: int, name: str, out: dict) -> dict:
+    """Rows' planes (the pages holding n rows) as tensors `name.0`, `name.1`, ...; -> meta."""
+    for i, p in enumerate(rows.copy(n).planes):
+        out[f"{name}.{i}"] = p
+    return {"fmt": rows.fmt, "width": rows.width, "rope": rows.rope, "planes": len(rows.planes)}
+
+
+def _get_rows(t: dict, name: str, m: dict) -> Rows:
+    return Rows(m["fmt"], tuple(t[f"{name}.{i}"] for i in range(m["planes"])), m["width"],
+                m["rope"])
+
+
 def _flatten(layers, prefix: str, out: dict[str, torch.Tensor], meta: list) -> None:
     for i, st in enumerate(layers):
-        m = {"pos": st.pos, "window_size": st.window_size, "comp": None, "index": None}
-        if st.window is not None:
-            out[f"{prefix}L{i}.window"] = st.window
+        name = f"{prefix}L{i}"
+        m = {"pos": st.pos, "window_size": st.window_size,
+             "window": _put_rows(st.window, st.window_size, f"{name}.window", out)}
         for kind in ("comp", "index"):
             c = getattr(st, kind)
             if c is not None:
-                m[kind] = c.ratio
-                for f in _COMP_FIELDS:
-                    if getattr(c, f) is not None:
-                        out[f"{prefix}L{i}.{kind}.{f}"] = getattr(c, f)
+                out[f"{name}.{kind}.kv"], out[f"{name}.{kind}.gate"] = c.kv, c.gate
+                keep = max(st.pos // c.ratio + 1, c.floor)
+                m[kind] = {"ratio": c.ratio, "floor": c.floor,
+                           "rows": _put_rows(c.rows, keep, f"{name}.{kind}.rows", out)}
         meta.append(m)
 
 
 def _unflatten(t: dict[str, torch.Tensor], prefix: str, meta: list) -> list[LayerState]:
     layers = []
     for i, m in enumerate(meta):
-        st = LayerState(m["window_size"], m["pos"], t.get(f"{prefix}L{i}.window"))
+        name = f"{prefix}L{i}"
+        st = LayerState(m["window_size"], m["pos"], _get_rows(t, f"{name}.window", m["window"]))
         for kind in ("comp", "index"):
-            if m[kind] is not None:
-                f = {k: t.get(f"{prefix}L{i}.{kind}.{k}") for k in _COMP_FIELDS}
-                setattr(st, kind, CompressorState(m[kind], **f))
+            if m.get(kind) is not None:
+                c = m[kind]
+                rows = _get_rows(t, f"{name}.{kind}.rows", c["rows"])
+                setattr(st, kind, CompressorState(c["ratio"], t[f"{name}.{kind}.kv"],
+                                                  t[f"{name}.{kind}.gate"], rows, c["floor"]))
         layers.append(st)
     return layers
 

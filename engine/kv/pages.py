@@ -1,4 +1,4 @@
-"""Storage formats and paged storage for the per-sequence state, and its bytes per token.
+"""Byte-row storage formats of KV rows and indexer keys, and cache bytes per token.
 
 Row formats (one row = one token's kv in the window ring, or one compressed entry), bytes:
   kv "fp8"   nope dims as e4m3 + one e8m0 scale per 64 (+ pad to 8) | rope dims bf16
@@ -11,12 +11,11 @@ Row formats (one row = one token's kv in the window ring, or one compressed entr
   index "fp8"  e4m3 + e8m0 per 128 (+ pad to 4): 128 + 4 = 132 B
 In official numerics the nope dims were already FP8-rounded in 64-wide blocks and the indexer
 keys MXFP4-rounded, so "fp8"/"fp4" store them exactly (the rope dims exactly when the model
-runs in bf16). A row is one byte vector; pages hold `page_rows` rows of one kind.
+runs in bf16). A row is one byte vector (the layout vLLM's caches use; the live state keeps
+the same bytes in planes: engine/kv/rows.py).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import torch
 
@@ -111,63 +110,6 @@ def unpack_index(raw: torch.Tensor, dim: int, fmt: str) -> torch.Tensor:
     return (q * s.unsqueeze(-1)).flatten(1)
 
 
-# ---- paged storage ---------------------------------------------------------------------------
-
-class PagePool:
-    """Fixed-size pages of `page_rows` byte rows [page_rows, row_bytes]; freed pages are reused."""
-
-    def __init__(self, row_bytes: int, page_rows: int = 64):
-        self.row_bytes, self.page_rows = row_bytes, page_rows
-        self.pages: list[torch.Tensor] = []
-        self.free: list[int] = []
-
-    def alloc(self) -> int:
-        if self.free:
-            return self.free.pop()
-        self.pages.append(torch.zeros(self.page_rows, self.row_bytes, dtype=torch.uint8))
-        return len(self.pages) - 1
-
-    def release(self, ids: list[int]) -> None:
-        self.free.extend(ids)
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.pages) * self.page_rows * self.row_bytes
-
-
-@dataclass
-class PagedRows:
-    """One sequence's rows of one kind: a block table into `pool` and a row count."""
-    pool: PagePool
-    table: list[int] = field(default_factory=list)
-    count: int = 0
-
-    def append(self, raw: torch.Tensor) -> None:
-        """raw [n, row_bytes] uint8 -> rows count..count+n-1."""
-        p, i = self.pool.page_rows, 0
-        while i < raw.shape[0]:
-            page, off = divmod(self.count, p)
-            if page == len(self.table):
-                self.table.append(self.pool.alloc())
-            take = min(p - off, raw.shape[0] - i)
-            self.pool.pages[self.table[page]][off:off + take] = raw[i:i + take]
-            i, self.count = i + take, self.count + take
-
-    def rows(self) -> torch.Tensor:
-        """[count, row_bytes] in order."""
-        if not self.table:
-            return torch.zeros(0, self.pool.row_bytes, dtype=torch.uint8)
-        return torch.cat([self.pool.pages[t] for t in self.table])[: self.count]
-
-    def truncate(self, n: int) -> None:
-        keep = -(-n // self.pool.page_rows)
-        self.pool.release(self.table[keep:])
-        self.table, self.count = self.table[:keep], min(n, self.count)
-
-    def free(self) -> None:
-        self.truncate(0)
-
-
 # ---- bytes per token -------------------------------------------------------------------------
 
 def bytes_per_token(cfg, context: int, kv_fmt: str = "fp8", index_fmt: str = "fp4",
@@ -188,81 +130,4 @@ def bytes_per_token(cfg, context: int, kv_fmt: str = "fp8", index_fmt: str = "fp
     out["total"] = out["window"] + out["compressed"] + out["indexer"]
     out["dense_mla_bf16"] = float(cfg.n_layers * cfg.head_dim * 2)
     out["gqa_bf16"] = float(cfg.n_layers * 2 * gqa_kv_heads * gqa_head_dim * 2)
-    return out
-
-
-# ---- a whole state in pages ------------------------------------------------------------------
-
-@dataclass
-class Pools:
-    """One pool per row kind, shared by every sequence stored with these formats."""
-    kv_fmt: str
-    index_fmt: str
-    kv: PagePool
-    index: PagePool
-    dim: int
-    rope_dim: int
-    index_dim: int
-
-    @classmethod
-    def for_config(cls, cfg, kv_fmt: str = "fp8", index_fmt: str = "fp4",
-                   page_rows: int = 64) -> Pools:
-        return cls(kv_fmt, index_fmt,
-                   PagePool(kv_row_bytes(kv_fmt, cfg.head_dim, cfg.rope_head_dim), page_rows),
-                   PagePool(index_row_bytes(index_fmt, cfg.index_head_dim), page_rows),
-                   cfg.head_dim, cfg.rope_head_dim, cfg.index_head_dim)
-
-
-@dataclass
-class PackedLayer:
-    """A LayerState with its window ring and emitted rows in pages; the open compressor
-    windows (< ratio tokens, fp32) stay as they are."""
-    state: object            # LayerState with window=None and rows emptied
-    window: PagedRows | None
-    rows: PagedRows | None
-    index: PagedRows | None
-
-
-def pack_layer(st, pools: Pools) -> PackedLayer:
-    from dataclasses import replace
-
-    light = replace(st, window=None,
-                    comp=None if st.comp is None else replace(st.comp, rows=st.comp.rows[:0]),
-                    index=None if st.index is None else replace(st.index,
-                                                               rows=st.index.rows[:0]))
-    win = rows = idx = None
-    if st.window is not None:
-        win = PagedRows(pools.kv)
-        win.append(pack_kv(st.window, pools.rope_dim, pools.kv_fmt))
-    if st.comp is not None:
-        rows = PagedRows(pools.kv)
-        rows.append(pack_kv(st.comp.rows, pools.rope_dim, pools.kv_fmt))
-    if st.index is not None:
-        idx = PagedRows(pools.index)
-        idx.append(pack_index(st.index.rows, pools.index_fmt))
-    return PackedLayer(light.copy(), win, rows, idx)  # copy: no tensor shared with `st`
-
-
-def unpack_layer(p: PackedLayer, pools: Pools, dtype=torch.float32):
-    st = p.state.copy()
-    if p.window is not None:
-        st.window = unpack_kv(p.window.rows(), pools.dim, pools.rope_dim, pools.kv_fmt).to(dtype)
-    if p.rows is not None:
-        st.comp.rows = unpack_kv(p.rows.rows(), pools.dim, pools.rope_dim, pools.kv_fmt)
-    if p.index is not None:
-        st.index.rows = unpack_index(p.index.rows(), pools.index_dim, pools.index_fmt)
-    return st
-
-
-def packed_bytes(layers: list[PackedLayer]) -> dict[str, int]:
-    """Bytes in pages (whole pages counted as used rows) by kind, plus the raw open windows."""
-    out = {"window": 0, "compressed": 0, "indexer": 0, "open_windows": 0}
-    for p in layers:
-        for kind, pr in (("window", p.window), ("compressed", p.rows), ("indexer", p.index)):
-            if pr is not None:
-                out[kind] += pr.count * pr.pool.row_bytes
-        for c in (p.state.comp, p.state.index):
-            if c is not None:
-                out["open_windows"] += sum(t.numel() * t.element_size() for t in (
-                    c.tail_kv, c.tail_gate, c.prev_kv, c.prev_gate) if t is not None)
     return out

@@ -15,12 +15,11 @@ the compressors' open windows, and takes its first p // ratio rows from the end 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from engine.kv import pages
-from engine.kv.state import CompressorState, LayerState, ModelState
+from engine.kv.state import LayerState, ModelState
 
 SNAP = 128          # lcm of the compress ratios (4, 128): every window is closed at a multiple
 CHUNK = 512         # prefill chunk: longer amortizes per-call work (~1.4x at 8K on a CPU), shorter
@@ -29,13 +28,10 @@ MAX_MARKS = 8       # marks kept per state (the newest); older ones are dropped
 MAX_ENTRIES = 8     # cached sequences kept when no byte budget is given
 
 
-def _light_comp(c: CompressorState | None) -> CompressorState | None:
-    return None if c is None else replace(c, rows=c.rows[:0]).copy()
-
-
 def _light(st: LayerState) -> LayerState:
-    w = None if st.window is None else st.window.clone()
-    return LayerState(st.window_size, st.pos, w, _light_comp(st.comp), _light_comp(st.index))
+    return LayerState(st.window_size, st.pos, st.window.copy(),
+                      None if st.comp is None else st.comp.light(),
+                      None if st.index is None else st.index.light())
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class Mark:
 
     def restore(self, full: ModelState) -> ModelState:
         """A fresh state at `pos`, rows copied from `full` (a later state of the same tokens)."""
-        layers = [_with_rows(m.copy(), f) for m, f in zip(self.layers, full.layers, strict=True)]
+        layers = [_with_rows(m, f) for m, f in zip(self.layers, full.layers, strict=True)]
         marks = {p: k for p, k in full.marks.items() if p <= self.pos}
         return ModelState(layers, [m.copy() for m in self.mtp], marks)
 
@@ -60,25 +56,23 @@ class Mark:
         return sum(state_bytes(s) for s in (*self.layers, *self.mtp))
 
 
-def _with_rows(st: LayerState, full: LayerState) -> LayerState:
+def _with_rows(mark: LayerState, full: LayerState) -> LayerState:
+    """The mark's window and open slots with the first pos // ratio entries of `full`."""
+    st = mark.copy()
     for mine, theirs in ((st.comp, full.comp), (st.index, full.index)):
         if mine is not None:
-            mine.rows = theirs.rows[: st.pos // mine.ratio].clone()
+            mine.rows = theirs.rows.copy(max(st.pos // mine.ratio + 1, mine.floor))
     return st
 
 
 def state_bytes(st: LayerState | ModelState | Mark) -> int:
-    """Bytes of every tensor a state holds (marks included)."""
+    """Bytes of every tensor a state holds (marks included), as allocated."""
     if isinstance(st, ModelState):
         own = sum(state_bytes(s) for s in (*st.layers, *st.mtp))
         return own + sum(m.nbytes() for m in st.marks.values())
     if isinstance(st, Mark):
         return st.nbytes()
-    ts = [st.window]
-    for c in (st.comp, st.index):
-        if c is not None:
-            ts += [c.tail_kv, c.tail_gate, c.rows, c.prev_kv, c.prev_gate]
-    return sum(t.numel() * t.element_size() for t in ts if t is not None)
+    return st.nbytes()
 
 
 def add_mark(state: ModelState, mark: Mark | None = None) -> None:
@@ -134,58 +128,33 @@ def common_prefix(a, b) -> int:
 
 
 class _Entry:
-    """A cached sequence: its tokens and end state, held as is or packed into `pools` (paged
-    rows in the cache formats; the open windows, MTP states and marks stay as they are)."""
+    """A cached sequence: its tokens and end state (rows in the live state's own formats)."""
 
-    def __init__(self, tokens: tuple[int, ...], state: ModelState, pools=None):
-        self.tokens, self.pools, self.marks = tokens, pools, state.marks
-        self._state, self._packed = state, None
-        if pools is not None and state.layers:
-            self._dtype = state.layers[0].window.dtype if state.layers[0].window is not None \
-                else torch.float32
-            self._packed = [pages.pack_layer(s, pools) for s in state.layers]
-            self._state = ModelState([], state.mtp, state.marks)
-            self.nbytes = (sum(pages.packed_bytes(self._packed).values())
-                           + sum(state_bytes(s) for s in state.mtp)
-                           + sum(m.nbytes() for m in state.marks.values()))
-        else:
-            self.nbytes = state_bytes(state)
-
-    def full(self) -> ModelState:
-        """The end state (a fresh one when packed: treat it as read-only otherwise)."""
-        if self._packed is None:
-            return self._state
-        layers = [pages.unpack_layer(p, self.pools, self._dtype) for p in self._packed]
-        return ModelState(layers, [s.copy() for s in self._state.mtp], dict(self.marks))
-
-    def free(self) -> None:
-        for p in self._packed or ():
-            for rows in (p.window, p.rows, p.index):
-                if rows is not None:
-                    rows.free()
+    def __init__(self, tokens: tuple[int, ...], state: ModelState):
+        self.tokens, self.marks, self.state = tokens, state.marks, state
+        self.nbytes = state_bytes(state)
 
     def best_at(self, m: int) -> int:
         """The longest position ≤ m this entry can restore exactly."""
         if m == len(self.tokens):
             return m
-        if m == len(self.tokens) - 1 and _can_truncate(self.full(), m):
+        if m == len(self.tokens) - 1 and _can_truncate(self.state, m):
             return m
         return max((p for p in self.marks if p <= m), default=0)
 
     def materialize(self, n: int) -> ModelState:
-        full = self.full()
         if n == len(self.tokens):
-            return full if self._packed is not None else full.copy()
+            return self.state.copy()
         if n in self.marks:
-            return self.marks[n].restore(full)
-        st = full.copy()
+            return self.marks[n].restore(self.state)
+        st = self.state.copy()
         st.truncate(n)
         return st
 
 
 def _can_truncate(state: ModelState, n: int) -> bool:
     try:
-        state.copy().truncate(n)
+        state.check_truncate(n)
     except ValueError:
         return False
     return True
@@ -194,13 +163,13 @@ def _can_truncate(state: ModelState, n: int) -> bool:
 class PrefixCache:
     """Several cached sequences, least recently used evicted first once over `budget_bytes`
     (0: no byte limit, at most MAX_ENTRIES sequences). Counters: hits, misses, reused_tokens.
-    With `pools` (engine.kv.pages.Pools) the rows are held packed in pages: exact with
-    Pools.for_config(cfg, "fp8r32", "fp4") on the official path, ~3x smaller than fp32.
+    The states are held in the live state's formats (fp8 KV rows and fp4 indexer keys on the
+    official path: engine/kv/rows.py), their buffers trimmed to whole pages.
     With `disk` (engine.kv.disk.KVStore) every stored sequence is also saved, and a lookup that
     finds nothing in memory tries the disk: a resumed session or a second run starts warm."""
 
-    def __init__(self, budget_bytes: int = 0, pools=None, disk=None):
-        self.budget_bytes, self.pools, self.disk = budget_bytes, pools, disk
+    def __init__(self, budget_bytes: int = 0, disk=None):
+        self.budget_bytes, self.disk = budget_bytes, disk
         self._entries: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
         self.hits = self.misses = self.reused_tokens = 0
 
@@ -224,7 +193,7 @@ class PrefixCache:
         if best is None and self.disk is not None and toks:
             saved, state = self.disk.nearest(toks)
             if state is not None:
-                self._entries[saved] = _Entry(saved, state, self.pools)
+                self._entries[saved] = _Entry(saved, state)
                 self._evict()
                 best, best_n = self._best(toks)
         if best is None:
@@ -248,18 +217,14 @@ class PrefixCache:
         toks = tuple(tokens)
         if state.pos != len(toks):
             raise ValueError(f"store: the state covers {state.pos} tokens, not {len(toks)}")
-        st = state.copy() if self.pools is None else ModelState(
-            state.layers, state.mtp, dict(state.marks))  # packing copies the rows anyway
+        st = state.copy()
         for key in [k for k in self._entries if toks[:len(k)] == k]:
             old = self._entries.pop(key)
             for mark in old.marks.values():
                 st.marks.setdefault(mark.pos, mark)
             if len(key) < len(toks):
-                add_mark(st, Mark.of(old.full()))
-            old.free()
-        if self.pools is not None:
-            st.mtp = [s.copy() for s in st.mtp]
-        self._entries[toks] = _Entry(toks, st, self.pools)
+                add_mark(st, Mark.of(old.state))
+        self._entries[toks] = _Entry(toks, st)
         self._evict()
         if self.disk is not None:
             self.disk.save(toks, state)
@@ -270,8 +235,6 @@ class PrefixCache:
                 return self.nbytes > self.budget_bytes
             return len(self._entries) > MAX_ENTRIES
         while len(self._entries) > 1 and over():
-            self._entries.popitem(last=False)[1].free()
+            self._entries.popitem(last=False)
         if self.budget_bytes > 0 and self.nbytes > self.budget_bytes:
-            for e in self._entries.values():
-                e.free()
             self._entries.clear()  # a single sequence larger than the budget is not kept

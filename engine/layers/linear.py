@@ -1,20 +1,33 @@
 """Linear layers whose weights stay in the checkpoint's format (FP8 + block scales, packed
-MXFP4 + scales, or plain floats) and are dequantized per use on the reference path."""
+MXFP4 + scales, or plain floats) and are dequantized per use on the reference path.
+
+Placement (engine/weights/placement.py) may give a layer a `resident` float copy, and the first
+of a group of layers that read the same input (wq_a|wkv, a compressor's wkv|wgate, the shared
+expert's w1|w3) a `merged` copy of all their rows: `project` then runs one GEMM for the group.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from engine import quant
-from engine.kernels import registry
-from engine.kernels.gemm_fp8 import dequant, gemm  # noqa: F401 - twins, used by moe.py
+from engine.kernels.gemm_fp8 import dequant, gemm, widened_linear  # noqa: F401 - twins, used by moe.py
 from engine.kernels.packed_f16 import PackedF16
+from engine.layers.ops import op
 from engine.numerics import Numerics
 
 PLAIN = "bf16"  # unquantized; a loaded checkpoint may bring float32 or bfloat16
+
+
+class Half(NamedTuple):
+    """w = 2^shift · half: a float32 weight fp16 holds exactly after one power-of-two shift,
+    as a plain tensor (the layout compiled decode steps read: engine.weights.placement)."""
+    half: torch.Tensor  # [..., out, in] float16
+    shift: int
 
 
 def weight_shapes(fmt: str, out_f: int, in_f: int, lead: tuple[int, ...] = ()):
@@ -43,24 +56,57 @@ class Linear(nn.Module):
                                       requires_grad=False)
         else:
             self.scale = None
-        # float copy [out, in] or a PackedF16 of it (engine.weights.placement)
-        self.resident: torch.Tensor | PackedF16 | None = None
+        # float copy [out, in], a PackedF16 or a Half of it (engine.weights.placement)
+        self.resident: torch.Tensor | PackedF16 | Half | None = None
+        self.merged: torch.Tensor | PackedF16 | Half | None = None  # see `project`
 
     def dequantized(self) -> torch.Tensor:
         """The weight as a float tensor [out, in]."""
         if isinstance(self.resident, torch.Tensor):
             return self.resident
+        if isinstance(self.resident, Half):
+            return self.resident.half.float() * 2.0 ** self.resident.shift
         return dequant(self.fmt, self.weight, self.scale)
 
     def forward(self, x: torch.Tensor, act_quant: bool = True) -> torch.Tensor:
         act = act_quant and self.numerics.act_fp8
-        if self.resident is not None:  # same numerics as the twin, minus the dequantization
-            return gemm(x, self.resident, self.fmt, act)
-        op = registry.get("gemm_fp8.linear", x.device)
-        return op(x, self.weight, self.scale, self.fmt, act)
+        if self.resident is not None:
+            return apply(x, self.resident, self.fmt, act)
+        if torch.compiler.is_compiling():
+            return apply(x, dequant(self.fmt, self.weight, self.scale), self.fmt, act)
+        return op("gemm_fp8.linear", x.device)(x, self.weight, self.scale, self.fmt, act)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}->{self.out_features}, {self.fmt}"
+
+
+def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
+    """x·wᵀ for a float weight w [out, in] (a tensor, PackedF16 or Half), the same numerics
+    as the twin minus the dequantization. A one-row x under torch.compile is a multiply and a
+    sum, which inductor fuses with the weight's widening (and dequantization) into one pass
+    over the weight: a GEMV at the speed of reading it."""
+    if isinstance(w, PackedF16):
+        return gemm(x, w, fmt, act_fp8)
+    if act_fp8 and fmt in ("fp8", "fp4"):
+        x = quant.fp8_roundtrip(x, 128)
+    scale = 1.0
+    if isinstance(w, Half):
+        w, scale = w.half, 2.0 ** w.shift
+    if torch.compiler.is_compiling() and x.shape[0] == 1:
+        y = (x.unsqueeze(-2).float() * w.float()).sum(-1).to(x.dtype)
+    else:
+        y = widened_linear(x, w)
+    return y * scale if scale != 1.0 else y
+
+
+def project(x: torch.Tensor, lins: tuple[Linear, ...], act_quant: bool = True):
+    """[l(x) for l in lins] (layers of one format reading the same x), as one GEMM over their
+    merged rows when placement made `lins[0].merged`."""
+    head = lins[0]
+    if head.merged is None:
+        return [lin(x, act_quant) for lin in lins]
+    y = apply(x, head.merged, head.fmt, act_quant and head.numerics.act_fp8)
+    return y.split([lin.out_features for lin in lins], -1)
 
 
 def init_linear_(lin: Linear, gen: torch.Generator, std: float | None = None) -> None:

@@ -6,7 +6,8 @@ Per token, with streams X [n, D] flattened to v [n·D]:
   sublayer input u = Σ_j pre_j X_j;  X'_k = post_k·y + Σ_j comb[j,k]·X_j   (comb transposed)
 
 The math lives in engine/kernels/mhc.py (fused kernels and their plain-PyTorch twins); these
-entry points go through the kernel registry.
+entry points take the Triton kernels where they run, else a few-op torch form of the same math
+(the CPU's eager steps, and compiled ones).
 """
 
 from __future__ import annotations
@@ -14,19 +15,60 @@ from __future__ import annotations
 import torch
 
 from engine.kernels import registry
-from engine.kernels.mhc import hc_mix, sinkhorn  # noqa: F401 - the spec's names, used by tests
+from engine.kernels.mhc import hc_mix, sinkhorn
+from engine.layers.ops import kernel
 
 
 def hc_pre(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.Tensor,
-           iters: int, hc_eps: float, norm_eps: float):
-    """x [S, n, D] -> (u [S, D], post [S, n], comb [S, n, n])."""
-    return registry.get("mhc.hc_pre", x.device)(x, fn, base, scale, iters, hc_eps, norm_eps)
+           iters: int, hc_eps: float, norm_eps: float, sel: torch.Tensor | None = None):
+    """x [S, n, D] -> (u [S, D], post [S, n], comb [S, n, n]). The Triton kernel when kernels
+    run on x's device, else the few-op form below (`sel`: which of the 3 scales each of the
+    (2+n)·n mixes takes, see `scale_index`)."""
+    fused = kernel("mhc.hc_pre", x.device)
+    if fused is not None or sel is None:
+        return (fused or registry.get("mhc.hc_pre", x.device))(x, fn, base, scale, iters,
+                                                               hc_eps, norm_eps)
+    n = x.shape[1]
+    v = _f32(x.flatten(1))
+    mix = torch.mm(v, fn.t()) * torch.rsqrt(v.square().mean(-1, keepdim=True) + norm_eps)
+    z = torch.addcmul(base, mix, scale[sel])                       # [S, (2+n)·n]
+    sig = torch.sigmoid(z[:, :2 * n])
+    comb = _sinkhorn(z[:, 2 * n:].unflatten(-1, (n, n)), iters, hc_eps)
+    u = torch.bmm((sig[:, :n] + hc_eps).unsqueeze(1).to(x.dtype), x).squeeze(1)
+    return u, sig[:, n:] * 2, comb
+
+
+def scale_index(n: int) -> torch.Tensor:
+    """[(2+n)·n]: the scale each mix takes (pre: 0, post: 1, comb: 2)."""
+    return torch.tensor([0] * n + [1] * n + [2] * n * n, device="cpu")
 
 
 def hc_post(y: torch.Tensor, x: torch.Tensor, post: torch.Tensor,
             comb: torch.Tensor) -> torch.Tensor:
     """X'_k = post_k·y + Σ_j comb[j,k]·X_j.  y [S, D], x [S, n, D] -> [S, n, D]."""
-    return registry.get("mhc.hc_post", x.device)(y, x, post, comb)
+    fused = kernel("mhc.hc_post", x.device)
+    if fused is not None:
+        return fused(y, x, post, comb)
+    dt = x.dtype
+    return torch.baddbmm(post.to(dt).unsqueeze(-1) * y.unsqueeze(1), comb.to(dt).transpose(1, 2),
+                         x)
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float32 else x.float()
+
+
+def _sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
+    """engine/kernels/mhc.py's `sinkhorn` (numpy rounds on the CPU), with the rounds in torch
+    while torch.compile traces (numpy is not traceable): the same ops in the same order."""
+    if not torch.compiler.is_compiling():
+        return sinkhorn(logits, iters, eps)
+    c = torch.softmax(logits, dim=-1) + eps
+    c = c / (c.sum(-2, keepdim=True) + eps)
+    for _ in range(iters - 1):
+        c = c / (c.sum(-1, keepdim=True) + eps)
+        c = c / (c.sum(-2, keepdim=True) + eps)
+    return c
 
 
 def hc_head(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.Tensor,

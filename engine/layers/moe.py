@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import offload
+from engine import offload, quant
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.moe_fp4 import experts_ref, swiglu
-from engine.layers.linear import Linear, dequant, weight_shapes
+from engine.layers.linear import Half, Linear, dequant, project, weight_shapes
 from engine.numerics import Numerics
 
 
@@ -53,11 +53,12 @@ class Gate(nn.Module):
     def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         """x [S, D] -> (expert ids [S, k], weights [S, k])."""
         w = self.resident if self.resident is not None else self.weight.float()
-        scores = route_scores(x.float() @ w.t(), self.cfg.score_func)
+        xf = x if x.dtype == torch.float32 else x.float()
+        scores = route_scores(torch.mm(xf, w.t()), self.cfg.score_func)
         if self.hashed:
-            ids = self.tid2eid[tokens].long()
+            ids = self.tid2eid[tokens]  # int64 [vocab, k]
         else:
-            ids = (scores + self.bias.float()).topk(self.cfg.n_activated_experts, -1).indices
+            ids = (scores + self.bias).topk(self.cfg.n_activated_experts, -1).indices
         return ids, route(scores, ids, self.cfg.route_scale)
 
 
@@ -94,12 +95,45 @@ class Experts(nn.Module):
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
         if self.w1_weight.device != x.device:
             return offload.run(self, x, ids, weights)
+        if torch.compiler.is_compiling() or x.is_meta:  # ids are not readable on the host
+            return self.gathered(x, ids, weights)
         return self.at_home(x, ids, weights)
+
+    def _chosen(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """The chosen experts' `name` weights, float [S, k, out, in] (gathered by index)."""
+        res = None if self.resident is None else self.resident[name]
+        if isinstance(res, Half):
+            return res.half[ids].float() * 2.0 ** res.shift
+        if isinstance(res, torch.Tensor):
+            return res[ids].float()
+        if res is not None:
+            raise RuntimeError("experts: packed resident weights cannot be gathered by index; "
+                               "compiled steps need placement's plain layout")
+        s = getattr(self, f"{name}_scale")
+        return dequant(self.fmt, getattr(self, f"{name}_weight")[ids], None if s is None
+                       else s[ids])
+
+    def gathered(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor):
+        """`forward` with static shapes and no host read of ids, for compiled steps (a few
+        tokens): each (token, slot) multiplies its expert's rows, which inductor reads once by
+        index. The numerics of engine.kernels.moe_fp4.experts_ref, summed in slot order."""
+        act = self.numerics.act_fp8 and self.fmt in ("fp8", "fp4")
+        rnd = (lambda v: quant.fp8_roundtrip(v, 128)) if act else (lambda v: v)
+        xs = rnd(x)[:, None, None, :]                                     # [S, 1, 1, D]
+        h = swiglu((xs * self._chosen("w1", ids)).sum(-1), (xs * self._chosen("w3", ids)).sum(-1),
+                   self.limit)                                            # [S, k, I]
+        wt = weights.unsqueeze(-1).float()
+        if self.numerics.weight_before_w2:
+            h = h * wt
+        y = (rnd(h.to(x.dtype)).unsqueeze(-2) * self._chosen("w2", ids)).sum(-1)  # [S, k, D]
+        if not self.numerics.weight_before_w2:
+            y = y * wt
+        return y.float().sum(1)
 
     def at_home(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`forward` with everything on the experts' own device."""
         if self.resident is not None:  # the twin reads scale-less weights as dequantized
-            w = {n: (self.resident[n], None) for n in ("w1", "w2", "w3")}
+            w = {n: (_widened(self.resident[n]), None) for n in ("w1", "w2", "w3")}
             op = experts_ref
         else:
             w = {n: (getattr(self, f"{n}_weight"), getattr(self, f"{n}_scale"))
@@ -107,6 +141,20 @@ class Experts(nn.Module):
             op = registry.get("moe_fp4.experts", x.device)
         return op(x, ids, weights, w, self.fmt, self.numerics.act_fp8, self.limit,
                   self.numerics.weight_before_w2)
+
+
+class _Widened:
+    """A Half stack read one expert at a time, as the twin reads a stack: [e] -> float32."""
+
+    def __init__(self, h: Half):
+        self.h = h
+
+    def __getitem__(self, e) -> torch.Tensor:
+        return self.h.half[e].float() * 2.0 ** self.h.shift
+
+
+def _widened(w):
+    return _Widened(w) if isinstance(w, Half) else w
 
 
 class SharedExpert(nn.Module):
@@ -119,7 +167,7 @@ class SharedExpert(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         limit = self.limit if self.numerics.shared_clamp else 0.0
-        return self.w2(swiglu(self.w1(x), self.w3(x), limit))
+        return self.w2(swiglu(*project(x, (self.w1, self.w3)), limit))
 
 
 class MoE(nn.Module):
@@ -133,6 +181,6 @@ class MoE(nn.Module):
         ids, w = self.gate(x, tokens)
         y = self.experts(x, ids, w)
         if self.shared_experts is not None:
-            y = y + self.shared_experts(x).float()
-        return y.to(x.dtype)
+            y = y + self.shared_experts(x)  # fp32 accumulation (promotes a narrower x)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 

@@ -8,8 +8,9 @@ from torch import nn
 
 def rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x²) + eps) over the last dim, in float32, back in x's dtype."""
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
+    xf = x if x.dtype == torch.float32 else x.float()
+    y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
+    return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -25,6 +26,7 @@ class RMSNorm(nn.Module):
         return self.resident if self.resident is not None else self.weight.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)
-        return (self.float_weight() * y).to(x.dtype)
+        xf = x if x.dtype == torch.float32 else x.float()
+        y = self.float_weight() * (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True)
+                                                    + self.eps))
+        return y if x.dtype == torch.float32 else y.to(x.dtype)

@@ -227,11 +227,11 @@ class Server(GuardedServer):
 def main(model: str, host: str = "127.0.0.1", port: int = 8000,
          context_window: int | None = None, name: str | None = None,
          device_map: str | None = None, kernels: str = "auto", api_key: str | None = None,
-         max_tokens_default: int = MAX_TOKENS_DEFAULT, max_tokens_limit: int | None = None
-         ) -> int:
+         max_tokens_default: int = MAX_TOKENS_DEFAULT, max_tokens_limit: int | None = None,
+         decode: str | None = None) -> int:
     """Load, listen, serve until Ctrl-C. Exit 0 on Ctrl-C, 2 when listening beyond loopback
     without an API key (`api_key`, else FLASHCODE_SERVE_API_KEY), 4 when the model cannot
-    load."""
+    load. `decode`: engine.decode's mode (None: FLASHCODE_DECODE, else auto)."""
     from engine.chat.tokenizer import TokenizerMismatch
     from engine.config import ConfigError
     from engine.weights.loader import LoadError
@@ -244,7 +244,7 @@ def main(model: str, host: str = "127.0.0.1", port: int = 8000,
         return 2
     try:
         engine = Engine.load(model, kernels, device_map, context_window=context_window,
-                             name=name)
+                             name=name, decode=decode)
     except (ConfigError, LoadError, TokenizerMismatch, OSError, ValueError) as e:
         print(f"flashcode serve: cannot load {model}: {e}", file=sys.stderr)
         return 4

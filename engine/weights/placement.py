@@ -12,6 +12,13 @@ stays the spec; gpt-fast's model.py + quantize.py split).
                                another order (logits agree to ~1e-6, not bit for bit); else
                                bfloat16 where exact (see `_keep`). RMSNorm and gate weights
                                get float32 copies (`.resident` on each)
+                               `layout="plain"`: tensors a compiled step can read (fp16
+                               with a power-of-two shift, `Half`, else bf16, else float32)
+                               instead of fbgemm's packed matrices. Layers that read the same
+                               input (wq_a|wkv, a compressor's wkv|wgate, the shared expert's
+                               w1|w3) share one `merged` copy of their rows: one GEMM for all.
+                               `layout="float"`: float32 copies throughout (4 bytes a weight:
+                               what transformers reads; the bench's same-dtype comparison)
   resident_bytes(model)        what that would add, without doing it
 The plan itself (which blocks go on which GPU, experts in host memory) is pure arithmetic in
 engine.weights.memplan.
@@ -19,11 +26,15 @@ engine.weights.memplan.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from engine.kernels.packed_f16 import PackedF16
-from engine.layers.linear import Linear
-from engine.layers.moe import Experts, Gate
+from engine.layers.attention import Attention
+from engine.layers.compressor import Compressor
+from engine.layers.linear import Half, Linear
+from engine.layers.moe import Experts, Gate, SharedExpert
 from engine.layers.norm import RMSNorm
 
 _NAMES = ("w1", "w2", "w3")
@@ -55,27 +66,40 @@ def _plain(model):
 
 
 def _packs(model, dtype: torch.dtype) -> bool:
-    """Whether float32 copies become PackedF16 (CPU) rather than plain tensors."""
+    """Whether float32 copies become PackedF16 or Half (CPU) rather than plain tensors."""
     return dtype == torch.float32 and next(model.parameters()).device.type == "cpu"
 
 
-def _keep(w: torch.Tensor, dtype: torch.dtype, groups: int = 1):
+def _keep(w: torch.Tensor, dtype: torch.dtype, groups: int = 1, layout: str = "packed"):
     """The copy of dequantized float32 `w` to keep for GEMMs in `dtype`. On CPU a PackedF16
     (engine/kernels/packed_f16.py: 2 bytes a weight, widened inside the GEMM; ~3x faster
-    decode GEMMs, float32 results to rounding), else bfloat16 when that is exact (the
-    layers widen it per GEMM, bit for bit), else `w` itself."""
-    if dtype != torch.float32 or w.device.type != "cpu":
+    decode GEMMs, float32 results to rounding), or with layout "plain" a Half (the same 2
+    bytes as a plain fp16 tensor and a shift), else bfloat16 when that is exact (the layers
+    widen it per GEMM, bit for bit), else `w` itself."""
+    if dtype != torch.float32 or w.device.type != "cpu" or layout == "float":
         return w.to(dtype)
-    packed = PackedF16.pack(w, groups)
+    packed = PackedF16.pack(w, groups) if layout == "packed" else _half(w)
     if packed is not None:
         return packed
     low = w.to(torch.bfloat16)
     return low if torch.equal(low.float(), w) else w
 
 
+def _half(w: torch.Tensor) -> Half | None:
+    """w as 2^shift · fp16 when that is exact (as PackedF16.pack decides), else None."""
+    amax = float(w.abs().max()) if w.numel() else 0.0
+    for k in (0, math.floor(math.log2(amax)) - 14 if amax > 0 else 0):
+        half = (w * 2.0 ** -k).half()
+        if torch.equal(half.float() * 2.0 ** k, w):
+            return Half(half, k)
+    return None
+
+
 def _bytes(w) -> int:
     if isinstance(w, PackedF16):
         return w.nbytes
+    if isinstance(w, Half):
+        w = w.half
     return w.numel() * w.element_size()
 
 
@@ -89,11 +113,14 @@ def resident_bytes(model, dtype: torch.dtype = torch.float32) -> int:
     return sum(n for _, n in _quantized(model)) * size + plain + small
 
 
-def _experts_copy(mod: Experts, name: str, dtype: torch.dtype):
-    """Experts' `name` weights: a list of per-expert PackedF16 on CPU, else [E, out, in]."""
+def _experts_copy(mod: Experts, name: str, dtype: torch.dtype, layout: str = "packed"):
+    """Experts' `name` weights: a list of per-expert PackedF16 on CPU (layout "plain": one
+    Half [E, out, in]), else [E, out, in]."""
     ws = [mod.weight(name, e) for e in range(mod.w1_weight.shape[0])]
-    if not _packs(mod, dtype):
+    if not _packs(mod, dtype) or layout == "float":
         return torch.stack(ws).to(dtype)
+    if layout == "plain":
+        return _keep(torch.stack(ws), dtype, layout="plain")
     packed = [PackedF16.pack(w) for w in ws]
     if all(p is not None for p in packed):
         return packed
@@ -102,26 +129,56 @@ def _experts_copy(mod: Experts, name: str, dtype: torch.dtype):
     return low if torch.equal(low.float(), w) else w
 
 
-def resident_weights(model, dtype: torch.dtype = torch.float32) -> int:
+def resident_weights(model, dtype: torch.dtype = torch.float32, layout: str = "packed") -> int:
     """Keep a dequantized copy of every quantized weight (packed copies of the plain Linears'
-    too on CPU, float32 copies of the small bf16 weights); returns the bytes it added."""
+    too on CPU, float32 copies of the small bf16 weights), merge the groups that read one
+    input (see the module docstring); returns the bytes it added. `layout`: "packed"
+    (fbgemm, eager CPU steps), "plain" (compiled steps) or "float" (float32)."""
+    drop_resident(model)
     added = 0
     for mod, _ in list(_quantized(model)):
-        mod.resident = None
         if isinstance(mod, Linear):
-            mod.resident = _keep(mod.dequantized(), dtype, mod.groups)
+            mod.resident = _keep(mod.dequantized(), dtype, mod.groups, layout)
             added += _bytes(mod.resident)
         else:
-            mod.resident = {k: _experts_copy(mod, k, dtype) for k in _NAMES}
+            mod.resident = {k: _experts_copy(mod, k, dtype, layout) for k in _NAMES}
             added += sum(_bytes(w) for ws in mod.resident.values()
                          for w in (ws if isinstance(ws, list) else [ws]))
     if _packs(model, dtype):
         for mod in _plain(model):
-            mod.resident = PackedF16.pack(mod.weight.float(), mod.groups)
+            w = mod.weight.float()
+            mod.resident = (PackedF16.pack(w, mod.groups) if layout == "packed" else w
+                            if layout == "float" else _half(w))
             added += _bytes(mod.resident) if mod.resident is not None else 0
     for mod in list(_small(model)):
         mod.resident = mod.weight.float()
         added += _bytes(mod.resident)
+    return added + _merge(model, dtype, layout)
+
+
+def _groups(model):
+    """Layers that read the same input, in the order their rows are merged."""
+    for mod in model.modules():
+        if isinstance(mod, Attention):
+            yield mod.wq_a, mod.wkv
+        elif isinstance(mod, Compressor):
+            yield mod.wkv, mod.wgate
+        elif isinstance(mod, SharedExpert):
+            yield mod.w1, mod.w3
+
+
+def _merge(model, dtype: torch.dtype, layout: str) -> int:
+    """Give each group whose layers all have resident copies one `merged` copy in their
+    place (linear.project runs it); -> bytes added (0: the same rows, held once)."""
+    added = 0
+    for group in _groups(model):
+        if any(lin.resident is None for lin in group):
+            continue
+        w = torch.cat([lin.dequantized().float() for lin in group])  # exact
+        group[0].merged = _keep(w, dtype, 1, layout)
+        added += _bytes(group[0].merged) - sum(_bytes(lin.resident) for lin in group)
+        for lin in group:
+            lin.resident = None
     return added
 
 
@@ -130,3 +187,15 @@ def drop_resident(model) -> None:
     for mod in model.modules():
         if isinstance(mod, (Linear, Experts, RMSNorm, Gate)):
             mod.resident = None
+        if isinstance(mod, Linear):
+            mod.merged = None
+
+
+def layout_of(model) -> str | None:
+    """"packed", "plain" (compiled steps read it: plain, Half or float32 tensors) or None
+    (no resident copies): what `resident_weights` left."""
+    for mod in model.modules():
+        if isinstance(mod, Linear) and (mod.resident is not None or mod.merged is not None):
+            w = mod.resident if mod.resident is not None else mod.merged
+            return "packed" if isinstance(w, PackedF16) else "plain"
+    return None

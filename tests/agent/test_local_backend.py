@@ -83,14 +83,25 @@ def tiny_ckpt(tmp_path_factory):
                      tokenizer="small")
 
 
+class _Held:
+    """A layer and whether a resident float copy holds its rows (its own, or its group's
+    `merged` one: engine.weights.placement)."""
+
+    def __init__(self, mod, merged: bool):
+        self.mod, self.resident = mod, mod.resident if not merged else True
+
+
 def _linears(model: local.EngineModel) -> list:
     """The FP8/FP4 Linear layers and experts: the ones a resident float copy is made for."""
     from engine.layers.linear import Linear
     from engine.layers.moe import Experts
+    from engine.weights.placement import _groups
 
-    found = [m for m in model.engine.model.modules()
-             if isinstance(m, Linear | Experts) and m.fmt in ("fp8", "fp4")]
-    assert any(isinstance(m, Linear) for m in found), "the tiny model has quantized Linears"
+    m = model.engine.model
+    merged = {id(lin) for g in _groups(m) if g[0].merged is not None for lin in g}
+    found = [_Held(x, id(x) in merged) for x in m.modules()
+             if isinstance(x, Linear | Experts) and x.fmt in ("fp8", "fp4")]
+    assert any(isinstance(h.mod, Linear) for h in found), "the tiny model has quantized Linears"
     return found
 
 
@@ -180,3 +191,34 @@ def test_the_kv_dir_setting_defaults_to_the_xdg_cache_and_can_be_off(monkeypatch
     assert local.kv_dir(Settings()) == str(tmp_path / "flashcode" / "kv")
     assert local.kv_dir(Settings(kv_dir="off")) is None
     assert local.kv_dir(Settings(kv_dir="~/kv")).endswith("/kv")
+
+
+def test_eager_flag_reaches_the_engine_decoder(tiny_ckpt, tmp_path):
+    """`--eager` is the `decode` setting (plain strings: the agent never imports torch for
+    it); the engine's Decoder runs the mode the setting names."""
+    import argparse
+
+    from agent.cli.args import add_model_flags, load
+
+    p = argparse.ArgumentParser()
+    add_model_flags(p)
+    args = p.parse_args(["--eager", "-C", str(tmp_path)])
+    assert load(args)[0].decode == "eager"
+    assert load(p.parse_args(["-C", str(tmp_path)]))[0].decode == "auto"
+    model = local.load(Settings(model=str(tiny_ckpt), resident="off", decode="eager"))
+    assert model.engine.gen.decoder.mode == "eager"
+
+
+def test_serve_eager_flag_reaches_engine_load(monkeypatch):
+    """`flashcode serve --eager`: the mode as a plain string, down to Engine.load."""
+    import engine.serve.server as server
+    from agent.cli.main import build_parser
+
+    seen = {}
+    monkeypatch.setattr(server, "main", lambda *a: seen.setdefault("decode", a[-1]) and 0)
+    for argv, want in ((["serve", "--model", "m", "--eager"], "eager"),
+                       (["serve", "--model", "m"], None)):
+        seen.clear()
+        a = build_parser().parse_args(argv)
+        a.handler(a)
+        assert seen["decode"] == want

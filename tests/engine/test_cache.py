@@ -1,4 +1,4 @@
-"""Cache formats: sizes, exactness on the official path, paged storage, bytes per token."""
+"""Cache formats: sizes, exactness on the official path, the live rows, bytes per token."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.config import preset
-from engine.kv import pages
+from engine.kv import pages, rows
 from engine.quant import fp4_roundtrip, fp8_roundtrip, hadamard
 from engine.weights.tiny import random_model
 
@@ -59,20 +59,48 @@ def test_index_keys(fmt):
         assert torch.allclose(back, keys, rtol=0.07, atol=1e-6)
 
 
-def test_paged_rows_append_gather_truncate_and_reuse():
-    pool = pages.PagePool(row_bytes=5, page_rows=4)
-    a, b = pages.PagedRows(pool), pages.PagedRows(pool)
-    data = torch.arange(50, dtype=torch.uint8).view(10, 5)
-    a.append(data[:3])
-    b.append(data[:6])
-    a.append(data[3:])
-    assert torch.equal(a.rows(), data) and torch.equal(b.rows(), data[:6])
-    assert len(a.table) == 3 and len(pool.pages) == 5
-    a.truncate(5)
-    assert torch.equal(a.rows(), data[:5]) and len(pool.free) == 1
-    c = pages.PagedRows(pool)
-    c.append(data[:2])
-    assert len(pool.pages) == 5  # the freed page was reused
+def test_live_row_sizes_at_flash_shapes():
+    cfg = preset("flash")
+    assert rows.row_bytes("fp8", cfg.head_dim, cfg.rope_head_dim) == 583  # 448 + 7 + 128
+    assert rows.row_bytes("fp4", cfg.index_head_dim) == 68
+    live = rows.Rows.empty("fp8", cfg.head_dim, 64, rope=cfg.rope_head_dim)
+    assert live.nbytes() == 64 * 583 and live.capacity == 64
+
+
+@pytest.mark.parametrize("rope_dtype", [torch.float32, torch.bfloat16])
+def test_fp8_live_rows_store_qat_values_and_read_bf16_rope(rope_dtype):
+    vals = kv_qat(_rows(), 64)
+    vals[:, -64:] = vals[:, -64:].to(rope_dtype).float()
+    live = rows.Rows.empty("fp8", 512, 64, rope=64)
+    live.put(torch.arange(37) * 1, vals)
+    got = live.gather(torch.arange(37))
+    assert torch.equal(got[:, :-64], vals[:, :-64])  # nope: exact
+    assert torch.equal(got[:, -64:], vals[:, -64:].to(torch.bfloat16).float())
+    assert torch.equal(live.dense(37), got)
+
+
+def test_fp4_live_keys_are_exact_on_rounded_keys():
+    keys = fp4_roundtrip(hadamard(_rows(d=128)), 32)
+    live = rows.Rows.empty("fp4", 128, 64)
+    live.write(3, keys)
+    assert torch.equal(live.dense(40)[3:], keys)
+    assert torch.equal(live.gather(torch.tensor([5, 3])), keys[[2, 0]])
+
+
+def test_rows_grow_by_whole_pages_in_place_of_cat():
+    live = rows.Rows.empty("float", 8, rows.PAGE)
+    vals = torch.randn(200, 8)
+    live.write(0, vals[:64])
+    plane = live.planes[0]
+    live.reserve(64)
+    assert live.planes[0] is plane  # enough room: nothing moves
+    live.reserve(65)
+    assert live.capacity == 2 * rows.PAGE  # doubling, whole pages
+    live.reserve(200)
+    assert live.capacity == 4 * rows.PAGE
+    live.write(64, vals[64:])
+    assert torch.equal(live.dense(200), vals)
+    assert live.copy(70).capacity == 2 * rows.PAGE  # a copy keeps the pages in use
 
 
 @pytest.fixture(scope="module")
@@ -80,25 +108,17 @@ def official():
     return random_model(preset("tiny"), seed=2, mode="official")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_packed_state_is_lossless_on_the_official_path(official, tokens, dtype):
-    """fp8r32 rows + fp4 keys: the continuation's logits are identical (not just close)."""
-    official.dtype = dtype
-    try:
-        st = official.new_state()
-        official(tokens[:270], st)
-        pools = pages.Pools.for_config(official.cfg, "fp8r32", "fp4")
-        packed = [pages.pack_layer(s, pools) for s in st.layers]
-        back = st.copy()
-        back.layers = [pages.unpack_layer(p, pools, dtype) for p in packed]
-        want = official(tokens[270:280], st)
-        got = official(tokens[270:280], back)
-    finally:
-        official.dtype = torch.float32
-    assert torch.equal(got, want)
-    sizes = pages.packed_bytes(packed)
-    assert sizes["compressed"] == (270 // 4 * 2 + 270 // 128) * 120  # d=64, rope 16: 48 + 8 + 4·16
-    assert sizes["indexer"] == 270 // 4 * 2 * 17  # di=32: 16 + 1
+def test_the_official_state_is_compact(official, tokens):
+    """fp8 rows (window ring and compressed entries) and fp4 keys, read back as the decode
+    step reads them: d=64, rope 16 -> 81 B a row (vs 256 B in float32), di=32 -> 17 B."""
+    st = official.new_state()
+    official(tokens[:270], st)
+    lay = st.layers[1]
+    assert lay.window.fmt == lay.comp.rows.fmt == "fp8" and lay.index.rows.fmt == "fp4"
+    assert lay.window.nbytes() == 128 * 81 and lay.comp.rows.nbytes(1) == 81
+    assert lay.index.rows.nbytes(1) == 17
+    ref = random_model(preset("tiny"), seed=2, mode="reference").new_state()
+    assert ref.layers[1].comp.rows.fmt == "float"  # reference numerics keep floats
 
 
 def test_bytes_per_token_compressed_far_below_dense():
@@ -108,32 +128,3 @@ def test_bytes_per_token_compressed_far_below_dense():
     assert b["total"] < b["dense_mla_bf16"] / 5
     short = pages.bytes_per_token(cfg, 1024)
     assert short["window"] > b["window"]  # the ring is a fixed cost, spread over the context
-
-
-def test_release_layout_is_exact_for_a_bf16_models_window(official, tokens):
-    """584-B-style rows (bf16 rope) hold a bf16 model's window rows exactly; the compressed
-    entries this engine computes in fp32 need fp8r32 (their rope dims are not bf16 values)."""
-    official.dtype = torch.bfloat16
-    try:
-        st = official.new_state()
-        official(tokens[:200], st)
-    finally:
-        official.dtype = torch.float32
-    lay = st.layers[1]
-    raw = pages.pack_kv(lay.window.float(), 16, "fp8")
-    assert torch.equal(pages.unpack_kv(raw, 64, 16, "fp8"), lay.window.float())
-    rows = lay.comp.rows
-    back = pages.unpack_kv(pages.pack_kv(rows, 16, "fp8"), 64, 16, "fp8")
-    assert torch.equal(back[:, :48], rows[:, :48]) and not torch.equal(back, rows)
-
-
-@pytest.mark.parametrize("n", [1, 3, 100])
-def test_a_short_state_packs_before_any_window_closed(official, tokens, n):
-    """Under 128 tokens the HCA compressor has no rows yet (under 4, the CSA ones neither)."""
-    st = official.new_state()
-    official(tokens[:n], st)
-    pools = pages.Pools.for_config(official.cfg, "fp8r32", "fp4")
-    packed = [pages.pack_layer(s, pools) for s in st.layers]
-    back = st.copy()
-    back.layers = [pages.unpack_layer(p, pools, torch.float32) for p in packed]
-    assert torch.equal(official(tokens[n:n + 2], back), official(tokens[n:n + 2], st))

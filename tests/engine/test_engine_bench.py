@@ -29,6 +29,11 @@ def test_the_engine_bench_runs_every_section(bench, capsys):
     out = capsys.readouterr().out
     for c in (256, 512, 1024):
         assert re.search(rf"^\s+{c}\s+\d+\s+\d+\s+[\d.]+\s", out, re.M), out
+    for side in ("fc eager", "fc32 eager", "hf"):  # every context: a row per side, with
+        rows = re.findall(rf"^\s+(\d+) {side}\s+[\d.]+ \[[\d.]+-[\d.]+\]", out, re.M)
+        assert rows == ["256", "512", "1024"], (side, out)  # median [spread] of the repeats
+    assert re.search(r"^\s+1024 fc32 eager .* [\d.]+$", out, re.M)  # x the floor, printed
+    assert "read bandwidth measured in this run" in out and "first 256 vs last 256" in out
     diff = float(re.search(r"flashcode vs transformers: max \|Δ\| (\S+)", out).group(1))
     assert diff < 1e-3
     assert "next-token logits identical: True" in out

@@ -14,12 +14,27 @@ from engine.kernels.packed_f16 import PackedF16
 from engine.layers.linear import Linear
 from engine.layers.moe import Experts, Gate
 from engine.layers.norm import RMSNorm
-from engine.weights.placement import _keep, drop_resident, resident_bytes, resident_weights
+from engine.weights.placement import (
+    _groups,
+    _keep,
+    drop_resident,
+    resident_bytes,
+    resident_weights,
+)
 
 
 def _quantized(model) -> list:
     return [m for m in model.modules()
             if isinstance(m, (Linear, Experts)) and m.fmt in ("fp8", "fp4")]
+
+
+def _group_of(model, head: Linear) -> tuple:
+    return next(g for g in _groups(model) if g[0] is head)
+
+
+def _merged_into(model, m) -> Linear | None:
+    """The head of the merged group `m` belongs to (placement holds its rows there)."""
+    return next((g[0] for g in _groups(model) if m in g and g[0].merged is not None), None)
 
 
 def test_resident_weights_keep_logits(tiny_model, tokens):
@@ -29,7 +44,9 @@ def test_resident_weights_keep_logits(tiny_model, tokens):
     try:
         added = resident_weights(tiny_model)
         assert added == resident_bytes(tiny_model) > 0
-        assert all(m.resident is not None for m in mods)
+        merged = {id(lin) for m in tiny_model.modules() if isinstance(m, Linear)
+                  and m.merged is not None for lin in _group_of(tiny_model, m)}
+        assert merged and all(m.resident is not None or id(m) in merged for m in mods)
         st = tiny_model.new_state()
         after = torch.cat((tiny_model(tokens[:33], st), tiny_model(tokens[33:40], st)))
         # packed fp16 GEMMs: the same float32 products, summed in another order
@@ -57,12 +74,14 @@ def test_resident_plan_follows_argument_env_then_memory(tiny_model, monkeypatch)
 def test_engine_load_resident_on_and_off(tiny_ckpt, tokens):
     on = Engine.load(tiny_ckpt, resident=True).model
     off = Engine.load(tiny_ckpt, resident=False).model
-    assert all(m.resident is not None for m in _quantized(on))
-    assert all(m.resident is None for m in _quantized(off))
+    assert all(m.resident is not None or _merged_into(on, m) for m in _quantized(on))
+    assert all(m.resident is None and getattr(m, "merged", None) is None for m in _quantized(off))
     assert (on(tokens[:20]) - off(tokens[:20])).abs().max() <= 1e-5
 
 
-def _copies(m) -> list:
+def _copies(m, model=None) -> list:
+    if m.resident is None and model is not None:
+        return [_merged_into(model, m).merged]
     if isinstance(m.resident, dict):
         return [w for ws in m.resident.values() for w in (ws if isinstance(ws, list) else [ws])]
     return [m.resident]
@@ -72,8 +91,12 @@ def test_resident_copies_packed_on_cpu_exactly_and_small_weights_float32(tiny_mo
     try:
         resident_weights(tiny_model)
         for m in _quantized(tiny_model):
-            assert all(isinstance(w, PackedF16) for w in _copies(m))
-            if isinstance(m, Linear):
+            assert all(isinstance(w, PackedF16) for w in _copies(m, tiny_model))
+            head = _merged_into(tiny_model, m)
+            if head is not None:  # one packed copy of the group's rows
+                rows = torch.cat([lin.dequantized() for lin in _group_of(tiny_model, head)])
+                assert torch.equal(head.merged.float(), rows)
+            elif isinstance(m, Linear):
                 assert torch.equal(m.resident.float(), m.dequantized())
             else:
                 assert torch.equal(m.resident["w2"][1].float(), m.weight("w2", 1))
@@ -92,7 +115,7 @@ def test_resident_weights_in_bf16_are_plain_tensors(tiny_model, tokens):
     try:
         resident_weights(tiny_model, torch.bfloat16)
         for m in _quantized(tiny_model):
-            assert all(w.dtype == torch.bfloat16 for w in _copies(m))
+            assert all(w.dtype == torch.bfloat16 for w in _copies(m, tiny_model))
         assert tiny_model.head.resident is None
         assert torch.equal(tiny_model(tokens[:20]), before)  # FP8/FP4 values: exact in bf16
     finally:
@@ -130,3 +153,15 @@ def test_resident_weights_in_official_mode(tokens):
     # last-bit difference into one FP8 step, so the bound is looser than in reference mode
     assert (after - before).abs().max() <= 1e-3 * before.abs().max()
     assert (after.argmax(-1) == before.argmax(-1)).float().mean() >= 0.9
+
+
+def test_float_layout_keeps_float32_copies_and_logits(tiny_model, tokens):
+    """layout="float": what transformers holds (the bench's same-dtype side)."""
+    before = tiny_model(tokens[:20])
+    try:
+        resident_weights(tiny_model, layout="float")
+        for m in _quantized(tiny_model):
+            assert all(w.dtype == torch.float32 for w in _copies(m, tiny_model))
+        assert (tiny_model(tokens[:20]) - before).abs().max() <= 1e-5
+    finally:
+        drop_resident(tiny_model)

@@ -45,15 +45,16 @@ def served(v4_ckpt):
         bias[tid] = b
     for name, b in BIAS_SPECIAL.items():
         bias[tok.eos_id if name == "eos" else tok.special[name]] = b
-    forward = model.forward
-    model.forward = lambda *a, **kw: forward(*a, **kw) + bias  # logits [S, vocab]
+    # every path to logits (prefill, decode_step as engine/decode.py runs it) ends in logits()
+    logits = model.logits
+    model.logits = lambda streams: logits(streams) + bias  # [S, vocab]
     srv = Server(engine, "127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     client = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0, timeout=600)
     yield client, engine
     srv.shutdown()
     srv.server_close()
-    model.forward = forward
+    model.logits = logits
     torch.set_num_threads(threads)
 
 

@@ -1,0 +1,49 @@
+"""RoPE for a decode step: the cos/sin of a position computed once per block and reused by
+every rotation at that position (q, the kv row, the output's inverse, the indexer's q), in a
+few ops each. The same numbers as engine/kernels/rope.py's `apply_rope`, bit for bit: pairs
+(x[2i], x[2i+1]) of the last r dims turn into (a·c − b·s, a·s + b·c).
+
+  rot = rotation(pos [S], freqs [r/2])        -> cos [S, r] (c0 c0 c1 c1 ..), sin [S, r] (−s0 s0 ..)
+  rotate(x [S, ..., d], rot[, inverse])       -> x with its last r dims rotated (by −pos·f)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Rotation(NamedTuple):
+    cos: torch.Tensor  # [S, r]: each pair's cos twice
+    sin: torch.Tensor  # [S, r]: each pair's (−sin, sin)
+
+
+def tables(freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """freqs [r/2] -> (each frequency twice [r], the pairs' signs [r]: −1, 1, ...)."""
+    sign = torch.tensor([-1.0, 1.0], device=freqs.device).repeat(freqs.numel())
+    return freqs.repeat_interleave(2), sign
+
+
+def rotation(pos: torch.Tensor, freqs2: torch.Tensor, sign: torch.Tensor) -> Rotation:
+    """pos [S] (integers) -> the rotation by pos·f (freqs2, sign from `tables`)."""
+    ang = pos.unsqueeze(-1) * freqs2.to(pos.device)   # int × float32: what apply_rope computes
+    return Rotation(ang.cos(), ang.sin() * sign.to(pos.device))
+
+
+def rotate_tail(y: torch.Tensor, rot: Rotation, inverse: bool = False) -> torch.Tensor:
+    """y [S, ..., r] (the rope dims, float32) rotated by rot (or back)."""
+    c, s = rot
+    if y.dim() > 2:  # [S, r] -> [S, 1, .., r]
+        c, s = c.view(c.shape[0], *(1,) * (y.dim() - 2), -1), s.view(s.shape[0],
+                                                                     *(1,) * (y.dim() - 2), -1)
+    swapped = y.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)          # (b, a) per pair
+    return y * c - swapped * s if inverse else y * c + swapped * s
+
+
+def rotate(x: torch.Tensor, rot: Rotation, inverse: bool = False) -> torch.Tensor:
+    """x [S, ..., d] with its last r dims rotated (computed in float32, back in x's dtype)."""
+    r = rot.cos.shape[-1]
+    y = x[..., -r:]
+    y = rotate_tail(y if y.dtype == torch.float32 else y.float(), rot, inverse)
+    return torch.cat((x[..., :-r], y if x.dtype == torch.float32 else y.to(x.dtype)), -1)
