@@ -52,9 +52,10 @@ WIDEN_ROWS = 1 << 19  # weight elements widened per piece: 2 MB of float32, fits
 
 def widened_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """F.linear(x, w.to(x.dtype)), bit for bit on one thread (on several, the BLAS may split
-    a GEMV's sums by width, so the last bit can differ). A big weight stored narrower (bf16: the head,
-    resident copies) meets a few rows of x (decode) a block of rows at a time, so each widened
-    block is still in cache when the GEMM reads it instead of round-tripping through memory.
+    a GEMV's sums by width, so the last bit can differ). A big weight stored narrower (bf16:
+    the head, resident copies) meets a few rows of x (decode) a block of rows at a time, so each
+    widened block is still in cache when the GEMM reads it instead of round-tripping through
+    memory.
     x [..., K], w [N, K] -> [..., N]."""
     if w.dtype == x.dtype or w.numel() <= 2 * WIDEN_ROWS or x.numel() > 16 * w.shape[1]:
         return F.linear(x, w.to(x.dtype))
