@@ -17,7 +17,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from engine.events import Done
 from engine.serve import wire
 
 EOS_ID = 1  # DeepSeek-V4's end of sentence: a reply that ends without it met a stop string
@@ -33,7 +32,7 @@ def error_body(message: str, status: int) -> dict:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-class Reply(wire.Reply):
+class Reply(wire.BlockReply):
     def __init__(self, model: str, stops: list[str], decode: Callable[[list[int]], str]
                  ) -> None:
         self.id, self.model = f"msg_{uuid.uuid4().hex[:24]}", model
@@ -56,14 +55,6 @@ class Reply(wire.Reply):
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
         return [("message_start", {"type": "message_start", "message": message}),
                 ("ping", {"type": "ping"})]
-
-    def add(self, ev) -> list[wire.Frame]:
-        if isinstance(ev, Done):
-            self.tokens = ev.tokens
-        frames = []
-        for step, block, text in self.blocks.feed(ev):
-            frames += getattr(self, f"_{step}")(block, text)
-        return frames
 
     def end(self) -> list[wire.Frame]:
         reason, sequence = self.stop_reason()

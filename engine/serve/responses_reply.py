@@ -26,7 +26,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
-from engine.events import Done
 from engine.serve import wire
 
 MAX_STORED = 256  # responses kept for previous_response_id
@@ -68,7 +67,7 @@ class Store:
         return len(self._items)
 
 
-class Reply(wire.Reply):
+class Reply(wire.BlockReply):
     def __init__(self, req, model: str, convo: list[dict], spaces: dict[str, str],
                  count: Callable[[str], int], store: Store | None) -> None:
         self.req, self.model, self.convo, self.spaces = req, model, convo, spaces
@@ -96,14 +95,6 @@ class Reply(wire.Reply):
         shell = self.response("in_progress", [])
         return [self._event("response.created", response=shell),
                 self._event("response.in_progress", response=shell)]
-
-    def add(self, ev) -> list[wire.Frame]:
-        if isinstance(ev, Done):
-            self.tokens = ev.tokens
-        frames = []
-        for step, block, text in self.blocks.feed(ev):
-            frames += getattr(self, f"_{step}")(block, text)
-        return frames
 
     def end(self) -> list[wire.Frame]:
         status = self.status()

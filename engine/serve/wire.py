@@ -79,6 +79,23 @@ class Reply:
         """Called once the reply was delivered whole (the Responses API stores it here)."""
 
 
+class BlockReply(Reply):
+    """A reply made of content blocks (Responses items, Messages blocks): each event becomes
+    block steps (`Blocks.feed`), each step `_{step}(block, text)` in the subclass; the reply's
+    token ids are kept from `Done`."""
+
+    blocks: Blocks
+    tokens: list[int] | None = None
+
+    def add(self, ev) -> list[Frame]:
+        if isinstance(ev, Done):
+            self.tokens = ev.tokens
+        frames = []
+        for step, block, text in self.blocks.feed(ev):
+            frames += getattr(self, f"_{step}")(block, text)
+        return frames
+
+
 def json_object(body: bytes) -> dict:
     data = load_json(body)
     if not isinstance(data, dict):
