@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from engine.kernels._triton import check, jit, pow2, tl
+from engine.kernels.scalars import scalar
 
 
 def hc_mix(x: torch.Tensor, fn: torch.Tensor, norm_eps: float) -> torch.Tensor:
@@ -28,7 +29,8 @@ def hc_mix(x: torch.Tensor, fn: torch.Tensor, norm_eps: float) -> torch.Tensor:
 def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
     """[S, n, n] -> comb: row softmax + eps, one column normalisation, then (iters-1) rounds of
     row then column normalisation. Not converged on purpose: match this order exactly."""
-    c = torch.softmax(logits, dim=-1) + eps
+    c = torch.softmax(logits, dim=-1)
+    c = c + scalar(eps, c)
     if c.device.type == "cpu" and c.dtype == torch.float32:
         return torch.from_numpy(_sinkhorn_np(c.numpy(), iters, np.float32(eps)))
     c = c / (c.sum(-2, keepdim=True) + eps)

@@ -20,6 +20,8 @@ import warnings
 
 import torch
 
+from engine.kernels.scalars import scalar
+
 _DEPRECATED = "fbgemm_.* is deprecated"  # still in the pinned torch; nothing replaces it on CPU
 
 
@@ -61,12 +63,14 @@ class PackedF16:
         if x.dim() == 1:  # fbgemm wants a row dimension
             return self._mm(x[None], g)[0]
         y = torch.fbgemm_linear_fp16_weight(x, self.packs[g], self.bias)
-        return y * 2.0 ** self.shift if self.shift else y
+        return y * scalar(2.0 ** self.shift, y) if self.shift else y
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., K] -> x·wᵀ [..., N] in x's dtype (computed in float32)."""
         if len(self.packs) != 1:
             raise ValueError("packed_f16: a grouped weight takes grouped(x)")
+        if x.dtype == torch.float32:
+            return self._mm(x, 0)
         return self._mm(x.float(), 0).to(x.dtype)
 
     def grouped(self, x: torch.Tensor) -> torch.Tensor:

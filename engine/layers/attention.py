@@ -23,7 +23,7 @@ from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Half, Linear, project
 from engine.layers.norm import RMSNorm, rms
-from engine.layers.ops import kernel, op
+from engine.layers.ops import kernel, op, scalar
 from engine.layers.rotary import Rotation, rotate, rotate_tail, rotation, tables
 from engine.numerics import Numerics
 
@@ -44,7 +44,8 @@ def attend(q: torch.Tensor, rows: torch.Tensor, hide: torch.Tensor, sink: torch.
     """One query's attention in a few ops: q [1, H, d] over rows [N, d] (K = V) but the hidden
     ones [N], with a per-head sink in the softmax -> [1, H, d] (no inverse RoPE).
     engine/kernels/attention.py's sparse_attention_ref, summed in another order."""
-    s = torch.mm(q[0].float(), rows.t()) * scale                      # [H, N]
+    s = torch.mm(q[0].float(), rows.t())
+    s = s * scalar(scale, s)                                           # [H, N]
     s = torch.cat((s.masked_fill(hide, float("-inf")), sink.float().unsqueeze(-1)), -1)
     p = torch.softmax(s, -1)
     return torch.mm(p[:, :-1], rows).to(q.dtype).unsqueeze(0)

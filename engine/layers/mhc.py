@@ -16,7 +16,8 @@ import torch
 
 from engine.kernels import registry
 from engine.kernels.mhc import hc_mix, sinkhorn
-from engine.layers.ops import kernel
+from engine.layers.norm import inv_rms
+from engine.layers.ops import kernel, scalar
 
 
 def hc_pre(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.Tensor,
@@ -30,12 +31,14 @@ def hc_pre(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.T
                                                                hc_eps, norm_eps)
     n = x.shape[1]
     v = _f32(x.flatten(1))
-    mix = torch.mm(v, fn.t()) * torch.rsqrt(v.square().mean(-1, keepdim=True) + norm_eps)
-    z = torch.addcmul(base, mix, scale[sel])                       # [S, (2+n)·n]
+    mix = torch.mm(v, fn.t()) * inv_rms(v, norm_eps)
+    scales = scale.index_select(0, sel) if sel.device == scale.device else scale[sel]
+    z = torch.addcmul(base, mix, scales)                           # [S, (2+n)·n]
     sig = torch.sigmoid(z[:, :2 * n])
     comb = _sinkhorn(z[:, 2 * n:].unflatten(-1, (n, n)), iters, hc_eps)
-    u = torch.bmm((sig[:, :n] + hc_eps).unsqueeze(1).to(x.dtype), x).squeeze(1)
-    return u, sig[:, n:] * 2, comb
+    pre = sig[:, :n] + scalar(hc_eps, sig)
+    u = torch.bmm((pre if x.dtype == pre.dtype else pre.to(x.dtype)).unsqueeze(1), x)
+    return u.squeeze(1), sig[:, n:] * scalar(2.0, sig), comb
 
 
 def scale_index(n: int) -> torch.Tensor:
@@ -50,8 +53,8 @@ def hc_post(y: torch.Tensor, x: torch.Tensor, post: torch.Tensor,
     if fused is not None:
         return fused(y, x, post, comb)
     dt = x.dtype
-    return torch.baddbmm(post.to(dt).unsqueeze(-1) * y.unsqueeze(1), comb.to(dt).transpose(1, 2),
-                         x)
+    post, comb = (post, comb) if post.dtype == dt == comb.dtype else (post.to(dt), comb.to(dt))
+    return torch.baddbmm(post.unsqueeze(-1) * y.unsqueeze(1), comb.transpose(1, 2), x)
 
 
 def _f32(x: torch.Tensor) -> torch.Tensor:

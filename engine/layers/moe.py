@@ -17,6 +17,7 @@ from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.moe_fp4 import experts_ref, swiglu
 from engine.layers.linear import Half, Linear, dequant, project, weight_shapes
+from engine.layers.ops import scalar
 from engine.numerics import Numerics
 
 
@@ -31,7 +32,7 @@ def route_scores(logits: torch.Tensor, func: str) -> torch.Tensor:
 def route(scores: torch.Tensor, ids: torch.Tensor, scale: float) -> torch.Tensor:
     """Weights of the chosen experts: s[E] / Σ s[E] · route_scale.  [S, E] -> [S, k]."""
     w = scores.gather(1, ids)
-    return w / (w.sum(-1, keepdim=True) + 1e-20) * scale
+    return w / (w.sum(-1, keepdim=True) + scalar(1e-20, w)) * scalar(scale, w)
 
 
 class Gate(nn.Module):

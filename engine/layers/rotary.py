@@ -31,13 +31,28 @@ def rotation(pos: torch.Tensor, freqs2: torch.Tensor, sign: torch.Tensor) -> Rot
     return Rotation(ang.cos(), ang.sin() * sign.to(pos.device))
 
 
+_SWAPS: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _swapped(y: torch.Tensor) -> torch.Tensor:
+    """y with each pair (a, b) of its last dim as (b, a): one gather by a cached index when
+    running eagerly (two dispatches, not eight), a flip of the pairs while compiling."""
+    if torch.compiler.is_compiling():
+        return y.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    key = (y.shape[-1], y.device)
+    idx = _SWAPS.get(key)
+    if idx is None:
+        idx = _SWAPS[key] = torch.arange(y.shape[-1], device=y.device) ^ 1
+    return y.index_select(-1, idx)
+
+
 def rotate_tail(y: torch.Tensor, rot: Rotation, inverse: bool = False) -> torch.Tensor:
     """y [S, ..., r] (the rope dims, float32) rotated by rot (or back)."""
     c, s = rot
-    if y.dim() > 2:  # [S, r] -> [S, 1, .., r]
+    if y.dim() > 2 and c.shape[0] != 1:  # [S, r] -> [S, 1, .., r] (one row broadcasts as is)
         c, s = c.view(c.shape[0], *(1,) * (y.dim() - 2), -1), s.view(s.shape[0],
                                                                      *(1,) * (y.dim() - 2), -1)
-    swapped = y.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)          # (b, a) per pair
+    swapped = _swapped(y)                                             # (b, a) per pair
     return y * c - swapped * s if inverse else y * c + swapped * s
 
 

@@ -1,0 +1,27 @@
+"""Constants for eager float32 arithmetic as cached 0-dim tensors.
+
+A Python number in a tensor op is wrapped into a tensor and converted on every call: four
+more dispatches per op (`x * 0.5` is `mul`, `to`, `_to_copy`, `empty_strided`, `copy_`). A
+0-dim float32 tensor takes part without them and rounds the same way, so an eager decode
+step's constants (eps, scales, shifts) come from here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_SCALARS: dict[tuple[float, torch.device], torch.Tensor] = {}
+
+
+def scalar(value: float, like: torch.Tensor):
+    """`value` for arithmetic with float32 `like`, as a cached 0-dim float32 tensor when running
+    eagerly: a Python number costs four more dispatches per op (wrapped, then converted), a
+    0-dim tensor none, and both round the same way. Other dtypes and compiled steps get the
+    number itself (inductor folds it; a bf16 op would round the tensor first)."""
+    if like.dtype != torch.float32 or torch.compiler.is_compiling():
+        return value
+    key = (value, like.device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = _SCALARS[key] = torch.tensor(value, dtype=torch.float32, device=like.device)
+    return t
