@@ -9,7 +9,9 @@ Modes (`Transformer.decode_step` is the one function all of them run):
            CUDA each state's step is then captured once as a CUDA graph and replayed (again
            whenever its buffers grow, or another state comes): one launch per token. On the
            CPU the kernels run from inductor's C++ wrapper (cpp_wrapper), not from generated
-           Python: 7-11 % less per token at 1K-4K on the bench model. The
+           Python: 7-11 % less per token at 1K-4K on the bench model; and fp16 weights are
+           read by engine/kernels/gemv_f16.py's op (built once with g++, AVX-512 CPUs; off
+           with FLASHCODE_GEMV_F16=0), ~25 % less per token than inductor's own loop. The
            inductor cache (FLASHCODE_COMPILE_CACHE, default ~/.cache/flashcode/inductor)
            keeps the compiled code across processes.
   auto     compile on CUDA; eager on the CPU, where a cold compile costs more than a short
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from engine.kernels import gemv_f16
 from engine.kv.state import ModelState
 from engine.weights.placement import layout_of, resident_weights
 
@@ -96,6 +99,8 @@ class Decoder:
         # from a generated Python function: ~0.7-1.1 ms less per step at 1K-4K on the bench
         # model (~1.5 ms of Python per step otherwise). CUDA replays a graph: no wrapper runs.
         cpu = self.model.embed.weight.device.type == "cpu"
+        if cpu:  # fp16 weights stream through engine/kernels/gemv_f16.py's op where it builds
+            gemv_f16.available()
         fn = torch.compile(self.model.decode_step, fullgraph=True,
                            options={"cpp_wrapper": True} if cpu else None)
         t0 = time.perf_counter()

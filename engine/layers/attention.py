@@ -21,7 +21,7 @@ from engine.kv.rows import Rows
 from engine.kv.state import LayerState
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
-from engine.layers.linear import Half, Linear, project
+from engine.layers.linear import Half, Linear, project, rows_at
 from engine.layers.norm import RMSNorm, rms
 from engine.layers.ops import kernel, op, scalar
 from engine.layers.rotary import Rotation, rotate, rotate_tail, rotation, tables
@@ -209,7 +209,7 @@ class Attention(nn.Module):
         else:
             w = self.wo_a.dequantized().view(cfg.o_groups, cfg.o_lora_rank, -1)
         if torch.compiler.is_compiling() and g.shape[0] == 1:  # one pass over w (linear.apply)
-            z = (g.unsqueeze(-2) * w.float()).sum(-1)
+            z = rows_at(g[0], w, torch.arange(cfg.o_groups, device=g.device)).unsqueeze(0)
         else:
             z = torch.einsum("sgi,goi->sgo", g, w.to(g.dtype))  # the release runs wo_a unquantized
         return self.wo_b((z * scale if scale != 1.0 else z).flatten(1))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from engine import quant
+from engine.kernels import gemv_f16
 from engine.kernels.gemm_fp8 import dequant, gemm, widened_linear  # noqa: F401 - twins, used by moe.py
 from engine.kernels.packed_f16 import PackedF16
 from engine.layers.ops import op
@@ -93,10 +94,27 @@ def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
     if isinstance(w, Half):
         w, scale = w.half, 2.0 ** w.shift
     if torch.compiler.is_compiling() and x.shape[0] == 1:
-        y = (x.unsqueeze(-2).float() * w.float()).sum(-1).to(x.dtype)
+        y = one_row(x.float(), w).to(x.dtype)
     else:
         y = widened_linear(x, w)
     return y * scale if scale != 1.0 else y
+
+
+def one_row(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x [1, K] float32 · w [N, K]ᵀ while a decode step compiles: engine/kernels/gemv_f16.py's
+    op for fp16 weights on the CPU when it is loaded (it streams them faster than inductor's
+    loop), else a multiply and a sum that inductor fuses with the widening."""
+    if w.dtype == torch.float16 and w.device.type == "cpu" and gemv_f16.ready():
+        return gemv_f16.gemv(x, w)
+    return (x.unsqueeze(-2) * w.float()).sum(-1)
+
+
+def rows_at(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`one_row` for k rows at once, row j by its own matrix: x [k or 1, K] float32,
+    w [E, N, K], ids [k] -> [k, N] (x[j] or x[0] · w[ids[j]]ᵀ)."""
+    if w.dtype == torch.float16 and w.device.type == "cpu" and gemv_f16.ready():
+        return gemv_f16.gemv_at(x, w, ids)
+    return (x.unsqueeze(-2) * w[ids].float()).sum(-1)
 
 
 def project(x: torch.Tensor, lins: tuple[Linear, ...], act_quant: bool = True):

@@ -16,7 +16,7 @@ from engine import offload, quant
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.moe_fp4 import experts_ref, swiglu
-from engine.layers.linear import Half, Linear, dequant, project, weight_shapes
+from engine.layers.linear import Half, Linear, dequant, project, rows_at, weight_shapes
 from engine.layers.ops import scalar
 from engine.numerics import Numerics
 
@@ -114,19 +114,28 @@ class Experts(nn.Module):
         return dequant(self.fmt, getattr(self, f"{name}_weight")[ids], None if s is None
                        else s[ids])
 
+    def _products(self, name: str, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x [S, k or 1, K] -> [S, k, N]: each slot's input times its expert's `name` rows
+        (one token with fp16 copies: linear.rows_at, the rows read in place)."""
+        res = None if self.resident is None else self.resident[name]
+        if x.shape[0] == 1 and isinstance(res, Half):
+            y = rows_at(x[0].float(), res.half, ids[0])
+            return (y * 2.0 ** res.shift if res.shift else y).unsqueeze(0)
+        return (x.unsqueeze(-2) * self._chosen(name, ids)).sum(-1)
+
     def gathered(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor):
         """`forward` with static shapes and no host read of ids, for compiled steps (a few
         tokens): each (token, slot) multiplies its expert's rows, which inductor reads once by
         index. The numerics of engine.kernels.moe_fp4.experts_ref, summed in slot order."""
         act = self.numerics.act_fp8 and self.fmt in ("fp8", "fp4")
         rnd = (lambda v: quant.fp8_roundtrip(v, 128)) if act else (lambda v: v)
-        xs = rnd(x)[:, None, None, :]                                     # [S, 1, 1, D]
-        h = swiglu((xs * self._chosen("w1", ids)).sum(-1), (xs * self._chosen("w3", ids)).sum(-1),
+        xs = rnd(x)[:, None, :]                                           # [S, 1, D]
+        h = swiglu(self._products("w1", xs, ids), self._products("w3", xs, ids),
                    self.limit)                                            # [S, k, I]
         wt = weights.unsqueeze(-1).float()
         if self.numerics.weight_before_w2:
             h = h * wt
-        y = (rnd(h.to(x.dtype)).unsqueeze(-2) * self._chosen("w2", ids)).sum(-1)  # [S, k, D]
+        y = self._products("w2", rnd(h.to(x.dtype)), ids)                 # [S, k, D]
         if not self.numerics.weight_before_w2:
             y = y * wt
         return y.float().sum(1)

@@ -1,0 +1,225 @@
+"""One-row products with fp16 weights for compiled CPU decode steps: y = x·wᵀ, float32 sums.
+
+A compiled decode step on the CPU spends most of its time reading weights. Inductor's own
+loop (a multiply and a sum, fused with the widening) streams fp16 weights at ~70 % of the
+machine's read bandwidth on one core (bench/floor.py): its loads wait on memory. This kernel
+reads four rows at a time and prefetches the next four in software, which keeps enough
+memory requests in flight to stream at ~95 % of it (the same 80 matrices of 8 MiB, one
+thread: 10.2 GiB/s vs inductor's 7.3 and a float32 sum's 10.7).
+
+  gemv(x [M, K] f32, w [N, K] f16)              -> [M, N] f32  (rows of x one by one)
+  gemv_at(x [k or 1, K] f32, w [E, N, K] f16, ids [k]) -> [k, N] f32  (row j: w[ids[j]])
+
+They are the `flashcode::gemv_f16` / `flashcode::gemv_f16_at` ops, written in C++ with AVX-512
+and built once per machine with the compiler inductor itself needs (g++; the build is cached
+under FLASHCODE_COMPILE_CACHE like inductor's), so a compiled step calls them from its C++
+wrapper like any aten op. `available()` is False where they cannot be built or run (no
+AVX-512, no compiler, not Linux): the step then keeps inductor's loop. The twins below are the
+plain-PyTorch sums they must equal to float32 rounding (another summation order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+_SRC = r"""
+#include <ATen/ATen.h>
+#include <torch/library.h>
+#include <immintrin.h>
+
+namespace {
+
+// y[r] = sum_k x[k] * w[r][k] for four rows at once, each row's next-block line prefetched.
+inline void rows4(const float* x, const uint16_t* w, int64_t K, int64_t ahead, float* y) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const uint16_t *r0 = w, *r1 = w + K, *r2 = w + 2 * K, *r3 = w + 3 * K;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    if ((k & 31) == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(r0 + k + ahead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(r1 + k + ahead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(r2 + k + ahead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(r3 + k + ahead), _MM_HINT_T0);
+    }
+    __m512 xv = _mm512_loadu_ps(x + k);
+    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r0 + k))), xv, a0);
+    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r1 + k))), xv, a1);
+    a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r2 + k))), xv, a2);
+    a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r3 + k))), xv, a3);
+  }
+  if (k < K) {
+    __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+    __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r0 + k)), xv, a0);
+    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r1 + k)), xv, a1);
+    a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r2 + k)), xv, a2);
+    a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r3 + k)), xv, a3);
+  }
+  y[0] = _mm512_reduce_add_ps(a0); y[1] = _mm512_reduce_add_ps(a1);
+  y[2] = _mm512_reduce_add_ps(a2); y[3] = _mm512_reduce_add_ps(a3);
+}
+
+inline float row1(const float* x, const uint16_t* r, int64_t K) {
+  __m512 a = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16)
+    a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r + k))),
+                        _mm512_loadu_ps(x + k), a);
+  if (k < K) {
+    __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+    a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r + k)),
+                        _mm512_maskz_loadu_ps(m, x + k), a);
+  }
+  return _mm512_reduce_add_ps(a);
+}
+
+// y [N] = w [N, K] · x [K]
+void matvec(const float* x, const uint16_t* w, int64_t N, int64_t K, float* y) {
+  int64_t n = 0;
+  for (; n + 4 <= N; n += 4) rows4(x, w + n * K, K, (n + 8 <= N) ? 4 * K : 0, y + n);
+  for (; n < N; ++n) y[n] = row1(x, w + n * K, K);
+}
+
+void check(const at::Tensor& x, const at::Tensor& w, int64_t wdim) {
+  TORCH_CHECK(x.device().is_cpu() && w.device().is_cpu(), "gemv_f16: CPU tensors");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kHalf,
+              "gemv_f16: x float32, w float16");
+  TORCH_CHECK(x.dim() == 2 && w.dim() == wdim && x.size(1) == w.size(-1),
+              "gemv_f16: shapes ", x.sizes(), " and ", w.sizes());
+}
+
+at::Tensor gemv(const at::Tensor& x_, const at::Tensor& w_) {
+  check(x_, w_, 2);
+  auto x = x_.contiguous();
+  auto w = w_.contiguous();
+  const int64_t M = x.size(0), N = w.size(0), K = w.size(1);
+  auto y = at::empty({M, N}, x.options());
+  auto wp = reinterpret_cast<const uint16_t*>(w.const_data_ptr<at::Half>());
+  for (int64_t m = 0; m < M; ++m)
+    matvec(x.const_data_ptr<float>() + m * K, wp, N, K, y.mutable_data_ptr<float>() + m * N);
+  return y;
+}
+
+at::Tensor gemv_at(const at::Tensor& x_, const at::Tensor& w_, const at::Tensor& ids_) {
+  check(x_, w_, 3);
+  TORCH_CHECK(ids_.dim() == 1 && ids_.scalar_type() == at::kLong, "gemv_f16_at: ids [k] int64");
+  auto x = x_.contiguous();
+  auto w = w_.contiguous();
+  auto ids = ids_.contiguous();
+  const int64_t k = ids.size(0), E = w.size(0), N = w.size(1), K = w.size(2);
+  TORCH_CHECK(x.size(0) == k || x.size(0) == 1, "gemv_f16_at: x has ", x.size(0), " rows");
+  auto y = at::empty({k, N}, x.options());
+  auto wp = reinterpret_cast<const uint16_t*>(w.const_data_ptr<at::Half>());
+  const int64_t* ip = ids.const_data_ptr<int64_t>();
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t e = ip[j];
+    TORCH_CHECK(0 <= e && e < E, "gemv_f16_at: expert ", e, " of ", E);
+    matvec(x.const_data_ptr<float>() + (x.size(0) == 1 ? 0 : j * K), wp + e * N * K, N, K,
+           y.mutable_data_ptr<float>() + j * N);
+  }
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(flashcode, m) {
+  m.def("gemv_f16(Tensor x, Tensor w) -> Tensor");
+  m.def("gemv_f16_at(Tensor x, Tensor w, Tensor ids) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
+  m.impl("gemv_f16", &gemv);
+  m.impl("gemv_f16_at", &gemv_at);
+}
+"""
+
+_FLAGS = ["-O3", "-shared", "-fPIC", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl",
+          "-mf16c", "-mfma"]
+_state: dict[str, object] = {}
+
+
+def gemv_ref(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The twin of `gemv`: x [M, K] f32, w [N, K] f16 -> [M, N] f32."""
+    return (x.unsqueeze(-2) * w.float()).sum(-1)
+
+
+def gemv_at_ref(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The twin of `gemv_at`: row j is x[j] (or x[0]) · w[ids[j]]ᵀ."""
+    return (x.unsqueeze(-2) * w[ids].float()).sum(-1)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("FLASHCODE_COMPILE_CACHE") or str(Path.home() / ".cache" / "flashcode"
+                                                            / "inductor")
+    return Path(base) / "ext"
+
+
+def _build() -> Path:
+    """The shared library, compiled now unless the cache holds it (keyed by source, flags,
+    torch and Python)."""
+    from torch.utils import cpp_extension
+
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    key = hashlib.sha256("\0".join([_SRC, *_FLAGS, abi, torch.__version__,
+                                    sys.version]).encode()).hexdigest()[:16]
+    so = _cache_dir() / f"gemv_f16-{key}.so"
+    if so.exists():
+        return so
+    so.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
+        src, out = Path(tmp) / "gemv_f16.cpp", Path(tmp) / "gemv_f16.so"
+        src.write_text(_SRC)
+        cmd = [os.environ.get("CXX", "g++"), *_FLAGS, abi, str(src), "-o", str(out)]
+        cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
+        cmd += [f"-L{p}" for p in cpp_extension.library_paths()] + ["-lc10", "-ltorch_cpu"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"gemv_f16: the C++ build failed: {r.stderr[-1500:]}")
+        os.replace(out, so)  # atomic: a concurrent build leaves one whole file
+    return so
+
+
+def available() -> bool:
+    """Whether the ops are loaded (built on first call; False, once, if they cannot be)."""
+    if "ok" not in _state:
+        _state["ok"] = False
+        if sys.platform == "linux" and os.environ.get("FLASHCODE_GEMV_F16", "1") != "0" \
+                and torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+            try:
+                torch.ops.load_library(str(_build()))
+                _register_fakes()
+                _state["ok"] = True
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                _state["error"] = str(e)
+    return bool(_state["ok"])
+
+
+def _register_fakes() -> None:
+    @torch.library.register_fake("flashcode::gemv_f16")
+    def _(x, w):
+        return x.new_empty(x.shape[0], w.shape[0])
+
+    @torch.library.register_fake("flashcode::gemv_f16_at")
+    def _(x, w, ids):
+        return x.new_empty(ids.shape[0], w.shape[1])
+
+
+def gemv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.ops.flashcode.gemv_f16(x, w)
+
+
+def gemv_at(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return torch.ops.flashcode.gemv_f16_at(x, w, ids)
+
+
+def ready() -> bool:
+    """Whether the ops are loaded, without building them: what a step being traced asks
+    (engine/decode.py calls `available()` before it compiles)."""
+    return bool(_state.get("ok"))
