@@ -219,7 +219,7 @@ def gemv_at(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor
     return torch.ops.flashcode.gemv_f16_at(x, w, ids)
 
 
-def ready() -> bool:
-    """Whether the ops are loaded, without building them: what a step being traced asks
-    (engine/decode.py calls `available()` before it compiles)."""
-    return bool(_state.get("ok"))
+def usable(w: torch.Tensor) -> bool:
+    """Whether the ops take weight w (fp16, on the CPU) and are loaded, without building them:
+    what a step being traced asks (engine/decode.py calls `available()` before it compiles)."""
+    return w.dtype == torch.float16 and w.device.type == "cpu" and bool(_state.get("ok"))

@@ -3,14 +3,25 @@
 A Python number in a tensor op is wrapped into a tensor and converted on every call: four
 more dispatches per op (`x * 0.5` is `mul`, `to`, `_to_copy`, `empty_strided`, `copy_`). A
 0-dim float32 tensor takes part without them and rounds the same way, so an eager decode
-step's constants (eps, scales, shifts) come from here.
+step's constants (eps, scales, shifts) come from here, and other small constant tensors
+from `cached`.
 """
 
 from __future__ import annotations
 
 import torch
 
-_SCALARS: dict[tuple[float, torch.device], torch.Tensor] = {}
+_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def cached(key: tuple, device: torch.device, make) -> torch.Tensor:
+    """The small constant tensor `make()` builds for (key, device), built once: what an eager
+    step would otherwise rebuild, op by op, at every call."""
+    k = (*key, device)
+    t = _CACHE.get(k)
+    if t is None:
+        t = _CACHE[k] = make()
+    return t
 
 
 def scalar(value: float, like: torch.Tensor):
@@ -20,8 +31,5 @@ def scalar(value: float, like: torch.Tensor):
     number itself (inductor folds it; a bf16 op would round the tensor first)."""
     if like.dtype != torch.float32 or torch.compiler.is_compiling():
         return value
-    key = (value, like.device)
-    t = _SCALARS.get(key)
-    if t is None:
-        t = _SCALARS[key] = torch.tensor(value, dtype=torch.float32, device=like.device)
-    return t
+    return cached(("scalar", value), like.device,
+                  lambda: torch.tensor(value, dtype=torch.float32, device=like.device))

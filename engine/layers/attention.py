@@ -17,13 +17,14 @@ from engine.config import ModelConfig
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
 from engine.kernels.packed_f16 import PackedF16
 from engine.kernels.rope import apply_rope, inv_freq
+from engine.kernels.scalars import scalar
 from engine.kv.rows import Rows
 from engine.kv.state import LayerState
 from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Half, Linear, project, rows_at
 from engine.layers.norm import RMSNorm, rms
-from engine.layers.ops import kernel, op, scalar
+from engine.layers.ops import kernel, op
 from engine.layers.rotary import Rotation, rotate, rotate_tail, rotation, tables
 from engine.numerics import Numerics
 

@@ -104,17 +104,14 @@ def one_row(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """x [1, K] float32 · w [N, K]ᵀ while a decode step compiles: engine/kernels/gemv_f16.py's
     op for fp16 weights on the CPU when it is loaded (it streams them faster than inductor's
     loop), else a multiply and a sum that inductor fuses with the widening."""
-    if w.dtype == torch.float16 and w.device.type == "cpu" and gemv_f16.ready():
-        return gemv_f16.gemv(x, w)
-    return (x.unsqueeze(-2) * w.float()).sum(-1)
+    return gemv_f16.gemv(x, w) if gemv_f16.usable(w) else gemv_f16.gemv_ref(x, w)
 
 
 def rows_at(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """`one_row` for k rows at once, row j by its own matrix: x [k or 1, K] float32,
     w [E, N, K], ids [k] -> [k, N] (x[j] or x[0] · w[ids[j]]ᵀ)."""
-    if w.dtype == torch.float16 and w.device.type == "cpu" and gemv_f16.ready():
-        return gemv_f16.gemv_at(x, w, ids)
-    return (x.unsqueeze(-2) * w[ids].float()).sum(-1)
+    return (gemv_f16.gemv_at(x, w, ids) if gemv_f16.usable(w)
+            else gemv_f16.gemv_at_ref(x, w, ids))
 
 
 def project(x: torch.Tensor, lins: tuple[Linear, ...], act_quant: bool = True):

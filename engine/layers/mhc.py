@@ -16,8 +16,9 @@ import torch
 
 from engine.kernels import registry
 from engine.kernels.mhc import hc_mix, sinkhorn
+from engine.kernels.scalars import scalar
 from engine.layers.norm import inv_rms
-from engine.layers.ops import kernel, scalar
+from engine.layers.ops import kernel
 
 
 def hc_pre(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.Tensor,

@@ -16,8 +16,8 @@ from engine import offload, quant
 from engine.config import ModelConfig
 from engine.kernels import registry
 from engine.kernels.moe_fp4 import experts_ref, swiglu
+from engine.kernels.scalars import scalar
 from engine.layers.linear import Half, Linear, dequant, project, rows_at, weight_shapes
-from engine.layers.ops import scalar
 from engine.numerics import Numerics
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.layers.ops import scalar
+from engine.kernels.scalars import scalar
 
 
 def rms(x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.kernels import (  # noqa: F401 - scalar: for the layers
+from engine.kernels import (
     attention,
     cache_insert,
     compressor,
@@ -15,7 +15,6 @@ from engine.kernels import (  # noqa: F401 - scalar: for the layers
     registry,
     sparse_rows,
 )
-from engine.kernels.scalars import scalar  # noqa: F401 - re-exported for the layers
 
 _TWINS = {
     "attention.sparse_attention": attention.sparse_attention_ref,
@@ -41,4 +40,3 @@ def kernel(name: str, device: torch.device):
     if torch.compiler.is_compiling() or registry.backend(device) != "triton":
         return None
     return registry.get(name, device)
-

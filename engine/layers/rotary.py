@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import torch
 
+from engine.kernels.scalars import cached
+
 
 class Rotation(NamedTuple):
     cos: torch.Tensor  # [S, r]: each pair's cos twice
@@ -31,18 +33,13 @@ def rotation(pos: torch.Tensor, freqs2: torch.Tensor, sign: torch.Tensor) -> Rot
     return Rotation(ang.cos(), ang.sin() * sign.to(pos.device))
 
 
-_SWAPS: dict[tuple[int, torch.device], torch.Tensor] = {}
-
-
 def _swapped(y: torch.Tensor) -> torch.Tensor:
     """y with each pair (a, b) of its last dim as (b, a): one gather by a cached index when
     running eagerly (two dispatches, not eight), a flip of the pairs while compiling."""
     if torch.compiler.is_compiling():
         return y.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    key = (y.shape[-1], y.device)
-    idx = _SWAPS.get(key)
-    if idx is None:
-        idx = _SWAPS[key] = torch.arange(y.shape[-1], device=y.device) ^ 1
+    n = y.shape[-1]
+    idx = cached(("pair swap", n), y.device, lambda: torch.arange(n, device=y.device) ^ 1)
     return y.index_select(-1, idx)
 
 
