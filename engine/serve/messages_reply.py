@@ -39,15 +39,6 @@ class Reply(wire.BlockReply):
         self.stops, self.decode = stops, decode
         self.blocks = wire.Blocks()
         self.tool_ids: dict[int, str] = {}  # block index → tool_use id
-        self.tokens: list[int] | None = None
-
-    @property
-    def usage(self):
-        return self.blocks.usage
-
-    @property
-    def finish(self) -> str:
-        return self.blocks.finish
 
     def start(self) -> list[wire.Frame]:
         message = {**self._message([]), "usage": {

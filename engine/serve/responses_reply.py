@@ -76,16 +76,7 @@ class Reply(wire.BlockReply):
         self.blocks = wire.Blocks()
         self.item_ids: dict[int, str] = {}  # block index → item id
         self.call_ids: dict[int, str] = {}
-        self.tokens: list[int] | None = None
         self.seq = -1
-
-    @property
-    def usage(self):
-        return self.blocks.usage
-
-    @property
-    def finish(self) -> str:
-        return self.blocks.finish
 
     def _event(self, kind: str, **fields) -> wire.Frame:
         self.seq += 1

@@ -87,6 +87,14 @@ class BlockReply(Reply):
     blocks: Blocks
     tokens: list[int] | None = None
 
+    @property
+    def usage(self):
+        return self.blocks.usage
+
+    @property
+    def finish(self) -> str:
+        return self.blocks.finish
+
     def add(self, ev) -> list[Frame]:
         if isinstance(ev, Done):
             self.tokens = ev.tokens
