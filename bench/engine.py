@@ -133,7 +133,7 @@ def _copy(cfg, model, kind: str, mode: str):
     m.device_map = model.device_map
     if m.device_map["layers.0"] == "cpu":
         resident_weights(m, layout="float" if kind == "fc32" else
-                         "plain" if mode == "compile" else "packed")
+                         "plain" if mode == "compile" else None)
     return m
 
 

@@ -1,4 +1,4 @@
-"""One-row products with fp16 weights for compiled CPU decode steps: y = x·wᵀ, float32 sums.
+"""One-row products with fp16 weights for CPU decode steps: y = x·wᵀ, float32 sums.
 
 A compiled decode step on the CPU spends most of its time reading weights. Inductor's own
 loop (a multiply and a sum, fused with the widening) streams fp16 weights at ~70 % of the
@@ -12,22 +12,19 @@ thread: 10.2 GiB/s vs inductor's 7.3 and a float32 sum's 10.7).
 
 They are the `flashcode::gemv_f16` / `flashcode::gemv_f16_at` ops, written in C++ with AVX-512
 and built once per machine with the compiler inductor itself needs (g++; the build is cached
-under FLASHCODE_COMPILE_CACHE like inductor's), so a compiled step calls them from its C++
-wrapper like any aten op. `available()` is False where they cannot be built or run (no
-AVX-512, no compiler, not Linux): the step then keeps inductor's loop. The twins below are the
-plain-PyTorch sums they must equal to float32 rounding (another summation order).
+under FLASHCODE_COMPILE_CACHE like inductor's: engine/kernels/cpp.py), so a compiled step
+calls them from its C++ wrapper like any aten op, and an eager one in one dispatch (fbgemm's
+GEMV takes four). `available()` is False where they cannot be built or run (no AVX-512, no
+compiler, not Linux): steps then keep inductor's loop or fbgemm's packed weights. The twins
+below are the plain-PyTorch sums they must equal to float32 rounding (another summation
+order).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import torch
+
+from engine.kernels import cpp
 
 _SRC = r"""
 #include <ATen/ATen.h>
@@ -129,7 +126,7 @@ at::Tensor gemv_at(const at::Tensor& x_, const at::Tensor& w_, const at::Tensor&
 
 }  // namespace
 
-TORCH_LIBRARY(flashcode, m) {
+TORCH_LIBRARY_FRAGMENT(flashcode, m) {
   m.def("gemv_f16(Tensor x, Tensor w) -> Tensor");
   m.def("gemv_f16_at(Tensor x, Tensor w, Tensor ids) -> Tensor");
 }
@@ -142,7 +139,7 @@ TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
 
 _FLAGS = ["-O3", "-shared", "-fPIC", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl",
           "-mf16c", "-mfma"]
-_state: dict[str, object] = {}
+_fakes: set[str] = set()
 
 
 def gemv_ref(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -155,50 +152,18 @@ def gemv_at_ref(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Te
     return (x.unsqueeze(-2) * w[ids].float()).sum(-1)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("FLASHCODE_COMPILE_CACHE") or str(Path.home() / ".cache" / "flashcode"
-                                                            / "inductor")
-    return Path(base) / "ext"
-
-
-def _build() -> Path:
-    """The shared library, compiled now unless the cache holds it (keyed by source, flags,
-    torch and Python)."""
-    from torch.utils import cpp_extension
-
-    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
-    key = hashlib.sha256("\0".join([_SRC, *_FLAGS, abi, torch.__version__,
-                                    sys.version]).encode()).hexdigest()[:16]
-    so = _cache_dir() / f"gemv_f16-{key}.so"
-    if so.exists():
-        return so
-    so.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
-        src, out = Path(tmp) / "gemv_f16.cpp", Path(tmp) / "gemv_f16.so"
-        src.write_text(_SRC)
-        cmd = [os.environ.get("CXX", "g++"), *_FLAGS, abi, str(src), "-o", str(out)]
-        cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
-        cmd += [f"-L{p}" for p in cpp_extension.library_paths()] + ["-lc10", "-ltorch_cpu"]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError(f"gemv_f16: the C++ build failed: {r.stderr[-1500:]}")
-        os.replace(out, so)  # atomic: a concurrent build leaves one whole file
-    return so
-
-
 def available() -> bool:
-    """Whether the ops are loaded (built on first call; False, once, if they cannot be)."""
-    if "ok" not in _state:
-        _state["ok"] = False
-        if sys.platform == "linux" and os.environ.get("FLASHCODE_GEMV_F16", "1") != "0" \
-                and torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
-            try:
-                torch.ops.load_library(str(_build()))
-                _register_fakes()
-                _state["ok"] = True
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                _state["error"] = str(e)
-    return bool(_state["ok"])
+    """Whether the ops are loaded (built on first call; False, once, if they cannot be:
+    `why()` says why)."""
+    if "gemv_f16" not in _fakes and why() is None:
+        _fakes.add("gemv_f16")
+        _register_fakes()
+    return cpp.loaded("gemv_f16")
+
+
+def why() -> str | None:
+    """None when the ops are loaded, else the reason they are not."""
+    return cpp.load("gemv_f16", _SRC, _FLAGS, "FLASHCODE_GEMV_F16")
 
 
 def _register_fakes() -> None:
@@ -222,4 +187,4 @@ def gemv_at(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor
 def usable(w: torch.Tensor) -> bool:
     """Whether the ops take weight w (fp16, on the CPU) and are loaded, without building them:
     what a step being traced asks (engine/decode.py calls `available()` before it compiles)."""
-    return w.dtype == torch.float16 and w.device.type == "cpu" and bool(_state.get("ok"))
+    return w.dtype == torch.float16 and w.device.type == "cpu" and cpp.loaded("gemv_f16")

@@ -14,10 +14,11 @@ from torch import nn
 
 from engine import quant
 from engine.config import ModelConfig
+from engine.kernels import fused_cpu, gemv_f16
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
 from engine.kernels.packed_f16 import PackedF16
 from engine.kernels.rope import apply_rope, inv_freq
-from engine.kernels.scalars import scalar
+from engine.kernels.scalars import cached, scalar
 from engine.kv.rows import Rows
 from engine.kv.state import LayerState
 from engine.layers.compressor import Compressor
@@ -44,7 +45,10 @@ def attend(q: torch.Tensor, rows: torch.Tensor, hide: torch.Tensor, sink: torch.
            scale: float) -> torch.Tensor:
     """One query's attention in a few ops: q [1, H, d] over rows [N, d] (K = V) but the hidden
     ones [N], with a per-head sink in the softmax -> [1, H, d] (no inverse RoPE).
-    engine/kernels/attention.py's sparse_attention_ref, summed in another order."""
+    engine/kernels/attention.py's sparse_attention_ref, summed in another order (one fused op
+    in an eager float32 CPU step: engine/kernels/fused_cpu.py)."""
+    if hide.dtype == torch.bool and fused_cpu.ready(q, rows, sink):
+        return fused_cpu.attend(q, rows, hide, sink, scale)
     s = torch.mm(q[0].float(), rows.t())
     s = s * scalar(scale, s)                                           # [H, N]
     s = torch.cat((s.masked_fill(hide, float("-inf")), sink.float().unsqueeze(-1)), -1)
@@ -185,9 +189,10 @@ class Attention(nn.Module):
                          64 if self.numerics.kv_fp8 else 0)
         r = self.cfg.rope_head_dim
         x = norm(x)
+        if not self.numerics.kv_fp8:
+            return rotate(x, rot)
         nope, tail = x[:, :-r], rotate_tail(x[:, -r:].float(), rot)
-        if self.numerics.kv_fp8:
-            nope = quant.fp8_roundtrip(nope, 64)
+        nope = quant.fp8_roundtrip(nope, 64)
         return torch.cat((nope, tail.to(nope.dtype)), -1)
 
     def _entry_rope(self, pos: torch.Tensor) -> Rotation:
@@ -209,8 +214,15 @@ class Attention(nn.Module):
             w, scale = res.half.view(cfg.o_groups, cfg.o_lora_rank, -1), 2.0 ** res.shift
         else:
             w = self.wo_a.dequantized().view(cfg.o_groups, cfg.o_lora_rank, -1)
-        if torch.compiler.is_compiling() and g.shape[0] == 1:  # one pass over w (linear.apply)
-            z = rows_at(g[0], w, torch.arange(cfg.o_groups, device=g.device)).unsqueeze(0)
+        if g.shape[0] == 1 and (torch.compiler.is_compiling() or gemv_f16.usable(w)):
+            z = rows_at(g[0], w, _groups(cfg.o_groups, g.device)).unsqueeze(0)
         else:
             z = torch.einsum("sgi,goi->sgo", g, w.to(g.dtype))  # the release runs wo_a unquantized
         return self.wo_b((z * scale if scale != 1.0 else z).flatten(1))
+
+
+def _groups(n: int, device: torch.device) -> torch.Tensor:
+    """[0, 1, .., n-1]: wo_a's groups as rows_at's index (built once when running eagerly)."""
+    if torch.compiler.is_compiling():
+        return torch.arange(n, device=device)
+    return cached(("arange", n), device, lambda: torch.arange(n, device=device))

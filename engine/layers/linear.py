@@ -18,6 +18,7 @@ from engine import quant
 from engine.kernels import gemv_f16
 from engine.kernels.gemm_fp8 import dequant, gemm, widened_linear  # noqa: F401 - twins, used by moe.py
 from engine.kernels.packed_f16 import PackedF16
+from engine.kernels.scalars import scalar
 from engine.layers.ops import op
 from engine.numerics import Numerics
 
@@ -83,9 +84,9 @@ class Linear(nn.Module):
 
 def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
     """x·wᵀ for a float weight w [out, in] (a tensor, PackedF16 or Half), the same numerics
-    as the twin minus the dequantization. A one-row x under torch.compile is a multiply and a
-    sum, which inductor fuses with the weight's widening (and dequantization) into one pass
-    over the weight: a GEMV at the speed of reading it."""
+    as the twin minus the dequantization. A one-row x reads the weight once: through
+    engine/kernels/gemv_f16.py's op for fp16 copies on the CPU (eager or compiled), else under
+    torch.compile a multiply and a sum that inductor fuses with the widening."""
     if isinstance(w, PackedF16):
         return gemm(x, w, fmt, act_fp8)
     if act_fp8 and fmt in ("fp8", "fp4"):
@@ -93,17 +94,19 @@ def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
     scale = 1.0
     if isinstance(w, Half):
         w, scale = w.half, 2.0 ** w.shift
-    if torch.compiler.is_compiling() and x.shape[0] == 1:
-        y = one_row(x.float(), w).to(x.dtype)
+    if x.shape[0] == 1 and (torch.compiler.is_compiling() or gemv_f16.usable(w)):
+        y = one_row(x if x.dtype == torch.float32 else x.float(), w)
+        y = y if y.dtype == x.dtype else y.to(x.dtype)
     else:
         y = widened_linear(x, w)
-    return y * scale if scale != 1.0 else y
+    return y * scalar(scale, y) if scale != 1.0 else y
 
 
 def one_row(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x [1, K] float32 · w [N, K]ᵀ while a decode step compiles: engine/kernels/gemv_f16.py's
-    op for fp16 weights on the CPU when it is loaded (it streams them faster than inductor's
-    loop), else a multiply and a sum that inductor fuses with the widening."""
+    """x [1, K] float32 · w [N, K]ᵀ in a decode step: engine/kernels/gemv_f16.py's op for fp16
+    weights on the CPU when it is loaded (one dispatch, and it streams them faster than
+    fbgemm's GEMV or inductor's loop), else a multiply and a sum that inductor fuses with the
+    widening."""
     return gemv_f16.gemv(x, w) if gemv_f16.usable(w) else gemv_f16.gemv_ref(x, w)
 
 

@@ -6,15 +6,15 @@ Per token, with streams X [n, D] flattened to v [n·D]:
   sublayer input u = Σ_j pre_j X_j;  X'_k = post_k·y + Σ_j comb[j,k]·X_j   (comb transposed)
 
 The math lives in engine/kernels/mhc.py (fused kernels and their plain-PyTorch twins); these
-entry points take the Triton kernels where they run, else a few-op torch form of the same math
-(the CPU's eager steps, and compiled ones).
+entry points take the Triton kernels where they run, the fused C++ ops in an eager float32 CPU
+step (engine/kernels/fused_cpu.py), else a few-op torch form of the same math (compiled steps).
 """
 
 from __future__ import annotations
 
 import torch
 
-from engine.kernels import registry
+from engine.kernels import fused_cpu, registry
 from engine.kernels.mhc import hc_mix, sinkhorn
 from engine.kernels.scalars import scalar
 from engine.layers.norm import inv_rms
@@ -30,6 +30,8 @@ def hc_pre(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.T
     if fused is not None or sel is None:
         return (fused or registry.get("mhc.hc_pre", x.device))(x, fn, base, scale, iters,
                                                                hc_eps, norm_eps)
+    if fused_cpu.ready(x, fn, base, scale):
+        return fused_cpu.hc_pre(x, fn, base, scale, iters, hc_eps, norm_eps)
     n = x.shape[1]
     v = _f32(x.flatten(1))
     mix = torch.mm(v, fn.t()) * inv_rms(v, norm_eps)
@@ -53,6 +55,8 @@ def hc_post(y: torch.Tensor, x: torch.Tensor, post: torch.Tensor,
     fused = kernel("mhc.hc_post", x.device)
     if fused is not None:
         return fused(y, x, post, comb)
+    if fused_cpu.ready(y, x, post, comb):
+        return fused_cpu.hc_post(y, x, post, comb)
     dt = x.dtype
     post, comb = (post, comb) if post.dtype == dt == comb.dtype else (post.to(dt), comb.to(dt))
     return torch.baddbmm(post.unsqueeze(-1) * y.unsqueeze(1), comb.transpose(1, 2), x)

@@ -14,7 +14,8 @@ from torch import nn
 
 from engine import offload, quant
 from engine.config import ModelConfig
-from engine.kernels import registry
+from engine.kernels import fused_cpu, registry
+from engine.kernels.gemv_f16 import usable
 from engine.kernels.moe_fp4 import experts_ref, swiglu
 from engine.kernels.scalars import scalar
 from engine.layers.linear import Half, Linear, dequant, project, rows_at, weight_shapes
@@ -96,9 +97,15 @@ class Experts(nn.Module):
         """x [S, D], ids/weights [S, k] -> Σ_k weight·expert(x) [S, D], fp32 accumulation."""
         if self.w1_weight.device != x.device:
             return offload.run(self, x, ids, weights)
-        if torch.compiler.is_compiling() or x.is_meta:  # ids are not readable on the host
-            return self.gathered(x, ids, weights)
+        if torch.compiler.is_compiling() or x.is_meta or (x.shape[0] == 1 and self._in_place()):
+            return self.gathered(x, ids, weights)  # no host read of ids
         return self.at_home(x, ids, weights)
+
+    def _in_place(self) -> bool:
+        """Whether one token's experts read their fp16 copies in place, by index
+        (linear.rows_at with engine/kernels/gemv_f16.py's op): three dispatches, not 3·k."""
+        res = self.resident
+        return isinstance(res, dict) and isinstance(res["w1"], Half) and usable(res["w1"].half)
 
     def _chosen(self, name: str, ids: torch.Tensor) -> torch.Tensor:
         """The chosen experts' `name` weights, float [S, k, out, in] (gathered by index)."""
@@ -119,8 +126,8 @@ class Experts(nn.Module):
         (one token with fp16 copies: linear.rows_at, the rows read in place)."""
         res = None if self.resident is None else self.resident[name]
         if x.shape[0] == 1 and isinstance(res, Half):
-            y = rows_at(x[0].float(), res.half, ids[0])
-            return (y * 2.0 ** res.shift if res.shift else y).unsqueeze(0)
+            y = rows_at(x[0] if x.dtype == torch.float32 else x[0].float(), res.half, ids[0])
+            return (y * scalar(2.0 ** res.shift, y) if res.shift else y).unsqueeze(0)
         return (x.unsqueeze(-2) * self._chosen(name, ids)).sum(-1)
 
     def gathered(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor):
@@ -130,15 +137,15 @@ class Experts(nn.Module):
         act = self.numerics.act_fp8 and self.fmt in ("fp8", "fp4")
         rnd = (lambda v: quant.fp8_roundtrip(v, 128)) if act else (lambda v: v)
         xs = rnd(x)[:, None, :]                                           # [S, 1, D]
-        h = swiglu(self._products("w1", xs, ids), self._products("w3", xs, ids),
-                   self.limit)                                            # [S, k, I]
-        wt = weights.unsqueeze(-1).float()
+        h = _swiglu(self._products("w1", xs, ids), self._products("w3", xs, ids),
+                    self.limit)                                           # [S, k, I]
+        wt = _f32(weights.unsqueeze(-1))
         if self.numerics.weight_before_w2:
             h = h * wt
-        y = self._products("w2", rnd(h.to(x.dtype)), ids)                 # [S, k, D]
+        y = self._products("w2", rnd(h if h.dtype == x.dtype else h.to(x.dtype)), ids)
         if not self.numerics.weight_before_w2:
-            y = y * wt
-        return y.float().sum(1)
+            y = y * wt                                                    # [S, k, D]
+        return _f32(y).sum(1)
 
     def at_home(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`forward` with everything on the experts' own device."""
@@ -151,6 +158,19 @@ class Experts(nn.Module):
             op = registry.get("moe_fp4.experts", x.device)
         return op(x, ids, weights, w, self.fmt, self.numerics.act_fp8, self.limit,
                   self.numerics.weight_before_w2)
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float32 else x.float()
+
+
+def _swiglu(a: torch.Tensor, b: torch.Tensor, limit: float) -> torch.Tensor:
+    """moe_fp4.swiglu, as one fused op in an eager float32 CPU step (kernels/fused_cpu.py)
+    for a few tokens (its exp is libm's, one value at a time: torch's vector form wins on a
+    prefill chunk)."""
+    if a.numel() <= 16384 and fused_cpu.ready(a, b):
+        return fused_cpu.swiglu(a, b, limit)
+    return swiglu(a, b, limit)
 
 
 class _Widened:
@@ -177,7 +197,7 @@ class SharedExpert(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         limit = self.limit if self.numerics.shared_clamp else 0.0
-        return self.w2(swiglu(*project(x, (self.w1, self.w3)), limit))
+        return self.w2(_swiglu(*project(x, (self.w1, self.w3)), limit))
 
 
 class MoE(nn.Module):

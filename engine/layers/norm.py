@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.kernels import fused_cpu
 from engine.kernels.scalars import scalar
 
 
 def rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """x / sqrt(mean(x²) + eps) over the last dim, in float32, back in x's dtype."""
+    """x / sqrt(mean(x²) + eps) over the last dim, in float32, back in x's dtype (one fused
+    op in an eager float32 CPU step: engine/kernels/fused_cpu.py)."""
+    if fused_cpu.ready(x):
+        return fused_cpu.rms_norm(x, None, eps)
     xf = x if x.dtype == torch.float32 else x.float()
     y = xf * inv_rms(xf, eps)
     return y if x.dtype == torch.float32 else y.to(x.dtype)
@@ -36,6 +40,9 @@ class RMSNorm(nn.Module):
         return self.resident if self.resident is not None else self.weight.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.float_weight()
+        if fused_cpu.ready(x, w):
+            return fused_cpu.rms_norm(x, w, self.eps)
         xf = x if x.dtype == torch.float32 else x.float()
-        y = self.float_weight() * (xf * inv_rms(xf, self.eps))
+        y = w * (xf * inv_rms(xf, self.eps))
         return y if x.dtype == torch.float32 else y.to(x.dtype)

@@ -30,6 +30,7 @@ import math
 
 import torch
 
+from engine.kernels import gemv_f16
 from engine.kernels.packed_f16 import PackedF16
 from engine.layers.attention import Attention
 from engine.layers.compressor import Compressor
@@ -129,11 +130,14 @@ def _experts_copy(mod: Experts, name: str, dtype: torch.dtype, layout: str = "pa
     return low if torch.equal(low.float(), w) else w
 
 
-def resident_weights(model, dtype: torch.dtype = torch.float32, layout: str = "packed") -> int:
+def resident_weights(model, dtype: torch.dtype = torch.float32,
+                     layout: str | None = None) -> int:
     """Keep a dequantized copy of every quantized weight (packed copies of the plain Linears'
     too on CPU, float32 copies of the small bf16 weights), merge the groups that read one
     input (see the module docstring); returns the bytes it added. `layout`: "packed"
-    (fbgemm, eager CPU steps), "plain" (compiled steps) or "float" (float32)."""
+    (fbgemm), "plain" (compiled steps, and eager ones where gemv_f16's op loads) or "float"
+    (float32); None: `cpu_layout()`."""
+    layout = layout or cpu_layout()
     drop_resident(model)
     added = 0
     for mod, _ in list(_quantized(model)):
@@ -154,6 +158,13 @@ def resident_weights(model, dtype: torch.dtype = torch.float32, layout: str = "p
         mod.resident = mod.weight.float()
         added += _bytes(mod.resident)
     return added + _merge(model, dtype, layout)
+
+
+def cpu_layout() -> str:
+    """The layout eager CPU steps read fastest: "plain" where engine/kernels/gemv_f16.py's op
+    loads (built once per machine: one dispatch per weight a token reads, at ~95 % of the
+    read bandwidth; prefill widens the fp16 rows per GEMM), else fbgemm's "packed"."""
+    return "plain" if gemv_f16.available() else "packed"
 
 
 def _groups(model):

@@ -15,7 +15,7 @@ from engine.weights.placement import resident_weights
 from engine.weights.tiny import random_model
 
 pytestmark = pytest.mark.skipif(not gemv_f16.available(),
-                                reason=f"gemv_f16 not built here: {gemv_f16._state.get('error')}")
+                                reason=f"gemv_f16 not built here: {gemv_f16.why()}")
 
 
 def _close(a, b, k):

@@ -9,14 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from engine.api import Engine, resident_plan
+from engine.kernels import gemv_f16
 from engine.kernels.gemm_fp8 import WIDEN_ROWS, widened_linear
 from engine.kernels.packed_f16 import PackedF16
-from engine.layers.linear import Linear
+from engine.layers.linear import Half, Linear
 from engine.layers.moe import Experts, Gate
 from engine.layers.norm import RMSNorm
 from engine.weights.placement import (
     _groups,
     _keep,
+    cpu_layout,
     drop_resident,
     resident_bytes,
     resident_weights,
@@ -89,7 +91,7 @@ def _copies(m, model=None) -> list:
 
 def test_resident_copies_packed_on_cpu_exactly_and_small_weights_float32(tiny_model):
     try:
-        resident_weights(tiny_model)
+        resident_weights(tiny_model, layout="packed")
         for m in _quantized(tiny_model):
             assert all(isinstance(w, PackedF16) for w in _copies(m, tiny_model))
             head = _merged_into(tiny_model, m)
@@ -108,6 +110,19 @@ def test_resident_copies_packed_on_cpu_exactly_and_small_weights_float32(tiny_mo
     finally:
         drop_resident(tiny_model)
     assert all(m.resident is None for m in small)
+
+
+def test_the_default_layout_is_plain_fp16_where_the_gemv_op_loads(tiny_model, monkeypatch):
+    """Eager CPU steps read fp16 rows through engine/kernels/gemv_f16.py's op where it builds,
+    else fbgemm's packed copies."""
+    try:
+        for loads, kind in ((True, Half), (False, PackedF16)):
+            monkeypatch.setattr(gemv_f16, "available", lambda loads=loads: loads)
+            assert cpu_layout() == ("plain" if loads else "packed")
+            resident_weights(tiny_model)
+            assert isinstance(tiny_model.head.resident, kind)
+    finally:
+        drop_resident(tiny_model)
 
 
 def test_resident_weights_in_bf16_are_plain_tensors(tiny_model, tokens):
