@@ -11,6 +11,8 @@ size. These ops do one site's math in one call, as the GPU's Triton kernels do:
   hc_post(y [S, D], x [S, n, D], post [S, n], comb [S, n, n])   -> [S, n, D]
   attend(q [1, H, d], rows [N, d], hide [N] bool, sink [H], scale) -> [1, H, d]
   swiglu(a, b, limit)                          -> silu(min(a, L)) · clamp(b, −L, L)  (L=0: none)
+  compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio, overlap) -> (pooled, j, j·ratio)
+                                               a compressor's decode step (layers/compressor.py)
 
 They are `flashcode::` ops in C++ (engine/kernels/cpp.py builds them once per machine; off
 with FLASHCODE_FUSED_CPU=0), taken by the layers through `ready(...)`: an eager step, float32
@@ -278,6 +280,58 @@ Tensor swiglu(const Tensor& a_, const Tensor& b_, double limit) {
   }
   return out;
 }
+
+// A compressor's decode step: token t's kv and gate (+ ape[t % r]) into slot t % m, then the
+// entry of window j = t // r pooled over the slots (per channel, softmax of the gates). CSA
+// (overlap, m = 2r): slot i of the pooling is slot (i + (j+1)·r) % 2r, first half channels for
+// i < r (the previous window), second half after. -> (pooled [1, d], j [1], j·r [1])
+std::tuple<Tensor, Tensor, Tensor> compress_step(Tensor& kv_slots, Tensor& gate_slots,
+                                                 const Tensor& kv_, const Tensor& gate_,
+                                                 const Tensor& ape_, const Tensor& t_,
+                                                 int64_t r, bool overlap) {
+  TORCH_CHECK(kv_slots.scalar_type() == at::kFloat && gate_slots.scalar_type() == at::kFloat &&
+              kv_slots.is_contiguous() && gate_slots.is_contiguous() &&
+              kv_slots.sizes() == gate_slots.sizes() && kv_slots.dim() == 2,
+              "fused_cpu.compress_step: slots must be contiguous float32 [m, w]");
+  TORCH_CHECK(t_.device().is_cpu() && t_.scalar_type() == at::kLong && t_.numel() == 1,
+              "fused_cpu.compress_step: t must be one int64 on the CPU");
+  const Tensor kv = f32(kv_, "kv"), gate = f32(gate_, "gate"), ape = f32(ape_, "ape");
+  const int64_t m = kv_slots.size(0), w = kv_slots.size(1), d = overlap ? w / 2 : w;
+  TORCH_CHECK(r > 0 && m == (overlap ? 2 * r : r) && kv.numel() == w && gate.numel() == w &&
+              ape.numel() == r * w, "fused_cpu.compress_step: slots ", kv_slots.sizes(),
+              ", kv ", kv.sizes(), ", ape ", ape.sizes(), " for ratio ", r);
+  const int64_t t = t_.const_data_ptr<int64_t>()[0], j = t / r;
+  TORCH_CHECK(t >= 0, "fused_cpu.compress_step: position ", t);
+  float *ks = kv_slots.mutable_data_ptr<float>(), *gs = gate_slots.mutable_data_ptr<float>();
+  const float *kp = kv.const_data_ptr<float>(), *gp = gate.const_data_ptr<float>(),
+              *ap = ape.const_data_ptr<float>() + (t % r) * w;
+  for (int64_t c = 0; c < w; ++c) {
+    ks[(t % m) * w + c] = kp[c];
+    gs[(t % m) * w + c] = gp[c] + ap[c];
+  }
+  Tensor pooled = at::empty({1, d}, kv.options());
+  Tensor jt = at::empty({1}, t_.options()), pt = at::empty({1}, t_.options());
+  jt.mutable_data_ptr<int64_t>()[0] = j;
+  pt.mutable_data_ptr<int64_t>()[0] = j * r;
+  float* out = pooled.mutable_data_ptr<float>();
+  std::vector<const float*> krow(m), grow(m);
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t src = overlap ? (i + (j + 1) * r) % (2 * r) : i;
+    const int64_t col = overlap && i >= r ? d : 0;
+    krow[i] = ks + src * w + col;
+    grow[i] = gs + src * w + col;
+  }
+  std::vector<float> e(m);
+  for (int64_t c = 0; c < d; ++c) {
+    float mx = grow[0][c];
+    for (int64_t i = 1; i < m; ++i) mx = std::max(mx, grow[i][c]);
+    float sum = 0.f, acc = 0.f;
+    for (int64_t i = 0; i < m; ++i) sum += (e[i] = std::exp(grow[i][c] - mx));
+    for (int64_t i = 0; i < m; ++i) acc += krow[i][c] * (e[i] / sum);
+    out[c] = acc;
+  }
+  return {pooled, jt, pt};
+}
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(flashcode, m) {
@@ -289,6 +343,8 @@ TORCH_LIBRARY_FRAGMENT(flashcode, m) {
   m.def("hc_post(Tensor y, Tensor x, Tensor post, Tensor comb) -> Tensor");
   m.def("attend(Tensor q, Tensor rows, Tensor hide, Tensor sink, float scale) -> Tensor");
   m.def("swiglu(Tensor a, Tensor b, float limit) -> Tensor");
+  m.def("compress_step(Tensor(a!) kv_slots, Tensor(b!) gate_slots, Tensor kv, Tensor gate, "
+        "Tensor ape, Tensor t, int ratio, bool overlap) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
@@ -299,6 +355,7 @@ TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
   m.impl("hc_post", &hc_post);
   m.impl("attend", &attend);
   m.impl("swiglu", &swiglu);
+  m.impl("compress_step", &compress_step);
 }
 """
 
@@ -357,6 +414,11 @@ def swiglu(a, b, limit: float):
     return torch.ops.flashcode.swiglu(a, b, limit)
 
 
+def compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio: int, overlap: bool):
+    return torch.ops.flashcode.compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio,
+                                             overlap)
+
+
 # The twins: the plain-PyTorch math each op must equal (to float32 rounding).
 
 def rms_norm_ref(x, w, eps: float):
@@ -376,6 +438,21 @@ def rope_ref(x, cos, sin, inverse: bool = False):
     t = x[..., -r:]
     sw = t.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
     return torch.cat((x[..., :-r], t * c - sw * s if inverse else t * c + sw * s), -1)
+
+
+def compress_step_ref(kv_slots, gate_slots, kv, gate, ape, t, ratio: int, overlap: bool):
+    """Writes the slots in place like the op; -> (pooled [1, d], j [1], j·ratio [1])."""
+    r, m = ratio, kv_slots.shape[0]
+    kv_slots[t % m], gate_slots[t % m] = kv.view(-1), gate.view(-1) + ape[t % r]
+    j = t // r
+    kw, gw = kv_slots, gate_slots
+    if overlap:
+        d = kv_slots.shape[1] // 2
+        order = (torch.arange(2 * r) + (j + 1) * r) % (2 * r)
+        first = (torch.arange(2 * r) < r).unsqueeze(-1)
+        kw = torch.where(first, kv_slots[order][:, :d], kv_slots[order][:, d:])
+        gw = torch.where(first, gate_slots[order][:, :d], gate_slots[order][:, d:])
+    return (kw * torch.softmax(gw, 0)).sum(0, keepdim=True), j, j * r
 
 
 def attend_ref(q, rows, hide, sink, scale: float):

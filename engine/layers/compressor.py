@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.kernels import fused_cpu
 from engine.kv.state import CompressorState
 from engine.layers.linear import PLAIN, Linear, project
 from engine.layers.norm import RMSNorm
@@ -77,6 +78,13 @@ class Compressor(nn.Module):
         (row t // ratio), final once the window closes. Static shapes, and idempotent: run
         twice, it writes the same values (a CUDA graph's warm-up may run it before replay)."""
         r, d = self.ratio, self.out_dim
+        if fused_cpu.ready(x, st.kv, self.ape):  # the slot write and the pooling in one op
+            xf = x if x.dtype == torch.float32 else x.float()
+            kv, gate = project(xf, (self.wkv, self.wgate), act_quant=False)
+            pooled, j, pos = fused_cpu.compress_step(st.kv, st.gate, kv, gate, self.ape, t, r,
+                                                     self.overlap)
+            st.rows.put(j, finish(pooled, pos, self.norm))
+            return
         kv, gate = self._project(x, t)
         st.kv.index_copy_(0, t % st.kv.shape[0], kv)
         st.gate.index_copy_(0, t % st.gate.shape[0], gate)
