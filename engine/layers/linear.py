@@ -95,7 +95,9 @@ def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
     if isinstance(w, Half):
         w, scale = w.half, 2.0 ** w.shift
     if x.shape[0] == 1 and (torch.compiler.is_compiling() or gemv_f16.usable(w)):
-        y = one_row(x if x.dtype == torch.float32 else x.float(), w)
+        xf = x if x.dtype == torch.float32 else x.float()
+        y = one_row(xf if x.dim() == 2 else xf.reshape(-1, x.shape[-1]), w)
+        y = y if x.dim() == 2 else y.view(*x.shape[:-1], -1)
         y = y if y.dtype == x.dtype else y.to(x.dtype)
     else:
         y = widened_linear(x, w)
