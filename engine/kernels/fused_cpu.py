@@ -13,6 +13,8 @@ size. These ops do one site's math in one call, as the GPU's Triton kernels do:
   swiglu(a, b, limit)                          -> silu(min(a, L)) · clamp(b, −L, L)  (L=0: none)
   compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio, overlap) -> (pooled, j, j·ratio)
                                                a compressor's decode step (layers/compressor.py)
+  fp8_roundtrip(x, block), fp4_roundtrip(x, block), hadamard(x): engine/quant.py's, for the
+                                               activations official numerics round
 
 They are `flashcode::` ops in C++ (engine/kernels/cpp.py builds them once per machine; off
 with FLASHCODE_FUSED_CPU=0), taken by the layers through `ready(...)`: an eager step, float32
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from engine import quant
 from engine.kernels import cpp
 from engine.kernels.mhc import hc_post_ref, hc_pre_ref  # noqa: F401 - the mHC twins
 from engine.kernels.moe_fp4 import swiglu as swiglu_ref  # noqa: F401 - its twin
@@ -34,7 +37,9 @@ _SRC = r"""
 #include <ATen/ATen.h>
 #include <torch/library.h>
 #include <immintrin.h>
+#include <c10/util/Float8_e4m3fn.h>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -332,6 +337,83 @@ std::tuple<Tensor, Tensor, Tensor> compress_step(Tensor& kv_slots, Tensor& gate_
   }
   return {pooled, jt, pt};
 }
+
+// quant.pow2_scale: 2^ceil(log2(max(amax, 1e-4) / qmax))
+inline float pow2_scale(float amax, float qmax) {
+  return std::exp2(std::ceil(std::log2(std::max(amax, 1e-4f) / qmax)));
+}
+
+// quant.fp8_roundtrip / fp4_roundtrip: per block of b channels, one power-of-two scale
+Tensor fp8_roundtrip(const Tensor& x_, int64_t block) {
+  const Tensor x = f32(x_, "x");
+  const int64_t K = x.size(-1), b = std::min(block, K);
+  TORCH_CHECK(b > 0 && K % b == 0, "fused_cpu.fp8_roundtrip: last dim ", K,
+              " is not a multiple of the block ", b);
+  Tensor y = at::empty(x.sizes(), x.options());
+  const float* xp = x.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  for (int64_t i = 0, n = x.numel(); i < n; i += b) {
+    float amax = 0.f;
+    for (int64_t k = 0; k < b; ++k) amax = std::max(amax, std::fabs(xp[i + k]));
+    const float s = pow2_scale(amax, 448.f);
+    for (int64_t k = 0; k < b; ++k) {
+      const float q = std::min(std::max(xp[i + k] / s, -448.f), 448.f);
+      yp[i + k] = static_cast<float>(c10::Float8_e4m3fn(q)) * s;
+    }
+  }
+  return y;
+}
+
+Tensor fp4_roundtrip(const Tensor& x_, int64_t block) {
+  static const float values[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+  const Tensor x = f32(x_, "x");
+  const int64_t K = x.size(-1), b = std::min(block, K);
+  TORCH_CHECK(b > 0 && K % b == 0, "fused_cpu.fp4_roundtrip: last dim ", K,
+              " is not a multiple of the block ", b);
+  Tensor y = at::empty(x.sizes(), x.options());
+  const float* xp = x.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  for (int64_t i = 0, n = x.numel(); i < n; i += b) {
+    float amax = 0.f;
+    for (int64_t k = 0; k < b; ++k) amax = std::max(amax, std::fabs(xp[i + k]));
+    const float s = pow2_scale(amax, 6.f);
+    for (int64_t k = 0; k < b; ++k) {
+      const float v = xp[i + k] / s, mag = std::min(std::fabs(v), 6.f);
+      int idx = 0;  // nearest magnitude; the lower code on ties
+      float best = std::fabs(mag - values[0]);
+      for (int c = 1; c < 8; ++c) {
+        const float dist = std::fabs(mag - values[c]);
+        if (dist < best) best = dist, idx = c;
+      }
+      yp[i + k] = (v < 0.f && idx > 0 ? -values[idx] : values[idx]) * s;
+    }
+  }
+  return y;
+}
+
+// quant.hadamard: butterflies over pairs (i, i+h) within blocks of 2h, then / sqrt(n)
+Tensor hadamard(const Tensor& x_) {
+  const Tensor x = f32(x_, "x");
+  const int64_t n = x.size(-1);
+  TORCH_CHECK(n > 0 && (n & (n - 1)) == 0, "fused_cpu.hadamard: size ", n,
+              " is not a power of two");
+  Tensor y = at::empty(x.sizes(), x.options());
+  std::memcpy(y.mutable_data_ptr<float>(), x.const_data_ptr<float>(), x.numel() * sizeof(float));
+  float* yp = y.mutable_data_ptr<float>();
+  const float root = static_cast<float>(std::sqrt(static_cast<double>(n)));
+  for (int64_t r = 0, R = x.numel() / n; r < R; ++r) {
+    float* a = yp + r * n;
+    for (int64_t h = 1; h < n; h *= 2)
+      for (int64_t base = 0; base < n; base += 2 * h)
+        for (int64_t i = base; i < base + h; ++i) {
+          const float u = a[i], v = a[i + h];
+          a[i] = u + v;
+          a[i + h] = u - v;
+        }
+    for (int64_t i = 0; i < n; ++i) a[i] = a[i] / root;
+  }
+  return y;
+}
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(flashcode, m) {
@@ -345,6 +427,9 @@ TORCH_LIBRARY_FRAGMENT(flashcode, m) {
   m.def("swiglu(Tensor a, Tensor b, float limit) -> Tensor");
   m.def("compress_step(Tensor(a!) kv_slots, Tensor(b!) gate_slots, Tensor kv, Tensor gate, "
         "Tensor ape, Tensor t, int ratio, bool overlap) -> (Tensor, Tensor, Tensor)");
+  m.def("fp8_roundtrip(Tensor x, int block) -> Tensor");
+  m.def("fp4_roundtrip(Tensor x, int block) -> Tensor");
+  m.def("hadamard(Tensor x) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
@@ -356,6 +441,9 @@ TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
   m.impl("attend", &attend);
   m.impl("swiglu", &swiglu);
   m.impl("compress_step", &compress_step);
+  m.impl("fp8_roundtrip", &fp8_roundtrip);
+  m.impl("fp4_roundtrip", &fp4_roundtrip);
+  m.impl("hadamard", &hadamard);
 }
 """
 
@@ -414,12 +502,27 @@ def swiglu(a, b, limit: float):
     return torch.ops.flashcode.swiglu(a, b, limit)
 
 
+def fp8_roundtrip(x, block: int):
+    return torch.ops.flashcode.fp8_roundtrip(x, block)
+
+
+def fp4_roundtrip(x, block: int):
+    return torch.ops.flashcode.fp4_roundtrip(x, block)
+
+
+def hadamard(x):
+    return torch.ops.flashcode.hadamard(x)
+
+
 def compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio: int, overlap: bool):
     return torch.ops.flashcode.compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio,
                                              overlap)
 
 
 # The twins: the plain-PyTorch math each op must equal (to float32 rounding).
+fp8_roundtrip_ref, fp4_roundtrip_ref, hadamard_ref = (quant.fp8_roundtrip, quant.fp4_roundtrip,
+                                                      quant.hadamard)
+
 
 def rms_norm_ref(x, w, eps: float):
     y = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)

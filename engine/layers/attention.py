@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine import quant
 from engine.config import ModelConfig
 from engine.kernels import fused_cpu, gemv_f16
 from engine.kernels.attention import sparse_attention_ref as sparse_attention  # noqa: F401
@@ -25,7 +24,7 @@ from engine.layers.compressor import Compressor
 from engine.layers.indexer import Indexer
 from engine.layers.linear import Half, Linear, project, rows_at
 from engine.layers.norm import RMSNorm, rms
-from engine.layers.ops import kernel, op
+from engine.layers.ops import fp8_roundtrip, kernel, op
 from engine.layers.rotary import Rotation, rotate, rotate_tail, rotation, tables
 from engine.numerics import Numerics
 
@@ -192,7 +191,7 @@ class Attention(nn.Module):
         if not self.numerics.kv_fp8:
             return rotate(x, rot)
         nope, tail = x[:, :-r], rotate_tail(x[:, -r:].float(), rot)
-        nope = quant.fp8_roundtrip(nope, 64)
+        nope = fp8_roundtrip(nope, 64)
         return torch.cat((nope, tail.to(nope.dtype)), -1)
 
     def _entry_rope(self, pos: torch.Tensor) -> Rotation:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine import quant
 from engine.kernels.indexer import index_scores_ref as index_scores  # noqa: F401
 from engine.kv.state import CompressorState
 from engine.layers.compressor import Compressor
 from engine.layers.linear import PLAIN, Linear
-from engine.layers.ops import kernel, op
+from engine.layers.ops import fp4_hadamard, kernel, op
 from engine.layers.rotary import Rotation, rotate
 from engine.numerics import Numerics
 
@@ -59,7 +58,7 @@ class Indexer(nn.Module):
     def _qat(self, x: torch.Tensor) -> torch.Tensor:
         if not self.numerics.indexer_fp4:
             return x
-        return quant.fp4_roundtrip(quant.hadamard(x), 32)
+        return fp4_hadamard(x, 32)
 
     def _query(self, x, qr, pos, rope):
         """q [S, H, di] (roped, rounded) and head weights w [S, H]."""

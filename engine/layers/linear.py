@@ -19,7 +19,7 @@ from engine.kernels import gemv_f16
 from engine.kernels.gemm_fp8 import dequant, gemm, widened_linear  # noqa: F401 - twins, used by moe.py
 from engine.kernels.packed_f16 import PackedF16
 from engine.kernels.scalars import scalar
-from engine.layers.ops import op
+from engine.layers.ops import fp8_roundtrip, op
 from engine.numerics import Numerics
 
 PLAIN = "bf16"  # unquantized; a loaded checkpoint may bring float32 or bfloat16
@@ -90,7 +90,7 @@ def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
     if isinstance(w, PackedF16):
         return gemm(x, w, fmt, act_fp8)
     if act_fp8 and fmt in ("fp8", "fp4"):
-        x = quant.fp8_roundtrip(x, 128)
+        x = fp8_roundtrip(x, 128)
     scale = 1.0
     if isinstance(w, Half):
         w, scale = w.half, 2.0 ** w.shift

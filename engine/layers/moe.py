@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import offload, quant
+from engine import offload
 from engine.config import ModelConfig
 from engine.kernels import fused_cpu, registry
 from engine.kernels.gemv_f16 import usable
 from engine.kernels.moe_fp4 import experts_ref, swiglu
 from engine.kernels.scalars import scalar
 from engine.layers.linear import Half, Linear, dequant, project, rows_at, weight_shapes
+from engine.layers.ops import fp8_roundtrip
 from engine.numerics import Numerics
 
 
@@ -135,7 +136,7 @@ class Experts(nn.Module):
         tokens): each (token, slot) multiplies its expert's rows, which inductor reads once by
         index. The numerics of engine.kernels.moe_fp4.experts_ref, summed in slot order."""
         act = self.numerics.act_fp8 and self.fmt in ("fp8", "fp4")
-        rnd = (lambda v: quant.fp8_roundtrip(v, 128)) if act else (lambda v: v)
+        rnd = (lambda v: fp8_roundtrip(v, 128)) if act else (lambda v: v)
         xs = rnd(x)[:, None, :]                                           # [S, 1, D]
         h = _swiglu(self._products("w1", xs, ids), self._products("w3", xs, ids),
                     self.limit)                                           # [S, k, I]

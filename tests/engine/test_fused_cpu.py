@@ -110,6 +110,20 @@ def test_compress_step_writes_and_pools_like_its_twin(ratio, overlap):
         assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
 
 
+@pytest.mark.parametrize("shape,block", [((3, 448), 64), ((2, 4, 256), 128), ((1, 64), 128),
+                                         ((5, 96), 32)])
+def test_the_official_round_trips_are_bit_for_bit(shape, block):
+    """FP8 and MXFP4 round trips (c10's e4m3 conversion, the same power-of-two scales) and the
+    Hadamard butterflies in torch's order: the same bits as engine/quant.py."""
+    g = _g(block)
+    x = torch.randn(*shape, generator=g) * torch.rand(*shape[:-1], 1, generator=g) * 50
+    x[..., 3], x[0, ..., :block] = 0.0, 0.0  # a zero and an all-zero block (amax floored)
+    assert torch.equal(f.fp8_roundtrip(x, block), f.fp8_roundtrip_ref(x, block))
+    assert torch.equal(f.fp4_roundtrip(x, block), f.fp4_roundtrip_ref(x, block))
+    h = x[..., :64].contiguous()
+    assert torch.equal(f.hadamard(h), f.hadamard_ref(h))
+
+
 def test_bad_input_is_refused_with_the_reason():
     x = torch.randn(2, 16)
     with pytest.raises(RuntimeError, match="float32 CPU tensor"):
@@ -121,6 +135,10 @@ def test_bad_input_is_refused_with_the_reason():
                  1e-6, 1e-6)
     with pytest.raises(RuntimeError, match="hide must be bool"):
         f.attend(torch.randn(1, 2, 16), x, torch.zeros(2), torch.zeros(2), 1.0)
+    with pytest.raises(RuntimeError, match="not a multiple of the block 32"):
+        f.fp8_roundtrip(torch.randn(2, 48), 32)
+    with pytest.raises(RuntimeError, match="size 48 is not a power of two"):
+        f.hadamard(torch.randn(2, 48))
     with pytest.raises(RuntimeError, match="for ratio 4"):
         f.compress_step(torch.zeros(4, 8), torch.zeros(4, 8), torch.zeros(1, 8),
                         torch.zeros(1, 8), torch.zeros(4, 8), torch.tensor([0]), 4, True)
