@@ -39,6 +39,8 @@ def build(name: str, src: str, flags: list[str]) -> Path:
     if so.exists():
         return so
     so.parent.mkdir(parents=True, exist_ok=True)
+    print(f"flashcode: building the {name} C++ ops for this machine, once (~10 s; cached in "
+          f"{so.parent})", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=so.parent) as tmp:
         cpp, out = Path(tmp) / f"{name}.cpp", Path(tmp) / f"{name}.so"
         cpp.write_text(src)

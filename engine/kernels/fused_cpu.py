@@ -41,6 +41,7 @@ _LIBS = ("fused_cpu", "quant_cpu")  # csrc/NAME.cpp, one library each
 _FLAGS = ["-O3", "-shared", "-fPIC", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl",
           "-mfma", "-ffp-contract=off"]
 _SWITCH = "FLASHCODE_FUSED_CPU"
+_why: list[str | None] = []  # why() once asked
 
 
 def available() -> bool:
@@ -49,11 +50,11 @@ def available() -> bool:
 
 
 def why() -> str | None:
-    """None when the ops are loaded, else the reason they are not."""
-    for name in _LIBS:
-        if (why := cpp.load(name, (_CSRC / f"{name}.cpp").read_text(), _FLAGS, _SWITCH)):
-            return why
-    return None
+    """None when the ops are loaded, else the reason they are not (asked once)."""
+    if not _why:
+        _why.append(next((w for name in _LIBS if (w := cpp.load(
+            name, (_CSRC / f"{name}.cpp").read_text(), _FLAGS, _SWITCH))), None))
+    return _why[0]
 
 
 def ready(*ts: torch.Tensor) -> bool:
@@ -65,7 +66,7 @@ def ready(*ts: torch.Tensor) -> bool:
     for t in ts:
         if t.dtype != torch.float32 or t.device.type != "cpu":
             return False
-    return all(cpp.loaded(name) for name in _LIBS) or available()
+    return _why[0] is None if _why else available()
 
 
 def rms_norm(x, w, eps: float):

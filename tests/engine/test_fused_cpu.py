@@ -5,6 +5,11 @@ within float32 rounding, in far fewer dispatches, and never taken while torch.co
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -203,3 +208,31 @@ def test_the_fused_and_torch_hc_pre_agree_inside_a_block():
         plain = mhc.hc_pre(x, fn, base, scale, 20, 1e-6, 1e-6, sel)
     for a, b in zip(fused, plain, strict=True):
         _close(a, b, 1e-5)
+
+
+_NO_COMPILER = """
+import torch
+from engine.config import preset
+from engine.kernels import fused_cpu, gemv_f16
+from engine.weights.placement import cpu_layout, resident_weights
+from engine.weights.tiny import random_model
+m = random_model(preset("tiny"), seed=1, mode="reference")
+resident_weights(m)
+st = m.new_state()
+m(torch.arange(9), st)
+out = m(torch.tensor([5]), st)
+assert not fused_cpu.available() and not gemv_f16.available() and cpu_layout() == "packed"
+assert not fused_cpu.ready(out) and torch.isfinite(out).all()
+print(fused_cpu.why())
+"""
+
+
+def test_without_a_compiler_the_torch_forms_run(tmp_path):
+    """A machine where the C++ cannot be built: the build's reason is kept, eager steps take
+    the torch forms (and fbgemm's packed weights), nothing fails."""
+    env = {**os.environ, "CXX": "false", "FLASHCODE_COMPILE_CACHE": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", _NO_COMPILER], capture_output=True, text=True,
+                       timeout=600, env=env, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the C++ build failed" in r.stdout
+    assert "building the fused_cpu C++ ops for this machine, once" in r.stderr
