@@ -15,6 +15,7 @@ size. These ops do one site's math in one call, as the GPU's Triton kernels do:
                                                a compressor's decode step (layers/compressor.py)
   fp8_roundtrip(x, block), fp4_roundtrip(x, block), hadamard(x): engine/quant.py's, for the
                                                activations official numerics round
+  fp8_rows_encode/decode, fp4_rows_encode/decode: engine/kv/rows.py's storage formats
 
 They are `flashcode::` ops in C++ (csrc/fused_cpu.cpp, csrc/quant_cpu.cpp, built once per
 machine by engine/kernels/cpp.py; off with FLASHCODE_FUSED_CPU=0), taken by the layers through
@@ -55,6 +56,13 @@ def why() -> str | None:
         _why.append(next((w for name in _LIBS if (w := cpp.load(
             name, (_CSRC / f"{name}.cpp").read_text(), _FLAGS, _SWITCH))), None))
     return _why[0]
+
+
+def eager_cpu(*ts: torch.Tensor) -> bool:
+    """`ready` for tensors of any dtype (the ops check theirs): the KV rows' byte planes."""
+    if torch.compiler.is_compiling() or any(t.device.type != "cpu" for t in ts):
+        return False
+    return _why[0] is None if _why else available()
 
 
 def ready(*ts: torch.Tensor) -> bool:
@@ -107,6 +115,22 @@ def fp4_roundtrip(x, block: int):
 
 def hadamard(x):
     return torch.ops.flashcode.hadamard(x)
+
+
+def fp8_rows_encode(v, rope: int):
+    return torch.ops.flashcode.fp8_rows_encode(v, rope)
+
+
+def fp8_rows_decode(nope, scale, rope):
+    return torch.ops.flashcode.fp8_rows_decode(nope, scale, rope)
+
+
+def fp4_rows_encode(v):
+    return torch.ops.flashcode.fp4_rows_encode(v)
+
+
+def fp4_rows_decode(packed, scale):
+    return torch.ops.flashcode.fp4_rows_decode(packed, scale)
 
 
 def compress_step(kv_slots, gate_slots, kv, gate, ape, t, ratio: int, overlap: bool):

@@ -15,6 +15,8 @@ Formats, bytes per row at Flash shapes (d=512, rope r=64, indexer di=128):
   "float"  rows as computed, in `dtype` (reference numerics: the transformers comparison needs
            unrounded values). d·4 B in float32.
 Planes hold bytes (uint8) where torch has no in-place index writes for the float8 dtypes.
+An eager CPU step encodes and decodes rows with engine/kernels/fused_cpu.py's ops (the same
+bytes and floats as the torch forms below, their twins, in one dispatch each).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from engine import quant
+from engine.kernels import fused_cpu
 
 PAGE = 64  # rows per page: capacities are whole pages
 
@@ -86,8 +89,12 @@ class Rows:
     def encode(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """values [n, width] -> the planes' rows [n, ...]."""
         if self.fmt == "fp8":
+            if values.dim() == 2 and fused_cpu.ready(values):  # the same bytes, one op
+                return fused_cpu.fp8_rows_encode(values, self.rope)
             return _fp8_encode(values, self.rope)
         if self.fmt == "fp4":
+            if fused_cpu.ready(values):
+                return fused_cpu.fp4_rows_encode(values)
             return _fp4_encode(values)
         return (values.to(self.planes[0].dtype),)
 
@@ -111,8 +118,12 @@ class Rows:
 
     def decode(self, planes: tuple[torch.Tensor, ...]) -> torch.Tensor:
         if self.fmt == "fp8":
+            if fused_cpu.eager_cpu(*planes):  # the same floats, one op
+                return fused_cpu.fp8_rows_decode(*planes)
             return _fp8_decode(*planes)
         if self.fmt == "fp4":
+            if fused_cpu.eager_cpu(*planes):
+                return fused_cpu.fp4_rows_decode(*planes)
             return _fp4_decode(*planes, self.lut)
         return planes[0] if planes[0].dtype == torch.float32 else planes[0].float()
 

@@ -16,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from engine.config import preset
 from engine.kernels import fused_cpu as f
+from engine.kv import rows
 from engine.layers import mhc
 from engine.layers.rotary import tables
 from engine.weights.placement import resident_weights
@@ -129,6 +130,25 @@ def test_the_official_round_trips_are_bit_for_bit(shape, block):
     assert torch.equal(f.hadamard(h), f.hadamard_ref(h))
 
 
+@pytest.mark.parametrize("n,d,rope", [(1, 512, 64), (5, 256, 64), (3, 96, 32)])
+def test_kv_rows_encode_and_decode_bit_for_bit(n, d, rope):
+    """engine/kv/rows.py's fp8 rows (e4m3 nope, e8m0 scale bytes, bf16 rope) and MXFP4 keys:
+    the same bytes and floats as its torch forms (an all-zero row: the floored scale)."""
+    g = _g(d)
+    v = torch.randn(n, d, generator=g) * torch.rand(n, 1, generator=g) * 30
+    v[0] = 0.0
+    got, want = f.fp8_rows_encode(v, rope), rows._fp8_encode(v, rope)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert torch.equal(f.fp8_rows_decode(*got), rows._fp8_decode(*want))
+    picked = tuple(p[torch.tensor([[n - 1, 0]])] for p in got)   # a gather's [1, k] rows
+    assert torch.equal(f.fp8_rows_decode(*picked), rows._fp8_decode(*picked))
+    keys = v[:, :64 if d >= 64 else 32].contiguous()
+    got, want = f.fp4_rows_encode(keys), rows._fp4_encode(keys)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    lut = rows._fp4_pairs("cpu")
+    assert torch.equal(f.fp4_rows_decode(*got), rows._fp4_decode(*want, lut))
+
+
 def test_bad_input_is_refused_with_the_reason():
     x = torch.randn(2, 16)
     with pytest.raises(RuntimeError, match="float32 CPU tensor"):
@@ -144,6 +164,10 @@ def test_bad_input_is_refused_with_the_reason():
         f.fp8_roundtrip(torch.randn(2, 48), 32)
     with pytest.raises(RuntimeError, match="size 48 is not a power of two"):
         f.hadamard(torch.randn(2, 48))
+    with pytest.raises(RuntimeError, match="0 < rope < d"):
+        f.fp8_rows_encode(torch.randn(2, 64), 64)
+    with pytest.raises(RuntimeError, match="uint8 nope and scale planes"):
+        f.fp8_rows_decode(torch.zeros(1, 8), torch.zeros(1, 1), torch.zeros(1, 2))
     with pytest.raises(RuntimeError, match="for ratio 4"):
         f.compress_step(torch.zeros(4, 8), torch.zeros(4, 8), torch.zeros(1, 8),
                         torch.zeros(1, 8), torch.zeros(4, 8), torch.tensor([0]), 4, True)
