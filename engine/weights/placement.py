@@ -6,11 +6,13 @@ stays the spec; gpt-fast's model.py + quantize.py split).
                                per-use dequantization (CPU path and machines with memory to
                                spare; the layers still see their format name, so activations
                                are still FP8-rounded where they were). On CPU the float32
-                               copies are kept packed as exact fp16 for fbgemm's GEMM
-                               (engine/kernels/packed_f16.py; the plain bf16 Linears such as
-                               the head get one too): the same float32 products, summed in
-                               another order (logits agree to ~1e-6, not bit for bit); else
-                               bfloat16 where exact (see `_keep`). RMSNorm and gate weights
+                               copies are kept as exact fp16 (the plain bf16 Linears such as
+                               the head get one too): plain tensors read by
+                               engine/kernels/gemv_f16.py's op where it builds (`cpu_layout`),
+                               else packed for fbgemm's GEMM (engine/kernels/packed_f16.py):
+                               the same float32 products, summed in another order (logits
+                               agree to ~1e-6, not bit for bit); else bfloat16 where exact
+                               (see `_keep`). RMSNorm and gate weights
                                get float32 copies (`.resident` on each)
                                `layout="plain"`: tensors a compiled step can read (fp16
                                with a power-of-two shift, `Half`, else bf16, else float32)
