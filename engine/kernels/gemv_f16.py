@@ -1,4 +1,5 @@
-"""One-row products with fp16 weights for CPU decode steps: y = x·wᵀ, float32 sums.
+"""One-row products for CPU decode steps: y = x·wᵀ, float32 sums, weights read as they are held
+(fp16 copies, named for them; bf16 and float32 too).
 
 A compiled decode step on the CPU spends most of its time reading weights. Inductor's own
 loop (a multiply and a sum, fused with the widening) streams fp16 weights at ~70 % of the
@@ -7,8 +8,8 @@ reads four rows at a time and prefetches the next four in software, which keeps 
 memory requests in flight to stream at ~95 % of it (the same 80 matrices of 8 MiB, one
 thread: 10.2 GiB/s vs inductor's 7.3 and a float32 sum's 10.7).
 
-  gemv(x [M, K] f32, w [N, K] f16)              -> [M, N] f32  (rows of x one by one)
-  gemv_at(x [k or 1, K] f32, w [E, N, K] f16, ids [k]) -> [k, N] f32  (row j: w[ids[j]])
+  gemv(x [M, K] f32, w [N, K] f16|bf16|f32)     -> [M, N] f32  (rows of x one by one)
+  gemv_at(x [k or 1, K] f32, w [E, N, K], ids [k]) -> [k, N] f32  (row j: w[ids[j]])
 
 They are the `flashcode::gemv_f16` / `flashcode::gemv_f16_at` ops, written in C++ with AVX-512
 and built once per machine with the compiler inductor itself needs (g++; the build is cached
@@ -33,61 +34,100 @@ _SRC = r"""
 
 namespace {
 
-// y[r] = sum_k x[k] * w[r][k] for four rows at once, each row's next-block line prefetched.
-inline void rows4(const float* x, const uint16_t* w, int64_t K, int64_t ahead, float* y) {
+// 16 weights as float32, from fp16, bf16 (the high half of a float32) or float32 rows
+struct F16 {
+  using T = uint16_t;
+  static __m512 load(const T* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+  static __m512 load(__mmask16 m, const T* p) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+struct BF16 {
+  using T = uint16_t;
+  static __m512 widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 load(const T* p) { return widen(_mm256_loadu_si256((const __m256i*)p)); }
+  static __m512 load(__mmask16 m, const T* p) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+};
+struct F32 {
+  using T = float;
+  static __m512 load(const T* p) { return _mm512_loadu_ps(p); }
+  static __m512 load(__mmask16 m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
+};
+
+// y[r] = sum_k x[k] * w[r][k] for four rows at once, each row's line `ahead` on prefetched.
+template <class L>
+inline void rows4(const float* x, const typename L::T* w, int64_t K, int64_t ahead, float* y) {
+  constexpr int64_t line = 64 / sizeof(typename L::T);  // weights per cache line
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  const uint16_t *r0 = w, *r1 = w + K, *r2 = w + 2 * K, *r3 = w + 3 * K;
+  const typename L::T *r0 = w, *r1 = w + K, *r2 = w + 2 * K, *r3 = w + 3 * K;
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
-    if ((k & 31) == 0) {
+    if ((k & (line - 1)) == 0) {
       _mm_prefetch(reinterpret_cast<const char*>(r0 + k + ahead), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(r1 + k + ahead), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(r2 + k + ahead), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(r3 + k + ahead), _MM_HINT_T0);
     }
     __m512 xv = _mm512_loadu_ps(x + k);
-    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r0 + k))), xv, a0);
-    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r1 + k))), xv, a1);
-    a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r2 + k))), xv, a2);
-    a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r3 + k))), xv, a3);
+    a0 = _mm512_fmadd_ps(L::load(r0 + k), xv, a0);
+    a1 = _mm512_fmadd_ps(L::load(r1 + k), xv, a1);
+    a2 = _mm512_fmadd_ps(L::load(r2 + k), xv, a2);
+    a3 = _mm512_fmadd_ps(L::load(r3 + k), xv, a3);
   }
   if (k < K) {
     __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
     __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
-    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r0 + k)), xv, a0);
-    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r1 + k)), xv, a1);
-    a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r2 + k)), xv, a2);
-    a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r3 + k)), xv, a3);
+    a0 = _mm512_fmadd_ps(L::load(m, r0 + k), xv, a0);
+    a1 = _mm512_fmadd_ps(L::load(m, r1 + k), xv, a1);
+    a2 = _mm512_fmadd_ps(L::load(m, r2 + k), xv, a2);
+    a3 = _mm512_fmadd_ps(L::load(m, r3 + k), xv, a3);
   }
   y[0] = _mm512_reduce_add_ps(a0); y[1] = _mm512_reduce_add_ps(a1);
   y[2] = _mm512_reduce_add_ps(a2); y[3] = _mm512_reduce_add_ps(a3);
 }
 
-inline float row1(const float* x, const uint16_t* r, int64_t K) {
+template <class L>
+inline float row1(const float* x, const typename L::T* r, int64_t K) {
   __m512 a = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 16 <= K; k += 16)
-    a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(r + k))),
-                        _mm512_loadu_ps(x + k), a);
+  for (; k + 16 <= K; k += 16) a = _mm512_fmadd_ps(L::load(r + k), _mm512_loadu_ps(x + k), a);
   if (k < K) {
     __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-    a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r + k)),
-                        _mm512_maskz_loadu_ps(m, x + k), a);
+    a = _mm512_fmadd_ps(L::load(m, r + k), _mm512_maskz_loadu_ps(m, x + k), a);
   }
   return _mm512_reduce_add_ps(a);
 }
 
 // y [N] = w [N, K] · x [K]
-void matvec(const float* x, const uint16_t* w, int64_t N, int64_t K, float* y) {
+template <class L>
+void matvec(const float* x, const typename L::T* w, int64_t N, int64_t K, float* y) {
   int64_t n = 0;
-  for (; n + 4 <= N; n += 4) rows4(x, w + n * K, K, (n + 8 <= N) ? 4 * K : 0, y + n);
-  for (; n < N; ++n) y[n] = row1(x, w + n * K, K);
+  for (; n + 4 <= N; n += 4) rows4<L>(x, w + n * K, K, (n + 8 <= N) ? 4 * K : 0, y + n);
+  for (; n < N; ++n) y[n] = row1<L>(x, w + n * K, K);
+}
+
+// rows row0 .. row0+N of w (contiguous [.., K]) times x, by w's dtype
+void matvec_of(const at::Tensor& w, int64_t row0, const float* x, int64_t N, int64_t K,
+               float* y) {
+  const int64_t at = row0 * K;
+  switch (w.scalar_type()) {
+    case at::kHalf:
+      return matvec<F16>(x, reinterpret_cast<const uint16_t*>(w.const_data_ptr()) + at, N, K, y);
+    case at::kBFloat16:
+      return matvec<BF16>(x, reinterpret_cast<const uint16_t*>(w.const_data_ptr()) + at, N, K, y);
+    default:
+      return matvec<F32>(x, w.const_data_ptr<float>() + at, N, K, y);
+  }
 }
 
 void check(const at::Tensor& x, const at::Tensor& w, int64_t wdim) {
   TORCH_CHECK(x.device().is_cpu() && w.device().is_cpu(), "gemv_f16: CPU tensors");
-  TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kHalf,
-              "gemv_f16: x float32, w float16");
+  const auto t = w.scalar_type();
+  TORCH_CHECK(x.scalar_type() == at::kFloat &&
+              (t == at::kHalf || t == at::kBFloat16 || t == at::kFloat),
+              "gemv_f16: x float32, w float16, bfloat16 or float32");
   TORCH_CHECK(x.dim() == 2 && w.dim() == wdim && x.size(1) == w.size(-1),
               "gemv_f16: shapes ", x.sizes(), " and ", w.sizes());
 }
@@ -98,9 +138,8 @@ at::Tensor gemv(const at::Tensor& x_, const at::Tensor& w_) {
   auto w = w_.contiguous();
   const int64_t M = x.size(0), N = w.size(0), K = w.size(1);
   auto y = at::empty({M, N}, x.options());
-  auto wp = reinterpret_cast<const uint16_t*>(w.const_data_ptr<at::Half>());
   for (int64_t m = 0; m < M; ++m)
-    matvec(x.const_data_ptr<float>() + m * K, wp, N, K, y.mutable_data_ptr<float>() + m * N);
+    matvec_of(w, 0, x.const_data_ptr<float>() + m * K, N, K, y.mutable_data_ptr<float>() + m * N);
   return y;
 }
 
@@ -113,13 +152,12 @@ at::Tensor gemv_at(const at::Tensor& x_, const at::Tensor& w_, const at::Tensor&
   const int64_t k = ids.size(0), E = w.size(0), N = w.size(1), K = w.size(2);
   TORCH_CHECK(x.size(0) == k || x.size(0) == 1, "gemv_f16_at: x has ", x.size(0), " rows");
   auto y = at::empty({k, N}, x.options());
-  auto wp = reinterpret_cast<const uint16_t*>(w.const_data_ptr<at::Half>());
   const int64_t* ip = ids.const_data_ptr<int64_t>();
   for (int64_t j = 0; j < k; ++j) {
     const int64_t e = ip[j];
     TORCH_CHECK(0 <= e && e < E, "gemv_f16_at: expert ", e, " of ", E);
-    matvec(x.const_data_ptr<float>() + (x.size(0) == 1 ? 0 : j * K), wp + e * N * K, N, K,
-           y.mutable_data_ptr<float>() + j * N);
+    matvec_of(w, e * N, x.const_data_ptr<float>() + (x.size(0) == 1 ? 0 : j * K), N, K,
+              y.mutable_data_ptr<float>() + j * N);
   }
   return y;
 }
@@ -140,6 +178,7 @@ TORCH_LIBRARY_IMPL(flashcode, CPU, m) {
 _FLAGS = ["-O3", "-shared", "-fPIC", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl",
           "-mf16c", "-mfma"]
 _fakes: set[str] = set()
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)  # the weights it reads
 
 
 def gemv_ref(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -185,6 +224,7 @@ def gemv_at(x: torch.Tensor, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor
 
 
 def usable(w: torch.Tensor) -> bool:
-    """Whether the ops take weight w (fp16, on the CPU) and are loaded, without building them:
+    """Whether the ops take weight w (fp16, bf16 or float32, on the CPU) and are loaded, without
+    building them:
     what a step being traced asks (engine/decode.py calls `available()` before it compiles)."""
-    return w.dtype == torch.float16 and w.device.type == "cpu" and cpp.loaded("gemv_f16")
+    return w.dtype in _DTYPES and w.device.type == "cpu" and cpp.loaded("gemv_f16")

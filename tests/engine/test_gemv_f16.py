@@ -31,6 +31,18 @@ def test_gemv_equals_its_twin(m, n, k):
     _close(gemv_f16.gemv(x, w), gemv_f16.gemv_ref(x, w), k)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n,k", [(13, 37), (1024, 4096), (9, 100)])
+def test_bf16_and_float32_weights_equal_the_twin(dtype, n, k):
+    """The same loop reading bf16 rows (a float32's high half) or float32 rows: a real
+    checkpoint's bf16 head, or weights fp16 cannot hold."""
+    g = torch.Generator().manual_seed(n + k)
+    x, w = torch.randn(2, k, generator=g), torch.randn(n, k, generator=g).to(dtype)
+    _close(gemv_f16.gemv(x, w), gemv_f16.gemv_ref(x, w), k)
+    stack, ids = torch.randn(4, n, k, generator=g).to(dtype), torch.tensor([3, 0])
+    _close(gemv_f16.gemv_at(x, stack, ids), gemv_f16.gemv_at_ref(x, stack, ids), k)
+
+
 def test_a_strided_weight_is_read_right():
     g = torch.Generator().manual_seed(3)
     w = torch.randn(64, 40, generator=g).half()[:, :33]   # rows 40 apart
@@ -49,8 +61,8 @@ def test_gemv_at_equals_its_twin(rows):
 
 def test_bad_input_is_refused_with_the_reason():
     x, w = torch.randn(1, 16), torch.randn(8, 16).half()
-    with pytest.raises(RuntimeError, match="x float32, w float16"):
-        gemv_f16.gemv(x, w.float())
+    with pytest.raises(RuntimeError, match="x float32, w float16, bfloat16 or float32"):
+        gemv_f16.gemv(x, w.double())
     with pytest.raises(RuntimeError, match="shapes"):
         gemv_f16.gemv(torch.randn(1, 15), w)
     with pytest.raises(RuntimeError, match="expert 4 of 4"):
