@@ -1,11 +1,12 @@
 """Build and load a small C++ op library for the CPU, once per machine.
 
-engine/kernels/gemv_f16.py and engine/kernels/fused_cpu.py are C++ sources of `flashcode::`
-ops (TORCH_LIBRARY_FRAGMENT), compiled with the compiler inductor itself needs (g++) against
-this torch, and cached under FLASHCODE_COMPILE_CACHE/ext (like inductor's cache) keyed by the
-source, the flags, torch and Python: the first use builds (seconds), later ones load.
-`load(name, src, flags)` -> None when loaded, else the reason it could not be (no compiler,
-not Linux, a failed build): the callers then keep their plain-PyTorch forms.
+engine/kernels/gemv_f16.py (its source inline) and engine/kernels/fused_cpu.py (csrc/*.cpp) hold
+C++ `flashcode::` ops (TORCH_LIBRARY_FRAGMENT), compiled with the compiler inductor itself needs
+(g++) against this torch, and cached under FLASHCODE_COMPILE_CACHE/ext (like inductor's cache)
+keyed by the source, the flags, torch and Python: the first use builds (seconds), later ones
+load. `load(name, src, flags, switch)` -> None when loaded, else the reason it could not be
+(switched off, no AVX-512, no compiler, not Linux, a failed build): the callers then keep
+their plain-PyTorch forms.
 """
 
 from __future__ import annotations
