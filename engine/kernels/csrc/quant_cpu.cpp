@@ -25,6 +25,51 @@ inline float pow2_scale(float amax, float qmax) {
   return std::exp2(std::ceil(std::log2(std::max(amax, 1e-4f) / qmax)));
 }
 
+const float kFp4[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};  // e2m1 magnitudes by code
+
+// engine/kv/rows.py's storage formats (bit for bit): e8m0 scales as the exponent byte of a
+// float32 power of two; "fp8" rows = nope e4m3 bytes + a scale byte per min(64, nope) + rope
+// bf16; "fp4" rows = e2m1 codes two a byte (low nibble first) + a scale byte per 32.
+inline uint8_t e8m0_byte(float s) {
+  uint32_t b;
+  std::memcpy(&b, &s, 4);
+  return static_cast<uint8_t>(b >> 23);
+}
+
+inline float e8m0_value(uint8_t e) {
+  const uint32_t b = static_cast<uint32_t>(e) << 23;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// the e2m1 code of v (|v| ≤ 6 after scaling): the nearest magnitude, the lower code on ties
+inline uint8_t fp4_code(float v) {
+  const float mag = std::min(std::fabs(v), 6.f);
+  int idx = 0;
+  float best = std::fabs(mag - kFp4[0]);
+  for (int c = 1; c < 8; ++c) {
+    const float dist = std::fabs(mag - kFp4[c]);
+    if (dist < best) best = dist, idx = c;
+  }
+  return static_cast<uint8_t>(idx | (v < 0.f && idx > 0 ? 8 : 0));
+}
+
+inline float fp4_value(uint8_t c) { return (c & 8) ? -kFp4[c & 7] : kFp4[c & 7]; }
+
+// v (divided by its scale already) as e4m3, saturated at ±448
+inline c10::Float8_e4m3fn fp8(float v) {
+  return c10::Float8_e4m3fn(std::min(std::max(v, -448.f), 448.f));
+}
+
+// the power-of-two scale of b values: quant.pow2_scale of their largest magnitude
+inline float block_scale(const float* x, int64_t b, float qmax) {
+  float amax = 0.f;
+  for (int64_t k = 0; k < b; ++k) amax = std::max(amax, std::fabs(x[k]));
+  return pow2_scale(amax, qmax);
+}
+
+
 // quant.fp8_roundtrip / fp4_roundtrip: per block of b channels, one power-of-two scale
 Tensor fp8_roundtrip(const Tensor& x_, int64_t block) {
   const Tensor x = f32(x_, "x");
@@ -35,19 +80,13 @@ Tensor fp8_roundtrip(const Tensor& x_, int64_t block) {
   const float* xp = x.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
   for (int64_t i = 0, n = x.numel(); i < n; i += b) {
-    float amax = 0.f;
-    for (int64_t k = 0; k < b; ++k) amax = std::max(amax, std::fabs(xp[i + k]));
-    const float s = pow2_scale(amax, 448.f);
-    for (int64_t k = 0; k < b; ++k) {
-      const float q = std::min(std::max(xp[i + k] / s, -448.f), 448.f);
-      yp[i + k] = static_cast<float>(c10::Float8_e4m3fn(q)) * s;
-    }
+    const float s = block_scale(xp + i, b, 448.f);
+    for (int64_t k = i; k < i + b; ++k) yp[k] = static_cast<float>(fp8(xp[k] / s)) * s;
   }
   return y;
 }
 
 Tensor fp4_roundtrip(const Tensor& x_, int64_t block) {
-  static const float values[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
   const Tensor x = f32(x_, "x");
   const int64_t K = x.size(-1), b = std::min(block, K);
   TORCH_CHECK(b > 0 && K % b == 0, "fused_cpu.fp4_roundtrip: last dim ", K,
@@ -56,19 +95,8 @@ Tensor fp4_roundtrip(const Tensor& x_, int64_t block) {
   const float* xp = x.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
   for (int64_t i = 0, n = x.numel(); i < n; i += b) {
-    float amax = 0.f;
-    for (int64_t k = 0; k < b; ++k) amax = std::max(amax, std::fabs(xp[i + k]));
-    const float s = pow2_scale(amax, 6.f);
-    for (int64_t k = 0; k < b; ++k) {
-      const float v = xp[i + k] / s, mag = std::min(std::fabs(v), 6.f);
-      int idx = 0;  // nearest magnitude; the lower code on ties
-      float best = std::fabs(mag - values[0]);
-      for (int c = 1; c < 8; ++c) {
-        const float dist = std::fabs(mag - values[c]);
-        if (dist < best) best = dist, idx = c;
-      }
-      yp[i + k] = (v < 0.f && idx > 0 ? -values[idx] : values[idx]) * s;
-    }
+    const float s = block_scale(xp + i, b, 6.f);
+    for (int64_t k = i; k < i + b; ++k) yp[k] = fp4_value(fp4_code(xp[k] / s)) * s;
   }
   return y;
 }
@@ -97,35 +125,6 @@ Tensor hadamard(const Tensor& x_) {
   return y;
 }
 
-// engine/kv/rows.py's storage formats (bit for bit): e8m0 scales as the exponent byte of a
-// float32 power of two; "fp8" rows = nope e4m3 bytes + a scale byte per min(64, nope) + rope
-// bf16; "fp4" rows = e2m1 codes two a byte (low nibble first) + a scale byte per 32.
-inline uint8_t e8m0_byte(float s) {
-  uint32_t b;
-  std::memcpy(&b, &s, 4);
-  return static_cast<uint8_t>(b >> 23);
-}
-
-inline float e8m0_value(uint8_t e) {
-  const uint32_t b = static_cast<uint32_t>(e) << 23;
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-
-// the e2m1 code of v (|v| ≤ 6 after scaling): the nearest magnitude, the lower code on ties
-inline uint8_t fp4_code(float v) {
-  static const float values[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
-  const float mag = std::min(std::fabs(v), 6.f);
-  int idx = 0;
-  float best = std::fabs(mag - values[0]);
-  for (int c = 1; c < 8; ++c) {
-    const float dist = std::fabs(mag - values[c]);
-    if (dist < best) best = dist, idx = c;
-  }
-  return static_cast<uint8_t>(idx | (v < 0.f && idx > 0 ? 8 : 0));
-}
-
 std::tuple<Tensor, Tensor, Tensor> fp8_rows_encode(const Tensor& v_, int64_t rope) {
   const Tensor v = f32(v_, "v");
   TORCH_CHECK(v.dim() == 2 && rope > 0 && rope < v.size(1),
@@ -141,12 +140,9 @@ std::tuple<Tensor, Tensor, Tensor> fp8_rows_encode(const Tensor& v_, int64_t rop
   for (int64_t i = 0; i < n; ++i) {
     const float* x = vp + i * d;
     for (int64_t k = 0; k < nope; k += b) {
-      float amax = 0.f;
-      for (int64_t j = k; j < k + b; ++j) amax = std::max(amax, std::fabs(x[j]));
-      const float s = pow2_scale(amax, 448.f);
+      const float s = block_scale(x + k, b, 448.f);
       sp[i * (nope / b) + k / b] = e8m0_byte(s);
-      for (int64_t j = k; j < k + b; ++j)
-        qp[i * nope + j] = c10::Float8_e4m3fn(std::min(std::max(x[j] / s, -448.f), 448.f)).x;
+      for (int64_t j = k; j < k + b; ++j) qp[i * nope + j] = fp8(x[j] / s).x;
     }
     for (int64_t j = 0; j < rope; ++j) rp[i * rope + j] = c10::BFloat16(x[nope + j]);
   }
@@ -192,9 +188,7 @@ std::tuple<Tensor, Tensor> fp4_rows_encode(const Tensor& v_) {
   const float* vp = v.const_data_ptr<float>();
   uint8_t *pp = packed.mutable_data_ptr<uint8_t>(), *sp = sc.mutable_data_ptr<uint8_t>();
   for (int64_t i = 0; i < n * di; i += 32) {
-    float amax = 0.f;
-    for (int64_t j = i; j < i + 32; ++j) amax = std::max(amax, std::fabs(vp[j]));
-    const float s = pow2_scale(amax, 6.f);
+    const float s = block_scale(vp + i, 32, 6.f);
     sp[i / 32] = e8m0_byte(s);
     for (int64_t j = i; j < i + 32; j += 2)
       pp[j / 2] = static_cast<uint8_t>(fp4_code(vp[j] / s) | (fp4_code(vp[j + 1] / s) << 4));
@@ -203,7 +197,6 @@ std::tuple<Tensor, Tensor> fp4_rows_encode(const Tensor& v_) {
 }
 
 Tensor fp4_rows_decode(const Tensor& p_, const Tensor& sc_) {
-  static const float values[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
   TORCH_CHECK(p_.scalar_type() == at::kByte && sc_.scalar_type() == at::kByte &&
               p_.device().is_cpu(), "fused_cpu.fp4_rows_decode: uint8 planes on the CPU");
   const Tensor p = p_.contiguous(), sc = sc_.contiguous();
@@ -216,9 +209,7 @@ Tensor fp4_rows_decode(const Tensor& p_, const Tensor& sc_) {
   const uint8_t *pp = p.const_data_ptr<uint8_t>(), *sp = sc.const_data_ptr<uint8_t>();
   float* op = out.mutable_data_ptr<float>();
   for (int64_t j = 0; j < n * di; ++j) {
-    const uint8_t c = (j & 1) ? pp[j / 2] >> 4 : pp[j / 2] & 15;
-    const float v = (c & 8) ? -values[c & 7] : values[c & 7];
-    op[j] = v * e8m0_value(sp[j / 32]);
+    op[j] = fp4_value((j & 1) ? pp[j / 2] >> 4 : pp[j / 2] & 15) * e8m0_value(sp[j / 32]);
   }
   return out;
 }
