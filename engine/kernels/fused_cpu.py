@@ -60,8 +60,11 @@ def why() -> str | None:
 
 def eager_cpu(*ts: torch.Tensor) -> bool:
     """`ready` for tensors of any dtype (the ops check theirs): the KV rows' byte planes."""
-    if torch.compiler.is_compiling() or any(t.device.type != "cpu" for t in ts):
+    if torch.compiler.is_compiling():
         return False
+    for t in ts:
+        if t.device.type != "cpu":
+            return False
     return _why[0] is None if _why else available()
 
 
@@ -69,12 +72,10 @@ def ready(*ts: torch.Tensor) -> bool:
     """Whether an eager step takes the fused ops for these tensors: float32 on the CPU (strided
     ones are copied first: a path must not depend on a layout), not while torch.compile
     traces, the library loaded (built here on first ask)."""
-    if torch.compiler.is_compiling():
-        return False
-    for t in ts:
-        if t.dtype != torch.float32 or t.device.type != "cpu":
+    for t in ts:  # called ~100 times a step: loops, not generators
+        if t.dtype != torch.float32:
             return False
-    return _why[0] is None if _why else available()
+    return eager_cpu(*ts)
 
 
 def rms_norm(x, w, eps: float):

@@ -4,7 +4,7 @@ A Python number in a tensor op is wrapped into a tensor and converted on every c
 more dispatches per op (`x * 0.5` is `mul`, `to`, `_to_copy`, `empty_strided`, `copy_`). A
 0-dim float32 tensor takes part without them and rounds the same way, so an eager decode
 step's constants (eps, scales, shifts) come from here, and other small constant tensors
-from `cached`.
+from `cached`; `f32` skips a no-op conversion's dispatch.
 """
 
 from __future__ import annotations
@@ -33,3 +33,8 @@ def scalar(value: float, like: torch.Tensor):
         return value
     return cached(("scalar", value), like.device,
                   lambda: torch.tensor(value, dtype=torch.float32, device=like.device))
+
+
+def f32(x: torch.Tensor) -> torch.Tensor:
+    """x as float32: itself when it is (`x.float()` on a float32 tensor still dispatches)."""
+    return x if x.dtype == torch.float32 else x.float()

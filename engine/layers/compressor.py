@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from engine.kernels import fused_cpu
+from engine.kernels.scalars import f32
 from engine.kv.state import CompressorState
 from engine.layers.linear import PLAIN, Linear, project
 from engine.layers.norm import RMSNorm
@@ -45,8 +46,7 @@ class Compressor(nn.Module):
 
     def _project(self, x: torch.Tensor, pos: torch.Tensor):
         """x [S, D] at positions [S] -> kv, gate [S, coff·d] fp32 (gate incl. ape)."""
-        x = x if x.dtype == torch.float32 else x.float()
-        kv, gate = project(x, (self.wkv, self.wgate), act_quant=False)
+        kv, gate = project(f32(x), (self.wkv, self.wgate), act_quant=False)
         return kv, gate + self.ape[pos % self.ratio]
 
     def forward(self, x: torch.Tensor, p0: int, st: CompressorState, finish) -> None:
@@ -79,8 +79,7 @@ class Compressor(nn.Module):
         twice, it writes the same values (a CUDA graph's warm-up may run it before replay)."""
         r, d = self.ratio, self.out_dim
         if fused_cpu.ready(x, st.kv, self.ape):  # the slot write and the pooling in one op
-            xf = x if x.dtype == torch.float32 else x.float()
-            kv, gate = project(xf, (self.wkv, self.wgate), act_quant=False)
+            kv, gate = project(f32(x), (self.wkv, self.wgate), act_quant=False)
             pooled, j, pos = fused_cpu.compress_step(st.kv, st.gate, kv, gate, self.ape, t, r,
                                                      self.overlap)
             st.rows.put(j, finish(pooled, pos, self.norm))

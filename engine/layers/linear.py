@@ -18,7 +18,7 @@ from engine import quant
 from engine.kernels import gemv_f16
 from engine.kernels.gemm_fp8 import dequant, gemm, widened_linear  # noqa: F401 - twins, used by moe.py
 from engine.kernels.packed_f16 import PackedF16
-from engine.kernels.scalars import scalar
+from engine.kernels.scalars import f32, scalar
 from engine.layers.ops import fp8_roundtrip, op
 from engine.numerics import Numerics
 
@@ -95,7 +95,7 @@ def apply(x: torch.Tensor, w, fmt: str, act_fp8: bool) -> torch.Tensor:
     if isinstance(w, Half):
         w, scale = w.half, 2.0 ** w.shift
     if x.shape[0] == 1 and (torch.compiler.is_compiling() or gemv_f16.usable(w)):
-        xf = x if x.dtype == torch.float32 else x.float()
+        xf = f32(x)
         y = one_row(xf if x.dim() == 2 else xf.reshape(-1, x.shape[-1]), w)
         y = y if x.dim() == 2 else y.view(*x.shape[:-1], -1)
         y = y if y.dtype == x.dtype else y.to(x.dtype)

@@ -16,7 +16,7 @@ import torch
 
 from engine.kernels import fused_cpu, registry
 from engine.kernels.mhc import hc_mix, sinkhorn
-from engine.kernels.scalars import scalar
+from engine.kernels.scalars import f32, scalar
 from engine.layers.norm import inv_rms
 from engine.layers.ops import kernel
 
@@ -33,7 +33,7 @@ def hc_pre(x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.T
     if fused_cpu.ready(x, fn, base, scale):
         return fused_cpu.hc_pre(x, fn, base, scale, iters, hc_eps, norm_eps)
     n = x.shape[1]
-    v = _f32(x.flatten(1))
+    v = f32(x.flatten(1))
     mix = torch.mm(v, fn.t()) * inv_rms(v, norm_eps)
     scales = scale.index_select(0, sel) if sel.device == scale.device else scale[sel]
     z = torch.addcmul(base, mix, scales)                           # [S, (2+n)·n]
@@ -60,10 +60,6 @@ def hc_post(y: torch.Tensor, x: torch.Tensor, post: torch.Tensor,
     dt = x.dtype
     post, comb = (post, comb) if post.dtype == dt == comb.dtype else (post.to(dt), comb.to(dt))
     return torch.baddbmm(post.unsqueeze(-1) * y.unsqueeze(1), comb.transpose(1, 2), x)
-
-
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.float32 else x.float()
 
 
 def _sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ from engine.config import ModelConfig
 from engine.kernels import fused_cpu, registry
 from engine.kernels.gemv_f16 import usable
 from engine.kernels.moe_fp4 import experts_ref, swiglu
-from engine.kernels.scalars import scalar
+from engine.kernels.scalars import f32, scalar
 from engine.layers.linear import Half, Linear, dequant, project, rows_at, weight_shapes
 from engine.layers.ops import fp8_roundtrip
 from engine.numerics import Numerics
@@ -127,7 +127,7 @@ class Experts(nn.Module):
         (one token with fp16 copies: linear.rows_at, the rows read in place)."""
         res = None if self.resident is None else self.resident[name]
         if x.shape[0] == 1 and isinstance(res, Half):
-            y = rows_at(x[0] if x.dtype == torch.float32 else x[0].float(), res.half, ids[0])
+            y = rows_at(f32(x[0]), res.half, ids[0])
             return (y * scalar(2.0 ** res.shift, y) if res.shift else y).unsqueeze(0)
         return (x.unsqueeze(-2) * self._chosen(name, ids)).sum(-1)
 
@@ -140,13 +140,13 @@ class Experts(nn.Module):
         xs = rnd(x)[:, None, :]                                           # [S, 1, D]
         h = _swiglu(self._products("w1", xs, ids), self._products("w3", xs, ids),
                     self.limit)                                           # [S, k, I]
-        wt = _f32(weights.unsqueeze(-1))
+        wt = f32(weights.unsqueeze(-1))
         if self.numerics.weight_before_w2:
             h = h * wt
         y = self._products("w2", rnd(h if h.dtype == x.dtype else h.to(x.dtype)), ids)
         if not self.numerics.weight_before_w2:
             y = y * wt                                                    # [S, k, D]
-        return _f32(y).sum(1)
+        return f32(y).sum(1)
 
     def at_home(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`forward` with everything on the experts' own device."""
@@ -159,10 +159,6 @@ class Experts(nn.Module):
             op = registry.get("moe_fp4.experts", x.device)
         return op(x, ids, weights, w, self.fmt, self.numerics.act_fp8, self.limit,
                   self.numerics.weight_before_w2)
-
-
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.float32 else x.float()
 
 
 def _swiglu(a: torch.Tensor, b: torch.Tensor, limit: float) -> torch.Tensor:

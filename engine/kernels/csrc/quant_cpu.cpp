@@ -69,7 +69,6 @@ inline float block_scale(const float* x, int64_t b, float qmax) {
   return pow2_scale(amax, qmax);
 }
 
-
 // quant.fp8_roundtrip / fp4_roundtrip: per block of b channels, one power-of-two scale
 Tensor fp8_roundtrip(const Tensor& x_, int64_t block) {
   const Tensor x = f32(x_, "x");
