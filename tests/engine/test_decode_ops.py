@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 import engine.kernels.scalars as scalars
-from engine.config import preset
 from engine.kernels.scalars import scalar
 from engine.layers.norm import inv_rms
 from engine.layers.rotary import _swapped
-from engine.weights.tiny import random_model
+from tests.engine.step_fixtures import dispatched, one_step, window_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _events(fn) -> int:
-    with profile(activities=[ProfilerActivity.CPU]) as p:
-        fn()
-    return sum(1 for e in p.events() if e.name.startswith("aten::"))
 
 
 @pytest.mark.parametrize("value", [1e-6, 1e-20, 0.0625, 2.0 ** -17, 3.0, 512.0])
@@ -37,7 +29,7 @@ def test_a_cached_scalar_rounds_like_the_python_number(value):
     for op in (torch.add, torch.mul, torch.div, torch.sub):
         assert torch.equal(op(x, c), op(x, value)), op
     assert scalar(value, x) is c  # cached
-    assert _events(lambda: x * c) < _events(lambda: x * value)
+    assert dispatched(lambda: x * c) < dispatched(lambda: x * value)
 
 
 def test_other_dtypes_get_the_number():
@@ -60,24 +52,13 @@ def test_the_few_op_forms_are_bit_for_bit():
 def test_the_scalars_cut_dispatches_and_change_no_logit(mode, monkeypatch):
     """One decode step with the cached constants and with plain Python numbers in their place:
     the same logits bit for bit, fewer aten ops."""
-    model = random_model(preset("tiny-window", compress_ratios=[0, 4, 8, 4, 0], n_layers=4),
-                         seed=5, mode=mode)
-    toks = torch.randint(0, model.cfg.vocab_size, (20,), generator=torch.Generator().manual_seed(3))
-    state = model.new_state()
-
-    def step():
-        st = state.copy()
-        st.reserve(st.pos + 1)
-        return model.decode_step(toks[-1:], torch.full((1,), st.pos), st)
-
-    with torch.no_grad():
-        model(toks[:-1], state)
-        cached, n_cached = step(), _events(step)
-        monkeypatch.setattr(scalars, "scalar", lambda value, like: value)
-        for mod in list(sys.modules.values()):  # every module that imported the name
-            if getattr(mod, "scalar", None) is scalar and mod is not scalars:
-                monkeypatch.setattr(mod, "scalar", lambda value, like: value)
-        plain, n_plain = step(), _events(step)
+    step = one_step(window_model(mode), 20, seed=3)
+    cached, n_cached = step(), dispatched(step)
+    monkeypatch.setattr(scalars, "scalar", lambda value, like: value)
+    for mod in list(sys.modules.values()):  # every module that imported the name
+        if getattr(mod, "scalar", None) is scalar and mod is not scalars:
+            monkeypatch.setattr(mod, "scalar", lambda value, like: value)
+    plain, n_plain = step(), dispatched(step)
     assert torch.equal(cached, plain)
     assert n_cached < n_plain
 

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
-from engine.config import preset
 from engine.kernels import fused_cpu as f
 from engine.kv import rows
 from engine.layers import mhc
 from engine.layers.rotary import tables
 from engine.weights.placement import resident_weights
-from engine.weights.tiny import random_model
+from tests.engine.step_fixtures import dispatched, one_step, window_model
 
 pytestmark = pytest.mark.skipif(not f.available(), reason=f"fused_cpu not built here: {f.why()}")
 
@@ -189,32 +187,16 @@ def test_ready_only_for_eager_float32_cpu_tensors():
     assert seen == [False]  # traced: the torch forms, which inductor fuses
 
 
-def _ops(fn) -> int:
-    with profile(activities=[ProfilerActivity.CPU]) as p:
-        fn()
-    return sum(1 for e in p.events() if e.name.startswith(("aten::", "flashcode::")))
-
-
 @pytest.mark.parametrize("mode", ["reference", "official"])
 def test_a_decode_step_takes_the_fused_ops_with_the_same_logits(mode, monkeypatch):
     """The same step with the fused ops and with the torch forms (resident fp16 copies, as on
     a CPU by default): logits equal to float32 rounding, far fewer ops dispatched."""
-    model = random_model(preset("tiny-window", compress_ratios=[0, 4, 8, 4, 0], n_layers=4),
-                         seed=5, mode=mode)
+    model = window_model(mode)
     resident_weights(model, layout="plain")
-    toks = torch.randint(0, model.cfg.vocab_size, (40,), generator=_g(6))
-    state = model.new_state()
-
-    def step():
-        st = state.copy()
-        st.reserve(st.pos + 1)
-        return model.decode_step(toks[-1:], torch.full((1,), st.pos), st)
-
-    with torch.no_grad():
-        model(toks[:-1], state)
-        fused, n_fused = step(), _ops(step)
-        monkeypatch.setattr(f, "ready", lambda *ts: False)
-        plain, n_plain = step(), _ops(step)
+    step = one_step(model, 40, seed=6)
+    fused, n_fused = step(), dispatched(step)
+    monkeypatch.setattr(f, "ready", lambda *ts: False)
+    plain, n_plain = step(), dispatched(step)
     _close(fused, plain, 1e-5)
     # official numerics add the release's FP8/FP4 round trips, still op by op
     assert n_fused < (0.6 if mode == "reference" else 0.9) * n_plain, (n_fused, n_plain)

@@ -9,10 +9,9 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from engine.config import preset
 from engine.kernels import gemv_f16
 from engine.weights.placement import resident_weights
-from engine.weights.tiny import random_model
+from tests.engine.step_fixtures import one_step, window_model
 
 pytestmark = pytest.mark.skipif(not gemv_f16.available(),
                                 reason=f"gemv_f16 not built here: {gemv_f16.why()}")
@@ -70,26 +69,16 @@ def test_bad_input_is_refused_with_the_reason():
 
 
 def test_a_compiled_step_calls_the_ops_and_equals_eager():
-    model = random_model(preset("tiny-window", compress_ratios=[0, 4, 8, 4, 0], n_layers=4),
-                         seed=5, mode="reference")
+    model = window_model("reference")
     resident_weights(model, layout="plain")
-    toks = torch.randint(0, model.cfg.vocab_size, (16,), generator=torch.Generator().manual_seed(4))
-    state = model.new_state()
-    with torch.no_grad():
-        model(toks[:-1], state)
-
-        def step(fn):
-            st = state.copy()
-            st.reserve(st.pos + 1)
-            return fn(toks[-1:], torch.full((1,), st.pos), st)
-
-        eager = step(model.decode_step)
-        torch._dynamo.reset()
-        fn = torch.compile(model.decode_step, fullgraph=True, backend="aot_eager")
-        step(fn)
-        with profile(activities=[ProfilerActivity.CPU]) as p:
-            compiled = step(fn)
-        torch._dynamo.reset()
+    step = one_step(model, 16, seed=4)
+    eager = step()
+    torch._dynamo.reset()
+    fn = torch.compile(model.decode_step, fullgraph=True, backend="aot_eager")
+    step(fn)
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        compiled = step(fn)
+    torch._dynamo.reset()
     names = {e.name for e in p.events()}
     assert {"flashcode::gemv_f16", "flashcode::gemv_f16_at"} <= names
     assert (compiled - eager).abs().max().item() < 1e-5
